@@ -1,0 +1,37 @@
+# Quick start: `make demo` and `make test` each set up everything on a fresh Linux machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: install data test lint demo clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+# The real Fashion-MNIST (IDX files) from Debian's package, where it is missing.
+data:
+	@if [ ! -f $(FMNIST)/t10k-labels-idx1-ubyte.gz ]; then \
+		echo "installing Debian's dataset-fashion-mnist into $(FMNIST)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install data lint
+	$(PY) -m pytest -q
+
+demo: install data
+	$(VENV)/bin/senet profile
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

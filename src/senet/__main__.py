@@ -1,0 +1,7 @@
+"""``python -m senet`` (and ``torchrun -m senet``) runs the command line."""
+
+import sys
+
+from senet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,143 @@
+"""Parameters, multiply-adds and activations of a network, counted the way the SE paper counts them (§4, Table 2).
+
+Multiply-adds (MACs; the paper's "GFLOPs") are those of convolutions and linear layers, plus, for each SE unit, one
+per element for the squeeze (global pooling) and one per element for the scale: SE-ResNet-50 is 3.860 GMACs of
+convolutions and FCs plus 0.011 G of SE pooling and scaling, the paper's 3.87. BatchNorm, ReLU, the residual
+additions and the other pooling layers are not counted, as in the paper and in ``torch.utils.flop_counter``.
+
+The forward pass that measures the shapes runs on the ``meta`` device: no arithmetic is done, so profiling
+SENet-154 takes well under a second, and a model built under ``torch.device("meta")`` can be profiled without
+ever allocating its weights.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import SqueezeExcite
+
+__all__ = ["LayerCost", "Profile", "profile"]
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """The cost of one module call, per image."""
+
+    name: str
+    kind: str
+    params: int
+    macs: int
+    output_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Complexity of a model for one input image of ``input_size``.
+
+    ``layers`` has one row per call of a convolution, linear layer or SE unit, in execution order; an SE unit's
+    row includes its two FCs.
+    """
+
+    params: int
+    macs: int
+    activations: int  # elements written by convolutions and linear layers, per image
+    input_size: tuple[int, ...]
+    layers: list[LayerCost] = field(repr=False)
+
+    @property
+    def se_params(self) -> int:
+        return sum(c.params for c in self.layers if c.kind == "SqueezeExcite")
+
+    @property
+    def se_macs(self) -> int:
+        """MACs of the SE units: their two FCs, squeeze and scale."""
+        return sum(c.macs for c in self.layers if c.kind == "SqueezeExcite")
+
+    def by_kind(self) -> dict[str, int]:
+        """MACs per module kind."""
+        out: dict[str, int] = {}
+        for c in self.layers:
+            out[c.kind] = out.get(c.kind, 0) + c.macs
+        return out
+
+    def __str__(self) -> str:
+        return (
+            f"{self.params / 1e6:.3f}M params, {self.macs / 1e9:.3f} GMACs, "
+            f"{self.activations / 1e6:.2f}M activations at {'×'.join(map(str, self.input_size))}"
+        )
+
+
+_COUNTED = (nn.Conv2d, nn.Linear, SqueezeExcite)
+
+
+def _macs(m: nn.Module, inputs: tuple, out: Tensor) -> int:
+    """Multiply-adds of one call, per image."""
+    per_image = out.numel() // out.shape[0]
+    if isinstance(m, nn.Conv2d):
+        return per_image * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+    if isinstance(m, nn.Linear):
+        return per_image * m.in_features
+    # SqueezeExcite: one per element to pool (two for avg+max, none without a squeeze) and one to scale;
+    # its FCs are counted as rows of their own and folded in afterwards.
+    squeeze = {"avg": 1, "max": 1, "avgmax": 2, "none": 0}[m.squeeze]
+    return (squeeze + 1) * per_image
+
+
+def profile(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> Profile:
+    """Count the parameters and per-image multiply-adds of ``model`` for an input of ``input_size`` (C, H, W).
+
+    The model's weights are not used or changed; the measuring pass runs in eval mode on the meta device.
+    """
+    input_size = tuple(int(v) for v in input_size)
+    if len(input_size) != 3 or min(input_size) < 1:
+        raise ValueError(f"input_size={input_size!r} must be (C, H, W), e.g. (3, 224, 224)")
+    names = {m: n for n, m in model.named_modules()}
+    rows: list[LayerCost] = []
+
+    def hook(m: nn.Module, inputs: tuple, out: object) -> None:
+        if isinstance(out, Tensor):
+            params = sum(p.numel() for p in m.parameters(recurse=False))
+            rows.append(LayerCost(names[m], type(m).__name__, params, _macs(m, inputs, out), tuple(out.shape[1:])))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _COUNTED)]
+    tensors = itertools.chain(model.named_parameters(), model.named_buffers())
+    meta = {k: torch.empty_like(v, device="meta") for k, v in tensors}
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            x = torch.empty((1, *input_size), device="meta")
+            torch.func.functional_call(model, meta, (x,), strict=False)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+
+    activations = sum(math.prod(c.output_shape) for c in rows if c.kind != "SqueezeExcite")
+    # Fold each SE unit's FCs into its row (the FCs run first: a forward hook fires when its module returns).
+    layers: list[LayerCost] = []
+    pending: list[LayerCost] = []
+    for c in rows:
+        if c.kind == "SqueezeExcite":
+            inner = [p for p in pending if p.name.startswith(c.name + ".")]
+            pending = [p for p in pending if p not in inner]
+            layers += pending
+            pending = []
+            params = c.params + sum(p.params for p in inner)
+            layers.append(LayerCost(c.name, c.kind, params, c.macs + sum(p.macs for p in inner), c.output_shape))
+        else:
+            pending.append(c)
+    layers += pending
+    return Profile(
+        params=sum(p.numel() for p in model.parameters()),
+        macs=sum(c.macs for c in layers),
+        activations=activations,
+        input_size=input_size,
+        layers=layers,
+    )

@@ -1,0 +1,60 @@
+"""The ``senet`` command line: thin sub-commands that parse, call the library and print.
+
+Each sub-command lives in a module of this package with ``add_parser(subparsers)`` that registers it and sets
+``func``. A user error (ValueError, TypeError, a missing file) prints one line on stderr and exits with status 2;
+set SENET_DEBUG=1 to see the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+# Sub-command modules, in the order `senet --help` lists them.
+COMMANDS = ["profile"]
+
+
+class UsageError(Exception):
+    """A command-line mistake; printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="senet", description="Squeeze-and-Excitation networks: models, training, analysis.")
+    from senet import __version__
+
+    parser.add_argument("--version", action="version", version=f"senet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError, KeyError) as e:
+        if os.environ.get("SENET_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"senet: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("senet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

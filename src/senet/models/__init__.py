@@ -1,0 +1,7 @@
+"""The model zoo. Importing this package registers every family."""
+
+from . import resnet  # noqa: F401  (registers its models)
+from ._base import Classifier
+from ._registry import SE_OPTIONS, ModelEntry, create_model, get_entry, list_models, register_twins
+
+__all__ = ["SE_OPTIONS", "Classifier", "ModelEntry", "create_model", "get_entry", "list_models", "register_twins"]

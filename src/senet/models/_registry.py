@@ -1,0 +1,141 @@
+"""The model registry: every network by name, each SE model beside its plain twin.
+
+A family registers a pair with `register_twins`: one builder ``build(se, *, num_classes, in_chans, **arch)`` makes
+both, with ``se=None`` for the plain twin. ``create_model`` checks the options where the user passed them: the SE
+options (`SE_OPTIONS`) are accepted by SE models only, architecture options by both.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..layers import SEConfig
+
+__all__ = ["SE_OPTIONS", "ModelEntry", "create_model", "get_entry", "list_models", "register_twins"]
+
+# Keyword options of every SE model, mapped onto SEConfig (see SEConfig.from_options).
+SE_OPTIONS = (
+    "r", "se_reduced", "se_rounding", "se_squeeze", "se_gate", "se_bias", "se_conv", "se_position", "se_stages",
+)  # fmt: skip
+_COMMON = ("num_classes", "in_chans")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered network."""
+
+    name: str
+    family: str
+    has_se: bool
+    twin: str  # the plain model of an SE model, and the SE model of a plain one
+    build: Callable[..., nn.Module]
+    arch_options: tuple[str, ...]  # options besides num_classes, in_chans and the SE ones
+    input_size: tuple[int, int, int]  # the size the paper measures it at
+    doc: str
+    se_defaults: tuple[tuple[str, object], ...] = ()  # SE options this model defaults differently
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        return self.arch_options + (SE_OPTIONS if self.has_se else ())
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_twins(
+    se_name: str,
+    plain_name: str,
+    build: Callable[..., nn.Module],
+    *,
+    family: str,
+    input_size: tuple[int, int, int] = (3, 224, 224),
+    doc: str = "",
+    se_defaults: dict[str, object] | None = None,
+) -> None:
+    """Register an SE model and its plain twin, both made by ``build(se, *, num_classes, in_chans, **arch)``.
+
+    Raises ValueError if either name is taken.
+    """
+    params = inspect.signature(build).parameters
+    arch = tuple(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n not in _COMMON)
+    for name in (se_name, plain_name):
+        if name in _REGISTRY:
+            raise ValueError(f"model name {name!r} is already registered (by family {_REGISTRY[name].family!r})")
+    doc = doc or inspect.getdoc(build) or ""
+    defaults = tuple((se_defaults or {}).items())
+    if any(k not in SE_OPTIONS for k, _ in defaults):
+        raise ValueError(f"se_defaults {dict(defaults)} may only set {SE_OPTIONS}")
+    _REGISTRY[se_name] = ModelEntry(se_name, family, True, plain_name, build, arch, input_size, doc, defaults)
+    _REGISTRY[plain_name] = ModelEntry(plain_name, family, False, se_name, build, arch, input_size, doc)
+
+
+def list_models(
+    pattern: str = "*", *, se: bool | None = None, family: str | None = None, sort: bool = True
+) -> list[str]:
+    """Names matching a shell-style ``pattern``, sorted (or in registration order with ``sort=False``).
+
+    ``se=True``/``False`` keeps SE or plain models only; ``family`` one family ("resnet", "cifar", ...).
+    """
+    names = [
+        name
+        for name, e in _REGISTRY.items()
+        if fnmatch.fnmatchcase(name, pattern)
+        and (se is None or e.has_se == se)
+        and (family is None or e.family == family)
+    ]
+    return sorted(names) if sort else names
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name``; ValueError naming close matches if there is none."""
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a str, got {type(name).__name__}")
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        hints = difflib.get_close_matches(name, _REGISTRY, n=4, cutoff=0.5)
+        hint = f"close matches: {', '.join(hints)}" if hints else "no close matches"
+        raise ValueError(f"unknown model {name!r}; {hint}; see senet.list_models()") from None
+
+
+def create_model(name: str, *, num_classes: int | None = None, in_chans: int = 3, **options) -> nn.Module:
+    """Build a registered model with fresh weights.
+
+    Args:
+        name: a name from `list_models()`, e.g. ``"se_resnet50"`` or its plain twin ``"resnet50"``.
+        num_classes: outputs of the classifier; by default the model's dataset's (1000 for ImageNet models, 10 for
+            the CIFAR ones).
+        in_chans: input channels (1 for grayscale).
+        **options: architecture options of the family (e.g. ``layout="v1.5"``, ``drop_rate=0.2``) and, for SE
+            models, the SE options: ``r`` (one ratio, or one per stage), ``se_position`` (standard, pre, post,
+            identity, after_3x3), ``se_stages`` (1-based stages with SE), ``se_squeeze``, ``se_gate``,
+            ``se_rounding``, ``se_reduced``, ``se_bias``, ``se_conv``.
+
+    Raises:
+        ValueError: unknown name (close matches named) or a bad option value.
+        TypeError: an option the model does not take (the valid ones named).
+    """
+    entry = get_entry(name)
+    unknown = [k for k in options if k not in entry.options]
+    if unknown:
+        why = " (SE options belong to SE models)" if any(k in SE_OPTIONS for k in unknown) else ""
+        raise TypeError(
+            f"create_model({name!r}) got unexpected option(s) {', '.join(map(repr, unknown))}{why}; "
+            f"valid options: {', '.join(_COMMON + entry.options)}"
+        )
+    for key, value in (("num_classes", num_classes), ("in_chans", in_chans)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{key}={value!r} must be a positive int")
+    if num_classes is not None:
+        options["num_classes"] = num_classes
+    se_kw = dict(entry.se_defaults) | {k: options.pop(k) for k in SE_OPTIONS if k in options}
+    se = SEConfig.from_options(**se_kw) if entry.has_se else None
+    model = entry.build(se, in_chans=in_chans, **options)
+    model.model_name = name
+    return model

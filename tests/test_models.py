@@ -1,0 +1,149 @@
+"""Every registered model: forward and backward, shapes, input checks; the registry's errors."""
+
+import pytest
+import torch
+
+import senet
+from senet.models import get_entry, register_twins
+
+ALL = senet.list_models()
+# Large ImageNet models: build on the meta device for the shape checks (no arithmetic), but still run
+# forward/backward on real tensors at the smallest input, which is cheap.
+
+
+def small_input(model, batch=2):
+    return torch.randn(batch, model.in_chans, model.min_size, model.min_size)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_backward_every_parameter_gets_a_gradient(name):
+    model = senet.create_model(name, num_classes=7, in_chans=1)
+    x = small_input(model)
+    out = model(x)
+    assert out.shape == (2, 7)
+    assert torch.isfinite(out).all()
+    out.logsumexp(1).mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"no gradient for {missing[:5]}"
+    feats = model.forward_features(x)
+    assert feats.ndim == 4 and feats.shape[1] == model.num_features
+    assert model.forward_head(feats, pre_logits=True).shape == (2, model.num_features)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bad_input_names_the_expected_shape_before_any_convolution(name):
+    with torch.device("meta"):
+        model = senet.create_model(name)
+    calls = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_pre_hook(lambda *a: calls.append(1))
+    c, s = model.in_chans, model.min_size
+    bad = [(2, c + 1, s, s), (2, c, s - 1, s), (2, c, s, max(s - 1, 0)), (c, s, s), (1, 2, c, s, s)]
+    for shape in bad:
+        with pytest.raises(ValueError, match=rf"expects input of shape \(B, {c}, H, W\) with H, W >= {s}"):
+            model(torch.empty(shape, device="meta"))
+    assert not calls
+    assert model(torch.empty(2, c, s, s, device="meta")).shape == (2, model.num_classes)
+
+
+def test_twins_are_registered_in_pairs():
+    for name in ALL:
+        e = get_entry(name)
+        twin = get_entry(e.twin)
+        assert twin.twin == name and twin.has_se != e.has_se
+        if e.has_se:
+            assert name.startswith("se_") or name == "senet154"
+    assert get_entry("se_resnet50").twin == "resnet50"
+
+
+def test_unknown_name_names_close_matches():
+    with pytest.raises(ValueError, match=r"unknown model 'se_resnet05'; close matches: .*se_resnet50"):
+        senet.create_model("se_resnet05")
+
+
+def test_unknown_option_is_a_type_error_naming_it():
+    with pytest.raises(TypeError, match="'reduction'"):
+        senet.create_model("se_resnet50", reduction=8)
+    with pytest.raises(TypeError, match="SE options belong to SE models"):
+        senet.create_model("resnet50", r=8)
+
+
+def test_bad_option_values():
+    with pytest.raises(ValueError, match="layout='v2'"):
+        senet.create_model("se_resnet50", layout="v2")
+    with pytest.raises(ValueError, match="after_3x3"):
+        senet.create_model("se_resnet18", se_position="after_3x3")
+    with pytest.raises(ValueError, match="num_classes=0"):
+        senet.create_model("resnet20", num_classes=0)
+
+
+def test_registering_a_name_twice_raises():
+    with pytest.raises(ValueError, match="already registered"):
+        register_twins("se_resnet50", "resnet50_again", lambda se, *, num_classes=1, in_chans=3: None, family="x")
+
+
+def test_list_models_pattern():
+    assert senet.list_models("se_resnext*") == ["se_resnext101_32x4d", "se_resnext50_32x4d"]
+    assert "resnet50" in senet.list_models(se=False) and "resnet50" not in senet.list_models(se=True)
+
+
+@pytest.mark.parametrize("position", ["standard", "pre", "post", "identity", "after_3x3"])
+def test_se_positions_place_the_unit_where_the_paper_does(position):
+    model = senet.create_model("se_resnet50", se_position=position)
+    block = model.layer2[0]  # 256 -> 512 channels, width 128
+    expected = {"standard": 512, "pre": 256, "post": 512, "identity": 512, "after_3x3": 128}[position]
+    assert block.se.channels == expected
+    x = torch.randn(2, 3, 64, 64)
+    assert model(x).shape == (2, 1000)
+
+
+def test_se_in_chosen_stages_and_per_stage_ratio():
+    model = senet.create_model("se_resnet50", se_stages=(3,), r=(2, 4, 8, 32))
+    for i, stage in enumerate(model.stages(), 1):
+        for blk in stage:
+            assert (blk.se is not None) == (i == 3)
+    assert model.layer3[0].se.reduced == 1024 // 8
+
+
+def test_layouts_move_the_stride():
+    orig = senet.create_model("se_resnet50")
+    v15 = senet.create_model("se_resnet50", layout="v1.5")
+    assert orig.layer2[0].conv1.stride == (2, 2) and orig.layer2[0].conv2.stride == (1, 1)
+    assert v15.layer2[0].conv1.stride == (1, 1) and v15.layer2[0].conv2.stride == (2, 2)
+    # The released SE-ResNeXt models stride on the 3×3 in either layout.
+    assert senet.create_model("se_resnext50_32x4d").layer2[0].conv2.stride == (2, 2)
+
+
+def test_seed_senet18_structure():
+    model = senet.create_model("se_resnet18_cifar")
+    block = model.layer2[0]
+    assert type(block).__name__ == "PreActBasicBlock"
+    assert isinstance(block.se.fc1, torch.nn.Conv2d)  # two 1×1 convolutions, as the seed writes it
+    assert block.se.reduced == 128 // 16
+    assert sum(p.numel() for p in model.parameters()) == 11_260_354
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_senet154_changes():
+    with torch.device("meta"):
+        model = senet.create_model("senet154")
+    assert [type(m).__name__ for m in model.stem][:3] == ["Conv2d", "BatchNorm2d", "ReLU"]
+    assert model.stem.conv3.out_channels == 128
+    blk = model.layer2[0]
+    assert blk.conv1.out_channels == blk.conv2.out_channels // 2 and blk.conv2.groups == 64
+    assert blk.downsample[0].kernel_size == (3, 3) and model.layer1[0].downsample[0].kernel_size == (1, 1)
+    assert model.drop.p == 0.2
+
+
+def test_zero_init_last_makes_blocks_identity_on_the_branch():
+    model = senet.create_model("se_resnet50", zero_init_last=True)
+    assert all(blk.bn3.weight.abs().sum() == 0 for stage in model.stages() for blk in stage)
+
+
+def test_channels_last_matches_contiguous():
+    model = senet.create_model("se_resnet20").eval()
+    x = torch.randn(2, 3, 32, 32)
+    ref = model(x)
+    out = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
