@@ -132,10 +132,12 @@ def create_model(name: str, *, num_classes: int | None = None, in_chans: int = 3
     for key, value in (("num_classes", num_classes), ("in_chans", in_chans)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{key}={value!r} must be a positive int")
+    config = {"name": name, "in_chans": in_chans, "options": dict(options)}
     if num_classes is not None:
         options["num_classes"] = num_classes
     se_kw = dict(entry.se_defaults) | {k: options.pop(k) for k in SE_OPTIONS if k in options}
     se = SEConfig.from_options(**se_kw) if entry.has_se else None
     model = entry.build(se, in_chans=in_chans, **options)
     model.model_name = name
+    model.model_config = {**config, "num_classes": model.num_classes}  # what rebuilds it (see senet.io)
     return model

@@ -1,0 +1,142 @@
+"""Files: atomic writes, weights as safetensors with senet's metadata, and safe loading of other formats.
+
+A senet weights file is a safetensors file whose metadata holds one JSON entry, ``"senet"``: the model name and
+options that rebuild it (``create_model``), and facts about the weights such as the input normalisation and class
+names. Nothing here unpickles arbitrary objects: ``torch.load`` is only ever called with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "atomic_write",
+    "load_model",
+    "model_metadata",
+    "read_weights",
+    "safe_torch_load",
+    "save_weights",
+]
+
+_META_KEY = "senet"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Write a file so that a crash leaves either the old file or the new one, never a torn one.
+
+    ``write(tmp)`` writes the content to a temporary path in the same folder; it is then flushed to disk and
+    renamed over ``path``, and the folder entry synced.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def model_metadata(model: nn.Module, **extra: Any) -> dict[str, Any]:
+    """What rebuilds ``model`` (made by ``create_model``) plus ``extra`` facts (mean, std, classes, ...)."""
+    config = getattr(model, "model_config", None)
+    if config is None:
+        raise ValueError(f"{type(model).__name__} was not made by senet.create_model; its weights cannot be rebuilt")
+    return {**config, **extra}
+
+
+def save_weights(path: str | os.PathLike, model_or_state: nn.Module | Mapping[str, Tensor], metadata: dict) -> Path:
+    """Save weights as safetensors with ``metadata`` (JSON-serialisable) under the ``"senet"`` key, atomically."""
+    from safetensors.torch import save_file
+
+    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    # safetensors refuses shared or strided storage: give it contiguous copies.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    meta = {_META_KEY: json.dumps(metadata, sort_keys=True)}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Tensors and senet metadata of a safetensors file ({} if it has none).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a complete safetensors file (truncated, corrupt or another format).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {str(path)!r}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(_META_KEY)
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        hint = " (a pickle? convert it with `senet convert`)" if _looks_like_pickle(path) else ""
+        raise ValueError(f"{str(path)!r} is not a valid safetensors file{hint}: truncated or corrupt ({e})") from None
+    return tensors, (json.loads(raw) if raw else {})
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head[:1] == b"\x80" or head[:2] == b"PK"  # a raw pickle or torch's zip archive
+
+
+def load_model(path: str | os.PathLike, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a senet weights file describes and load its weights (strictly). Returns (model, metadata)."""
+    from .models import create_model
+
+    tensors, meta = read_weights(path)
+    if "name" not in meta:
+        raise ValueError(f"{str(path)!r} has no senet metadata; load it into a model with senet.load_weights")
+    options = {**meta.get("options", {}), **overrides}
+    model = create_model(meta["name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **options)
+    result = model.load_state_dict(tensors, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{str(path)!r} does not fit {meta['name']}: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
+    return model, meta
+
+
+def safe_torch_load(path: str | os.PathLike) -> Any:
+    """``torch.load`` that refuses anything but tensors and plain containers (never runs pickled code)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # torch raises UnpicklingError or RuntimeError depending on the content
+        raise ValueError(
+            f"refusing to load {str(path)!r}: it is not a plain weights file (it holds objects that would run code "
+            f"when unpickled, or it is corrupt). Only load pickles you trust; prefer safetensors. Detail: "
+            f"{str(e).splitlines()[0]}"
+        ) from None
