@@ -7,8 +7,11 @@
 """
 
 from .analysis import Profile, profile
+from .export import export
 from .layers import SEConfig, SqueezeExcite, reduced_width
 from .models import Classifier, create_model, get_entry, list_models
+from .retrofit import add_se
+from .weights import list_weights, load_weights
 
 __version__ = "0.1.0"
 
@@ -17,9 +20,13 @@ __all__ = [
     "Profile",
     "SEConfig",
     "SqueezeExcite",
+    "add_se",
     "create_model",
+    "export",
     "get_entry",
     "list_models",
+    "list_weights",
+    "load_weights",
     "profile",
     "reduced_width",
 ]

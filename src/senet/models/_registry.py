@@ -104,8 +104,10 @@ def get_entry(name: str) -> ModelEntry:
         raise ValueError(f"unknown model {name!r}; {hint}; see senet.list_models()") from None
 
 
-def create_model(name: str, *, num_classes: int | None = None, in_chans: int = 3, **options) -> nn.Module:
-    """Build a registered model with fresh weights.
+def create_model(
+    name: str, *, num_classes: int | None = None, in_chans: int = 3, weights: str | None = None, **options
+) -> nn.Module:
+    """Build a registered model with fresh weights, or with published ones (``weights``).
 
     Args:
         name: a name from `list_models()`, e.g. ``"se_resnet50"`` or its plain twin ``"resnet50"``.
@@ -116,11 +118,17 @@ def create_model(name: str, *, num_classes: int | None = None, in_chans: int = 3
             models, the SE options: ``r`` (one ratio, or one per stage), ``se_position`` (standard, pre, post,
             identity, after_3x3), ``se_stages`` (1-based stages with SE), ``se_squeeze``, ``se_gate``,
             ``se_rounding``, ``se_reduced``, ``se_bias``, ``se_conv``.
+        weights: ``"DEFAULT"`` or a tag of `senet.weights.list_weights(name)`: download (torch.hub's cache,
+            checksum checked), convert and load the published weights; see `senet.weights.pretrained`.
 
     Raises:
         ValueError: unknown name (close matches named) or a bad option value.
         TypeError: an option the model does not take (the valid ones named).
     """
+    if weights is not None:
+        from ..weights import pretrained  # senet.weights builds on this module
+
+        return pretrained(name, weights, num_classes=num_classes, in_chans=in_chans, **options)
     entry = get_entry(name)
     unknown = [k for k in options if k not in entry.options]
     if unknown:

@@ -1,0 +1,60 @@
+"""``senet convert``: weights of another layout into a senet safetensors file; ``senet weights``: the known ones."""
+
+from __future__ import annotations
+
+import argparse
+
+from senet.io import model_metadata, save_weights
+from senet.models import create_model
+from senet.models._base import IMAGENET_MEAN, IMAGENET_STD
+from senet.weights import KNOWN_WEIGHTS, LAYOUTS, detect_layout, list_weights, load_weights, model_options, read_state
+
+
+def run(args: argparse.Namespace) -> int:
+    state = read_state(args.src)
+    layout = detect_layout(state) if args.layout == "auto" else args.layout
+    if layout is None:
+        raise ValueError(f"cannot tell the layout of {args.src!r}; pass --from one of {', '.join(LAYOUTS)}")
+    options = model_options(args.model, layout)
+    model = create_model(args.model, num_classes=args.num_classes, **options)
+    load_weights(model, state, layout)
+    meta = model_metadata(model, mean=args.mean, std=args.std, source=str(args.src), source_layout=layout)
+    save_weights(args.out, model, meta)
+    print(f"{args.src} ({layout} layout) -> {args.out}: {args.model} {options or ''}, {len(state)} tensors")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    names = set(list_weights(args.pattern))
+    print(f"{'weights':<34} {'layout':<12} {'top-1':>6}  url")
+    for w in KNOWN_WEIGHTS:
+        if w.name in names:
+            top1 = f"{w.top1:.2f}" if w.top1 is not None else "-"
+            print(f"{w.name:<34} {w.layout:<12} {top1:>6}  {w.url}")
+    print("\nthe first weights of a model are its DEFAULT: senet.create_model(NAME, weights='DEFAULT')")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert Caffe-port / timm / torchvision weights into a senet weights file",
+        description="Load a .pth (read with weights_only=True, never unpickling code) or safetensors file of "
+        "another layout into a senet model and save it as safetensors with senet's metadata. Missing, "
+        "unexpected or misshapen keys are an error naming them.",
+    )
+    p.add_argument("src", metavar="SRC", help="the weights file to convert")
+    p.add_argument("--from", dest="layout", default="auto", choices=("auto", *LAYOUTS),
+                   help="layout of SRC (default: recognised from its key names)")  # fmt: skip
+    p.add_argument("--model", required=True, help="senet model name, e.g. se_resnet50 (see `senet models`)")
+    p.add_argument("--out", required=True, metavar="DST", help="output .safetensors file (written atomically)")
+    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the model's, 1000)")
+    p.add_argument("--mean", type=float, nargs="+", default=list(IMAGENET_MEAN),
+                   help="input normalisation recorded with the weights (default ImageNet's)")  # fmt: skip
+    p.add_argument("--std", type=float, nargs="+", default=list(IMAGENET_STD))
+    p.set_defaults(func=run)
+
+    w = sub.add_parser("weights", help="list the known published weights", description="List the published "
+                       "weights that create_model(NAME, weights=...) downloads, converts and loads.")  # fmt: skip
+    w.add_argument("pattern", nargs="?", default="*", help="shell-style model pattern, e.g. 'se_*'")
+    w.set_defaults(func=_list)

@@ -1,0 +1,44 @@
+"""``senet export``: a senet weights file as ONNX, a torch.export ExportedProgram or TorchScript."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from senet.export import FORMATS, export, read_metadata
+from senet.io import load_model
+
+_SUFFIX = {"onnx": ".onnx", "exported-program": ".pt2", "torchscript": ".ts"}
+
+
+def run(args: argparse.Namespace) -> int:
+    model, meta = load_model(args.weights)
+    out = Path(args.out) if args.out else Path(args.weights).with_suffix(_SUFFIX[args.format])
+    mean = args.mean if args.mean is not None else meta.get("mean")
+    std = args.std if args.std is not None else meta.get("std")
+    if mean is None or std is None:
+        raise ValueError(f"{args.weights!r} does not record its input normalisation; pass --mean and --std")
+    size = args.input_size or meta.get("input_size")
+    keep = {k: v for k, v in meta.items() if k not in ("name", "options", "num_classes", "in_chans", "mean", "std")}
+    path = export(model, out, format=args.format, input_size=size, mean=mean, std=std, metadata=keep)
+    recorded = read_metadata(path)
+    print(f"{args.weights} -> {path} ({args.format}, input (N, {', '.join(map(str, recorded['input_size']))}), "
+          f"dynamic N; mean {recorded['mean']}, std {recorded['std']})")  # fmt: skip
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a senet weights file to ONNX, ExportedProgram or TorchScript",
+        description="Rebuild the model a senet weights file describes and export it with a dynamic batch axis. "
+        "The input normalisation and size are recorded in the exported file (ONNX metadata_props, or senet.json "
+        "in .pt2 / TorchScript archives).",
+    )
+    p.add_argument("weights", metavar="WEIGHTS", help="a senet .safetensors file (from training or `senet convert`)")
+    p.add_argument("--format", choices=FORMATS, default="onnx", help="default: onnx")
+    p.add_argument("--out", help="output file (default: WEIGHTS with .onnx, .pt2 or .ts)")
+    p.add_argument("--input-size", type=int, help="height = width of the input (default: the weights' or model's)")
+    p.add_argument("--mean", type=float, nargs="+", help="input normalisation (default: the weights' metadata)")
+    p.add_argument("--std", type=float, nargs="+")
+    p.set_defaults(func=run)
