@@ -425,6 +425,7 @@ def pretrained(
     for key, value in spec.options.items():
         if key in options and options[key] != value:
             raise ValueError(f"{spec.name} need {key}={value!r}; got {key}={options[key]!r}")
+    num_classes = spec.num_classes if num_classes is None else num_classes
     model = create_model(name, num_classes=num_classes, in_chans=in_chans, **{**options, **spec.options})
     new_head = model.num_classes != spec.num_classes
     load_weights(model, safe_torch_load(fetch(spec)), spec.layout, skip=("fc.",) if new_head else ())

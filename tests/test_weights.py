@@ -1,0 +1,266 @@
+"""Converters against the reference code itself (timm, torchvision), the known weights' download path (offline, on a
+local HTTP server), and the errors: keys reported by name, layouts checked, pickles and torn files refused."""
+
+import hashlib
+import http.server
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from functools import partial
+
+import pytest
+import timm
+import torch
+import torchvision
+
+import senet
+import senet.weights as W
+from senet.cli import main
+from senet.io import load_model, save_weights
+from senet.weights import ConversionError, KnownWeights, load_weights
+
+# (reference builder, senet model, layout): the issue's seven, each against the reference implementation itself.
+CASES = {
+    "legacy_seresnet50": (lambda: timm.create_model("legacy_seresnet50"), "se_resnet50", "caffe"),
+    "legacy_seresnext50_32x4d": (lambda: timm.create_model("legacy_seresnext50_32x4d"), "se_resnext50_32x4d", "caffe"),
+    "legacy_senet154": (lambda: timm.create_model("legacy_senet154"), "senet154", "caffe"),
+    "seresnet50": (lambda: timm.create_model("seresnet50"), "se_resnet50", "timm"),
+    "seresnext50_32x4d": (lambda: timm.create_model("seresnext50_32x4d"), "se_resnext50_32x4d", "timm"),
+    "tv_resnet50": (torchvision.models.resnet50, "resnet50", "torchvision"),
+    "tv_resnext50_32x4d": (torchvision.models.resnext50_32x4d, "resnext50_32x4d", "torchvision"),
+}
+
+
+@torch.no_grad()
+def randomize(model: torch.nn.Module) -> torch.nn.Module:
+    """Random BN statistics and affine parameters and random biases, so that a swapped or dropped tensor shows."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.normal_(0, 0.2)
+        elif isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None:
+            m.bias.normal_(0, 0.2)
+    return model.eval()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_converted_model_computes_what_the_reference_computes(case):
+    """Outputs equal within 1e-5 (eval mode, random weights and inputs), compared in float64 so that the test
+    measures the function rather than float32 summation order (in float32 the differences are ~1e-6 relative)."""
+    build, name, layout = CASES[case]
+    ref = randomize(build())
+    model = senet.create_model(name, **W.model_options(name, layout)).eval()
+    load_weights(model, ref.state_dict(), layout)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        expected, got = ref.double()(x), model.double()(x)
+    assert expected.abs().max() > 0.1  # not a degenerate comparison
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_layout_is_recognised_from_key_names():
+    assert W.detect_layout(timm.create_model("legacy_seresnet50").state_dict()) == "caffe"
+    assert W.detect_layout(timm.create_model("seresnet50").state_dict()) == "timm"
+    assert W.detect_layout(torchvision.models.resnet18().state_dict()) == "torchvision"
+    assert W.detect_layout(senet.create_model("resnet20").state_dict()) == "senet"
+    model = senet.create_model("resnet18", layout="v1.5")
+    load_weights(model, randomize(torchvision.models.resnet18()).state_dict())  # layout="auto"
+
+
+@pytest.fixture(scope="module")
+def caffe_se_resnet50():
+    return timm.create_model("legacy_seresnet50").state_dict()
+
+
+def test_missing_unexpected_and_misshapen_keys_are_named(caffe_se_resnet50):
+    state = dict(caffe_se_resnet50)
+    del state["layer2.1.bn2.running_var"]
+    state["layer9.extra.weight"] = torch.zeros(1)
+    with pytest.raises(ConversionError) as info:
+        load_weights(senet.create_model("se_resnet50"), state, "caffe")
+    e = info.value
+    assert e.missing == ["layer2.1.bn2.running_var"] and e.unexpected == ["layer9.extra.weight"]
+    assert "layer2.1.bn2.running_var" in str(e) and "layer9.extra.weight" in str(e)
+    with pytest.raises(ConversionError, match=r"layer1\.0\.se\.fc1\.weight \(16, 256, 1, 1\) in the file, \(32, 256\)"):
+        load_weights(senet.create_model("se_resnet50", r=8), caffe_se_resnet50, "caffe")
+    with pytest.raises(ConversionError, match="look like layout='caffe'"):
+        load_weights(senet.create_model("se_resnet50"), caffe_se_resnet50, "senet")
+
+
+def test_weights_need_the_layout_they_compute_with(caffe_se_resnet50):
+    """Strides and pooling differ between layouts while every shape agrees: refused, not silently loaded."""
+    with pytest.raises(ValueError, match=r"layout='original'.*create_model\('se_resnet50', layout='original'\)"):
+        load_weights(senet.create_model("se_resnet50", layout="v1.5"), caffe_se_resnet50, "caffe")
+    tv = torchvision.models.resnet18().state_dict()
+    with pytest.raises(ValueError, match=r"layout='v1\.5'"):
+        load_weights(senet.create_model("resnet18"), tv, "torchvision")
+
+
+def test_timm_reduced_width_mismatch_hints_at_rounding():
+    state = timm.create_model("seresnet18").state_dict()  # C = 64 → timm 8, the paper's floor(64/16) = 4
+    with pytest.raises(ConversionError, match="se_rounding='round8'"):
+        load_weights(senet.create_model("se_resnet18", layout="v1.5"), state, "timm")
+    load_weights(senet.create_model("se_resnet18", **W.model_options("se_resnet18", "timm")), state, "timm")
+
+
+def test_skip_keeps_a_new_classifier(caffe_se_resnet50):
+    model = senet.create_model("se_resnet50", num_classes=10)
+    fc = model.fc.weight.clone()
+    with pytest.raises(ConversionError, match=r"fc\.weight"):
+        load_weights(model, caffe_se_resnet50, "caffe")
+    load_weights(model, caffe_se_resnet50, "caffe", skip=("fc.",))
+    assert torch.equal(model.fc.weight, fc)
+    assert torch.equal(model.stem.conv1.weight, caffe_se_resnet50["layer0.conv1.weight"])
+
+
+def test_se_fc_converts_between_linear_and_conv_forms(caffe_se_resnet50):
+    linear = senet.create_model("se_resnet50")
+    load_weights(linear, caffe_se_resnet50, "caffe")
+    conv = senet.create_model("se_resnet50", se_conv=True)
+    load_weights(conv, linear.state_dict(), "senet")
+    assert conv.layer1[0].se.fc1.weight.shape == (16, 256, 1, 1)
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(conv.eval()(x), linear.eval()(x))
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/senet_weights_pwned",))
+
+
+def test_malicious_pickle_and_truncated_safetensors_are_refused(tmp_path):
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "x": _Evil()}, evil)
+    model = senet.create_model("resnet20")
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_weights(model, evil)
+    raw = tmp_path / "evil.pkl"
+    raw.write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_weights(model, raw)
+    assert not os.path.exists("/tmp/senet_weights_pwned")
+    torn = save_weights(tmp_path / "w.safetensors", model, model.model_config)
+    torn.write_bytes(torn.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="not a valid safetensors file"):
+        load_weights(model, torn)
+    proc = subprocess.run([sys.executable, "-m", "senet", "convert", str(evil), "--model", "resnet20", "--out",
+                           str(tmp_path / "o.safetensors")], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and "refusing to load" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_cli_convert_then_load_model(tmp_path, capsys):
+    ref = randomize(torchvision.models.resnet18())
+    src = tmp_path / "resnet18-tv.pth"
+    torch.save(ref.state_dict(), src)
+    out = tmp_path / "resnet18.safetensors"
+    assert main(["convert", str(src), "--model", "resnet18", "--out", str(out)]) == 0
+    assert "torchvision layout" in capsys.readouterr().out
+    model, meta = load_model(out)
+    assert meta["options"] == {"layout": "v1.5"} and meta["mean"] == [0.485, 0.456, 0.406]
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(model.eval()(x), ref(x), rtol=0, atol=1e-6)
+    assert main(["weights", "se_resnet50"]) == 0
+    assert "se_resnet50.caffe_in1k" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Known weights: served over HTTP from a local folder, exactly as a download would be.
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    return tmp_path / "hub" / "checkpoints"
+
+
+def _caffe_file(folder, model):
+    """``model``'s weights as the Caffe port stores them (layer0, se_module as 1×1 convs, last_linear), named
+    name-<sha256 prefix>.pth as published files are."""
+    state = {}
+    for key, value in model.state_dict().items():
+        if ".se." in key and key.endswith("weight"):
+            value = value[:, :, None, None]
+        key = key.replace("stem.", "layer0.").replace(".se.", ".se_module.").replace("fc.", "last_linear.")
+        state[key] = value
+    tmp = folder / "tmp.pth"
+    torch.save(state, tmp)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    return tmp.rename(folder / f"se_resnet20-{digest[:8]}.pth"), digest
+
+
+def test_known_weights_download_check_convert_and_cache(server, hub, monkeypatch):
+    root, url = server
+    source = randomize(senet.create_model("se_resnet20"))
+    path, _ = _caffe_file(root, source)
+    spec = KnownWeights("se_resnet20", "test", f"{url}/{path.name}", "caffe", "test", num_classes=10, mean=(0.5,) * 3)
+    monkeypatch.setattr(W, "KNOWN_WEIGHTS", (spec,))
+    model = senet.create_model("se_resnet20", weights="DEFAULT").eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(model(x), source(x), rtol=0, atol=1e-6)
+    assert model.weights_meta["mean"] == [0.5] * 3 and model.weights_meta["sha256_prefix"] == path.name[-12:-4]
+    assert [p.name for p in hub.iterdir()] == [path.name]  # in torch.hub's cache, no partial files
+    path.unlink()  # served no more: the cache answers
+    again = senet.create_model("se_resnet20", weights="test", num_classes=4)
+    assert again.fc.out_features == 4 and torch.equal(again.stem.conv1.weight, model.stem.conv1.weight)
+
+
+def test_known_weights_with_a_wrong_checksum_are_discarded(server, hub, monkeypatch):
+    root, url = server
+    path, digest = _caffe_file(root, senet.create_model("se_resnet20"))
+    wrong = "0" * 8 if not digest.startswith("0" * 8) else "1" * 8
+    bad = path.rename(root / f"se_resnet20-{wrong}.pth")
+    monkeypatch.setattr(W, "KNOWN_WEIGHTS", (KnownWeights("se_resnet20", "t", f"{url}/{bad.name}", "caffe", "t"),))
+    with pytest.raises(ValueError, match=f'failed its checksum.*expected "{wrong}", got "{digest}"'):
+        senet.create_model("se_resnet20", weights="DEFAULT")
+    assert not hub.exists() or not list(hub.iterdir())  # nothing kept, not even a partial file
+
+
+def test_known_weights_offline_is_a_clear_error(hub, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = KnownWeights("se_resnet20", "t", f"http://127.0.0.1:{port}/se_resnet20-0123abcd.pth", "caffe", "t")
+    monkeypatch.setattr(W, "KNOWN_WEIGHTS", (spec,))
+    with pytest.raises(ConnectionError, match=r"Offline\? Copy the file \(SHA-256 starting 0123abcd\) to .*hub"):
+        senet.create_model("se_resnet20", weights="DEFAULT")
+
+
+def test_known_weights_table_and_lookup_errors():
+    for w in W.KNOWN_WEIGHTS:
+        assert w.url.startswith("https://") and len(w.hash_prefix) >= 8
+        assert senet.get_entry(w.model).has_se == (w.layout != "torchvision")
+    assert W.get_weights("se_resnet50").tag == "caffe_in1k"  # the paper's own weights are the default
+    assert W.get_weights("se_resnet50").options == {"layout": "original"}
+    assert W.get_weights("se_resnet50", "timm_a1_in1k").options == {"layout": "v1.5", "se_rounding": "round8"}
+    with pytest.raises(ValueError, match="choose 'DEFAULT' or one of caffe_in1k, timm_a1_in1k"):
+        W.get_weights("se_resnet50", "imagenet")
+    with pytest.raises(ValueError, match="no published weights are known for 'se_resnet20'"):
+        senet.create_model("se_resnet20", weights="DEFAULT")
+    with pytest.raises(ValueError, match="need layout='original'"):
+        senet.create_model("se_resnet50", weights="DEFAULT", layout="v1.5")
+    with pytest.raises(ValueError, match="in_chans=3"):
+        senet.create_model("se_resnet50", weights="DEFAULT", in_chans=1)
