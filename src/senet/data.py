@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
-AUGMENTATIONS = ("none", "crop-flip", "imagenet")
+AUGMENTATIONS = ("auto", "none", "crop-flip", "imagenet")  # auto: imagenet for image folders, crop-flip otherwise
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 FASHION_MNIST_CLASSES = (
@@ -570,7 +570,7 @@ def load_datasets(
     data_dir: str | None = None,
     download: bool = False,
     image_size: int = 0,
-    augment: str = "crop-flip",
+    augment: str = "auto",
     crop_padding: int = 4,
     train_subset: int = 0,
     test_subset: int = 0,
@@ -584,7 +584,7 @@ def load_datasets(
         download: fetch the dataset through torchvision if it is not found (needs the network).
         image_size: the side the model sees; 0 for the dataset's own (28, 32, 224 for image folders).
         augment: ``crop-flip`` (pad ``crop_padding`` px, random crop, mirror) for in-memory datasets, ``imagenet``
-            (the paper's) for image folders, or ``none``.
+            (the paper's) for image folders, ``none``, or ``auto`` (the one that applies).
         train_subset, test_subset: keep a fixed random subset of that many images (0: all).
         in_chans: channels of image-folder and synthetic images (3 RGB, 1 grayscale).
 
@@ -598,6 +598,8 @@ def load_datasets(
         raise ValueError(f"unknown dataset {name!r}{hint}; choose from {', '.join(DATASETS)}")
     if augment not in AUGMENTATIONS:
         raise ValueError(f"unknown augment {augment!r}; choose from {', '.join(AUGMENTATIONS)}")
+    if augment == "auto":
+        augment = "imagenet" if name == "imagefolder" else "crop-flip"
     if (augment == "imagenet") != (name == "imagefolder") and augment != "none":
         want = "imagenet" if name == "imagefolder" else "crop-flip"
         raise ValueError(f"augment {augment!r} does not apply to {name}; use {want!r} or 'none'")

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 # Sub-command modules, in the order `senet --help` lists them.
-COMMANDS = ["profile", "analysis", "convert", "export"]
+COMMANDS = ["profile", "train", "analysis", "convert", "export"]
 
 
 class UsageError(Exception):

@@ -1,0 +1,117 @@
+"""Training checkpoints that resume a run exactly and never unpickle anything.
+
+A run folder holds three files, each written atomically (`senet.io.atomic_write`: temporary file, fsync, rename),
+so a crash at any moment leaves the previous version of each whole:
+
+* ``state.safetensors``: everything ``--resume`` needs: the weights (``model/…``), the EMA weights (``ema/…``),
+  the optimizer, gradient-scaler and schedule state and the progress counters. Tensors are safetensors entries,
+  everything else plain JSON in the file's metadata (`pack_state` turns a nested state dict into the two).
+* ``last.safetensors`` and ``best.safetensors``: plain senet weights files (`senet.io.save_weights`, the model to
+  evaluate: the EMA weights when EMA is on) with the metadata that rebuilds the model and preprocesses its input,
+  for ``senet eval`` / ``senet predict`` / `senet.io.load_model`.
+
+Randomness needs no saving: the data order and augmentation of every batch and the generator used by each step
+are derived from (seed, epoch, step) — see senet.data.EpochBatches and the trainer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from .io import read_weights, save_weights
+
+__all__ = [
+    "STATE_FORMAT",
+    "TrainingState",
+    "clean_partial_writes",
+    "load_state",
+    "pack_state",
+    "save_state",
+    "unpack_state",
+]
+
+STATE_FORMAT = "senet-training-state/1"
+STATE_FILE, LAST_FILE, BEST_FILE = "state.safetensors", "last.safetensors", "best.safetensors"
+
+
+def pack_state(obj: Any, prefix: str, tensors: dict[str, Tensor]) -> Any:
+    """Move every tensor of a nested state (dicts, lists, numbers, strings) into ``tensors`` under a path-like
+    key and return the JSON-able rest, with ``{"$tensor": key}`` where a tensor was. Dicts whose keys are not
+    all strings (an optimizer's state is keyed by parameter index) become ``{"$items": [[key, value], ...]}``."""
+    if isinstance(obj, Tensor):
+        tensors[prefix] = obj
+        return {"$tensor": prefix}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {k: pack_state(v, f"{prefix}/{k}", tensors) for k, v in obj.items()}
+        return {"$items": [[k, pack_state(v, f"{prefix}/{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [pack_state(v, f"{prefix}/{i}", tensors) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot checkpoint a {type(obj).__name__} at {prefix!r}: only tensors and plain data")
+
+
+def unpack_state(obj: Any, tensors: dict[str, Tensor]) -> Any:
+    """The inverse of `pack_state`."""
+    if isinstance(obj, dict):
+        if set(obj) == {"$tensor"}:
+            return tensors[obj["$tensor"]]
+        if set(obj) == {"$items"}:
+            return {k: unpack_state(v, tensors) for k, v in obj["$items"]}
+        return {k: unpack_state(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [unpack_state(v, tensors) for v in obj]
+    return obj
+
+
+@dataclass
+class TrainingState:
+    """A resumable snapshot: the model and optional EMA state dicts, and ``extra`` (optimizer, scaler, schedule,
+    progress, history: any nested plain data with tensors)."""
+
+    model: dict[str, Tensor]
+    ema: dict[str, Tensor] | None
+    extra: dict[str, Any]
+    model_config: dict[str, Any]
+
+
+def save_state(run_dir: str | os.PathLike, state: TrainingState) -> Path:
+    """Write ``run_dir/state.safetensors`` atomically."""
+    tensors: dict[str, Tensor] = {f"model/{k}": v for k, v in state.model.items()}
+    if state.ema is not None:
+        tensors |= {f"ema/{k}": v for k, v in state.ema.items()}
+    extra = pack_state(state.extra, "extra", tensors)
+    meta = {"format": STATE_FORMAT, "model": state.model_config, "has_ema": state.ema is not None, "extra": extra}
+    return save_weights(Path(run_dir) / STATE_FILE, tensors, meta)
+
+
+def load_state(path: str | os.PathLike) -> TrainingState:
+    """Read a state file written by `save_state` (a run folder or the file itself).
+
+    Raises:
+        FileNotFoundError: no state file.
+        ValueError: a truncated or corrupt file, or a file that is not a senet training state.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / STATE_FILE
+    tensors, meta = read_weights(path)
+    if meta.get("format") != STATE_FORMAT:
+        raise ValueError(f"{str(path)!r} is not a senet training state (format {meta.get('format')!r})")
+    model = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
+    ema = {k.removeprefix("ema/"): v for k, v in tensors.items() if k.startswith("ema/")} if meta["has_ema"] else None
+    return TrainingState(model, ema, unpack_state(meta["extra"], tensors), meta["model"])
+
+
+def clean_partial_writes(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove temporary files a killed run left behind (``.NAME.*.tmp`` of atomic_write); return them."""
+    stale = sorted(Path(run_dir).glob(".*.tmp"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

@@ -1,0 +1,175 @@
+"""Seed-averaged comparisons: train an SE model and its plain twin (or any models) over K seeds with one recipe
+and report last-epoch test accuracy mean ± std, parameters, multiply-adds and training speed, as the paper's
+tables set SE networks beside their baselines (Tables 2–4), with both training curves on one plot (Fig. 4).
+
+Each run is cached in its own folder and resumed if interrupted (`train(..., resume="auto")`), so a comparison
+that was stopped continues where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..io import atomic_write_text
+from ..models import SE_OPTIONS, get_entry
+from .config import TrainConfig
+from .report import plot_curves
+from .trainer import RunResult, train
+
+__all__ = ["Comparison", "ModelSummary", "compare", "machine"]
+
+
+@dataclass
+class ModelSummary:
+    """One model's runs over several seeds."""
+
+    model: str
+    runs: list[RunResult]
+
+    @property
+    def accs(self) -> list[float]:
+        return [r.test_acc for r in self.runs]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.accs)
+
+    @property
+    def std(self) -> float:  # sample standard deviation over seeds (0 for one seed)
+        return statistics.stdev(self.accs) if len(self.runs) > 1 else 0.0
+
+    def mean_history(self) -> list[dict[str, Any]]:
+        """Per-epoch metrics averaged over the seeds (epochs every run evaluated)."""
+        rows = []
+        for rs in zip(*(r.history for r in self.runs), strict=False):
+            row = {"epoch": rs[0]["epoch"], "train_loss": statistics.fmean(r["train_loss"] for r in rs)}
+            tested = [r for r in rs if r["test_acc"] != ""]
+            row["test_loss"] = statistics.fmean(r["test_loss"] for r in tested) if len(tested) == len(rs) else ""
+            row["test_acc"] = statistics.fmean(r["test_acc"] for r in tested) if len(tested) == len(rs) else ""
+            rows.append(row)
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        r0 = self.runs[0]
+        return {
+            "model": self.model,
+            "seeds": [r.config.seed for r in self.runs],
+            "test_acc": self.accs,
+            "mean": self.mean,
+            "std": self.std,
+            "params": r0.params,
+            "macs": r0.macs,
+            "images_per_s": statistics.median(r.images_per_s for r in self.runs),
+            "wall_s": statistics.fmean(r.wall_s for r in self.runs),
+            "runs": [str(r.run_dir) for r in self.runs],
+        }
+
+
+@dataclass
+class Comparison:
+    """The result of `compare`: one `ModelSummary` per model, and where the table, plot and data were written."""
+
+    models: list[ModelSummary]
+    folder: Path
+    report: Path
+    plot: Path
+    data: Path
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> str:
+        """A markdown table: model, params, MACs, last-epoch test accuracy mean ± std over seeds, speed, time."""
+        n = len(self.models[0].runs)
+        lines = [
+            f"| model | params | MMACs | test top-1 % (mean ± std, {n} seeds) | train img/s | wall time / run |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in self.models:
+            d = m.to_dict()
+            lines.append(
+                f"| {m.model} | {d['params'] / 1e6:.3f}M | {d['macs'] / 1e6:.2f} | {100 * m.mean:.2f} ± "
+                f"{100 * m.std:.2f} | {d['images_per_s']:.0f} | {d['wall_s'] / 60:.1f} min |"
+            )
+        return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    """The facts a timing needs beside it: CPU, cores, threads, torch version, GPU."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": len(__import__("os").sched_getaffinity(0)),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def _options_for(model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The shared model options a model takes: SE options apply to the SE models only."""
+    return options if get_entry(model).has_se else {k: v for k, v in options.items() if k not in SE_OPTIONS}
+
+
+def compare(
+    models: Sequence[str], config: TrainConfig, *, seeds: int | Sequence[int] = 3, name: str = ""
+) -> Comparison:
+    """Train each of ``models`` with ``config`` once per seed and summarise.
+
+    Args:
+        models: model names, e.g. ``["se_resnet20", "resnet20"]``.
+        config: the recipe; its ``model`` and ``seed`` are replaced per run.
+        seeds: how many seeds (0, 1, ... K-1) or which ones.
+        name: the comparison's folder under ``config.out_dir``; by default ``compare-A-B-DATASET``.
+
+    The runs go to ``out_dir/name/MODEL-sSEED``; the table to ``compare.md``, the numbers to ``compare.json`` and
+    the curves (averaged over seeds) to ``compare.png`` in the same folder.
+    """
+    if len(models) < 1:
+        raise ValueError("compare needs at least one model")
+    for m in models:
+        get_entry(m)  # unknown names fail before any training
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ValueError(f"seeds={seeds!r}: give at least one seed")
+    folder = Path(config.out_dir) / (name or f"compare-{'-'.join(models)}-{config.dataset}")
+    summaries = []
+    for m in models:
+        runs = []
+        for s in seed_list:
+            cfg = config.replace(
+                model=m,
+                seed=s,
+                out_dir=str(folder),
+                name=f"{m}-s{s}",
+                model_options=_options_for(m, config.model_options),
+            )
+            runs.append(train(cfg, resume="auto"))
+        summaries.append(ModelSummary(m, runs))
+    result = Comparison(
+        summaries, folder, folder / "compare.md", folder / "compare.png", folder / "compare.json", machine()
+    )
+    curves = {f"{s.model} ({len(s.runs)} seeds)": s.mean_history() for s in summaries}
+    plot_curves(result.plot, curves, title=f"{config.dataset}: mean over seeds")
+    mach = result.machine
+    text = (
+        f"# {' vs '.join(models)} on {config.dataset}\n\n{result.table()}\n\n"
+        f"Last-epoch test accuracy after {config.epochs} epochs; seeds {seed_list}. Machine: {mach['cpu']}, "
+        f"{mach['cores']} cores, {mach['threads']} threads, torch {mach['torch']}"
+        f"{', GPU ' + mach['gpu'] if mach['gpu'] else ''}.\n\nRecipe:\n\n```yaml\n{config.to_yaml()}```\n"
+    )
+    atomic_write_text(result.report, text)
+    data = {"models": [s.to_dict() for s in summaries], "machine": mach, "config": config.to_dict()}
+    atomic_write_text(result.data, json.dumps(data, indent=1))
+    return result

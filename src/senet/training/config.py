@@ -1,0 +1,245 @@
+"""The training configuration: one dataclass, filled from a recipe (YAML under recipes/) and overrides.
+
+Every field can be set in a recipe file and on the command line (``--lr 0.2``, ``--model-options '{r: 8}'``);
+a field the dataclass does not have is an error naming it. The resolved configuration is saved with each run as
+config.yaml, which is itself a recipe: ``senet train --recipe runs/NAME/config.yaml`` repeats the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import inspect
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..data import AUGMENTATIONS, DATASETS
+from ..models import get_entry
+
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "find_recipe", "list_recipes"]
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "linear", "step", "plateau", "constant")
+AMP = ("none", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. Learning rates are per ``lr_batch`` images and scale linearly with
+    the global batch (batch_size × accum_steps × processes), as the paper's 0.6 per 1024 (§5)."""
+
+    # model
+    model: str = "se_resnet20"
+    model_options: dict[str, Any] = field(default_factory=dict)  # create_model options, e.g. {r: 8}
+    # data
+    dataset: str = "fashion-mnist"  # fashion-mnist, cifar10, cifar100, imagefolder, synthetic
+    data_dir: str | None = None  # None: the dataset's usual places
+    download: bool = False  # fetch through torchvision when missing (needs the network)
+    image_size: int = 0  # pixels; 0: the dataset's own
+    in_chans: int = 3  # channels of image-folder and synthetic images (others have their own)
+    augment: str = "auto"  # auto, none, crop-flip (small images), imagenet (image folders); auto: the one that applies
+    crop_padding: int = 4  # pixels of zero padding before the random crop
+    train_subset: int = 0  # train on a fixed random subset of this many images; 0: all
+    test_subset: int = 0  # evaluate on a fixed random subset; 0: all
+    skip_bad_images: bool = False  # image folders: skip and count unreadable files instead of stopping
+    workers: int = 0  # data-loading processes per training process
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 128  # images per process and per step (before accumulation)
+    accum_steps: int = 1  # micro-batches per optimizer step
+    optimizer: str = "sgd"  # sgd (momentum) or adamw
+    lr: float = 0.1  # peak learning rate per lr_batch images
+    lr_batch: int = 256  # images per step at which lr applies
+    momentum: float = 0.9  # SGD momentum; AdamW's beta1
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    no_decay_norm_bias: bool = False  # no weight decay on BatchNorm weights and biases
+    schedule: str = "cosine"  # cosine, linear (to min_lr), step (× gamma at milestones), plateau, constant
+    warmup_epochs: float = 0.0  # linear warm-up from 0, in epochs (fractions allowed)
+    min_lr: float = 0.0  # final fraction of the peak lr (cosine, linear)
+    milestones: list[int] = field(default_factory=lambda: [30, 60, 90])  # step: epochs at which lr *= gamma
+    gamma: float = 0.1  # step and plateau decay factor
+    patience: int = 2  # plateau: epochs without a better test loss before lr *= gamma
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.0  # exponential moving average of the weights; 0: off. Evaluated and saved when on
+    # speed
+    amp: str = "none"  # none, bf16 (CPU or CUDA), fp16 (CUDA, with a gradient scaler)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model
+    sync_bn: bool = False  # SyncBatchNorm across processes
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda
+    threads: int = 0  # CPU threads per process; 0: cores / processes
+    # reproducibility and output
+    seed: int = 0
+    deterministic: bool = False  # deterministic kernels only (bit-identical reruns and resumes)
+    out_dir: str = "runs"
+    name: str = ""  # run folder under out_dir; "": MODEL-DATASET-sSEED
+    checkpoint_every: int = 0  # also checkpoint every N optimizer steps (0: at epoch ends only)
+    eval_every: int = 1  # epochs between test-set evaluations (the last epoch is always evaluated)
+    tensorboard: bool = True  # write TensorBoard events when tensorboard is installed
+    progress: str = "auto"  # auto (a bar on a terminal, one line per epoch otherwise), bar, epoch, none
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- construction ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        """Each field's comment in the class body above (its unit or choices): the command line's help."""
+        found = re.findall(r"^    (\w+): [^=\n]+ = .*?(?:  # (.*))?$", inspect.getsource(cls), re.M)
+        return {name: text for name, text in found}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build from a mapping, checking every key and converting each value to its field's type."""
+        types_ = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in values.items():
+            if key not in types_:
+                hints = difflib.get_close_matches(str(key), types_, n=3)
+                hint = f"; did you mean {', '.join(hints)}?" if hints else f"; valid fields: {', '.join(types_)}"
+                raise ValueError(f"unknown field {key!r} in {source}{hint}")
+            kwargs[key] = _convert(value, types_[key], f"{key} (in {source})")
+        return cls(**kwargs)
+
+    @classmethod
+    def from_recipe(cls, recipe: str | Path | None = None, **overrides: Any) -> TrainConfig:
+        """A recipe (name under recipes/ or a YAML path; None for the defaults) with ``overrides`` on top."""
+        values: dict[str, Any] = {}
+        source = "overrides"
+        if recipe is not None:
+            path = find_recipe(recipe)
+            try:
+                loaded = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as e:
+                raise ValueError(f"recipe {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+            if not isinstance(loaded, dict):
+                raise ValueError(f"recipe {str(path)!r} must be a mapping of fields, got {type(loaded).__name__}")
+            cls.from_dict(loaded, source=str(path))  # name the file in errors about its own fields
+            values.update(loaded)
+        values.update(overrides)
+        return cls.from_dict(values, source=source if not overrides else "command line or overrides")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **changes}, source="replace()")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.model}-{self.dataset}-s{self.seed}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.run_name
+
+    # -- checks --------------------------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field with a value out of its range."""
+        choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP}
+        choices |= {"device": ("auto", "cpu", "cuda"), "progress": ("auto", "bar", "epoch", "none")}
+        for key, options in choices.items():
+            if getattr(self, key) not in options:
+                raise ValueError(f"{key}={getattr(self, key)!r}; choose from {', '.join(options)}")
+        positive = ("epochs", "batch_size", "accum_steps", "lr_batch", "eval_every")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}={getattr(self, key)!r} must be at least 1")
+        non_negative = ("train_subset", "test_subset", "workers", "checkpoint_every", "image_size", "crop_padding")
+        non_negative += ("weight_decay", "warmup_epochs", "patience", "threads")
+        for key in non_negative:
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}={getattr(self, key)!r} must not be negative")
+        for key in ("label_smoothing", "min_lr", "ema_decay", "momentum"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"{key}={getattr(self, key)!r} must be in [0, 1)")
+        get_entry(self.model)  # unknown names fail here, with close matches
+        if self.dataset not in DATASETS:
+            hints = difflib.get_close_matches(self.dataset, DATASETS, n=1)
+            hint = f" (did you mean {hints[0]!r}?)" if hints else ""
+            raise ValueError(f"unknown dataset {self.dataset!r}{hint}; choose from {', '.join(DATASETS)}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment={self.augment!r}; choose from {', '.join(AUGMENTATIONS)}")
+        if self.lr <= 0 or self.gamma <= 0:
+            raise ValueError(f"lr={self.lr!r} and gamma={self.gamma!r} must be positive")
+        if self.in_chans not in (1, 3):
+            raise ValueError(f"in_chans={self.in_chans!r}: 1 (grayscale) or 3 (RGB)")
+        if "/" in self.name or self.name in (".", ".."):
+            raise ValueError(f"name={self.name!r} must be a plain folder name")
+
+
+def _convert(value: Any, hint: Any, what: str) -> Any:
+    """Check ``value`` against a field's type hint, allowing int for float; return it converted."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        origin = typing.get_origin(hint)
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif origin is list:
+        ok = isinstance(value, (list, tuple))
+        (item,) = typing.get_args(hint)
+        value = [_convert(v, item, what) for v in value] if ok else value
+    elif origin is dict:
+        ok = isinstance(value, dict)
+    else:  # pragma: no cover - a field of a type this function does not know
+        raise TypeError(f"field {what} has an unsupported type {hint}")
+    if not ok:
+        name = getattr(hint, "__name__", str(hint))
+        raise ValueError(f"{what} must be {name}, got {value!r}")
+    return value
+
+
+def _recipe_dirs() -> list[Path]:
+    here = Path(__file__).resolve()
+    return [Path.cwd() / "recipes", here.parents[3] / "recipes"]  # the working folder, then the source checkout
+
+
+def list_recipes() -> list[str]:
+    """Names of the recipes senet can find (recipes/*.yaml in the working folder and the source checkout)."""
+    return sorted({p.stem for d in _recipe_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+
+
+def find_recipe(recipe: str | Path) -> Path:
+    """A recipe file: a path to a YAML file, or a name from `list_recipes`."""
+    path = Path(recipe)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"no recipe file at {str(path)!r}")
+        return path
+    for d in _recipe_dirs():
+        if (d / f"{recipe}.yaml").is_file():
+            return d / f"{recipe}.yaml"
+    names = list_recipes()
+    hints = difflib.get_close_matches(str(recipe), names, n=3)
+    hint = f"close matches: {', '.join(hints)}" if hints else f"available: {', '.join(names) or 'none'}"
+    raise ValueError(f"unknown recipe {str(recipe)!r}; {hint}; or pass a path to a YAML file")

@@ -1,0 +1,167 @@
+"""Evaluation and prediction: top-1 / top-5 accuracy and loss over a test set, top-k labels of image files.
+
+The paper reports single-crop top-1 and top-5 error (§5, Table 2); `evaluate` gives the accuracies (1 − error)
+over every test image exactly once, also when several processes share the work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..data import Batch, DataSpec, EpochBatches, collate_batch, imagenet_transforms, normalize
+from .distributed import Dist
+
+__all__ = ["EvalResult", "Inputs", "evaluate", "predict"]
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """How batches reach the model: device, normalisation, memory layout and autocast precision."""
+
+    device: torch.device
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    channels_last: bool = False
+    amp: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.amp == "fp16" and self.device.type != "cuda":
+            raise ValueError("amp='fp16' needs a CUDA device; on CPU use amp=bf16")
+
+    def prepare(self, images: Tensor) -> Tensor:
+        """uint8 (B, C, H, W) → normalised float32 on the device, in the chosen memory layout."""
+        x = normalize(images.to(self.device, non_blocking=True), self.mean, self.std)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp == "none":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_AMP_DTYPES[self.amp])
+
+
+def check_readable(batch: Batch, skip: bool) -> int:
+    """The number of unreadable files in ``batch`` (already left out of it), or ValueError naming the first."""
+    if batch.unreadable and not skip:
+        raise ValueError(
+            f"unreadable image {batch.unreadable[0]}; remove or replace it, or pass --skip-bad-images to skip "
+            "such files and count them"
+        )
+    if len(batch.labels) == 0:
+        raise ValueError(f"every image of a batch is unreadable, e.g. {batch.unreadable[0]}")
+    return len(batch.unreadable)
+
+
+def loader(dataset: Dataset, sampler: EpochBatches, workers: int, pin: bool) -> DataLoader:
+    """A DataLoader over our batch-returning datasets (`senet.data`)."""
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_batch,
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=workers > 0,
+    )
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Mean cross-entropy, top-1 and top-5 accuracy (fractions) over ``n`` images; ``skipped`` unreadable."""
+
+    loss: float
+    acc: float
+    acc5: float
+    n: int
+    skipped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    inputs: Inputs,
+    *,
+    batch_size: int = 256,
+    workers: int = 0,
+    dist: Dist | None = None,
+    skip_bad_images: bool = False,
+) -> EvalResult:
+    """Top-1 / top-5 accuracy and loss of ``model`` over every image of ``dataset`` exactly once; with several
+    processes each takes every world-th image and the sums are combined."""
+    rank, world = (dist.rank, dist.world) if dist else (0, 1)
+    sampler = EpochBatches(len(dataset), batch_size, shuffle=False, rank=rank, world=world)
+    was_training = model.training
+    model.eval()
+    k = min(5, getattr(model, "num_classes", 5))
+    totals = torch.zeros(5, dtype=torch.float64)  # loss sum, top-1, top-k, images, skipped
+    for batch in loader(dataset, sampler, workers, inputs.device.type == "cuda"):
+        totals[4] += check_readable(batch, skip_bad_images)
+        x, y = inputs.prepare(batch.images), batch.labels.to(inputs.device)
+        with inputs.autocast():
+            logits = model(x)
+        logits = logits.float()
+        top = logits.topk(k, dim=1).indices
+        totals[0] += F.cross_entropy(logits, y, reduction="sum").item()
+        totals[1] += (top[:, 0] == y).sum().item()
+        totals[2] += (top == y[:, None]).any(dim=1).sum().item()
+        totals[3] += len(y)
+    model.train(was_training)
+    loss, top1, topk, n, skipped = dist.sum(totals.tolist()) if dist else totals.tolist()
+    return EvalResult(loss / max(n, 1), top1 / max(n, 1), topk / max(n, 1), int(n), int(skipped))
+
+
+def _image_transform(meta: dict[str, Any]) -> nn.Module:
+    from torchvision.transforms import v2
+
+    size = int(meta["image_size"])
+    if meta.get("dataset") == "imagefolder":
+        return imagenet_transforms(size, train=False)
+    return v2.Resize([size, size], antialias=True)
+
+
+def load_images(paths: Sequence[str | os.PathLike], meta: dict[str, Any]) -> Tensor:
+    """Image files as a uint8 batch prepared as the model's evaluation images were (size, channels)."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms import v2
+
+    transform = _image_transform(meta)
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as img:
+                img = img.convert("L" if meta["in_chans"] == 1 else "RGB")
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            raise ValueError(f"unreadable image {str(p)!r}: {e}") from None
+        out.append(transform(v2.functional.pil_to_tensor(img)))
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, paths: Sequence[str | os.PathLike], meta: dict[str, Any], top_k: int = 5
+) -> list[list[tuple[str, float]]]:
+    """The ``top_k`` (label, probability) pairs for each image file, using the weights' metadata (size, mean,
+    std, class names)."""
+    spec = DataSpec(
+        meta["dataset"], tuple(meta["classes"]), meta["in_chans"], meta["image_size"], meta["mean"], meta["std"]
+    )
+    inputs = Inputs(next(model.parameters()).device, tuple(spec.mean), tuple(spec.std))
+    probs = model.eval()(inputs.prepare(load_images(paths, meta))).softmax(dim=1)
+    values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
+    return [
+        [(spec.classes[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist(), strict=True)]
+        for vs, ix in zip(values, indices, strict=True)
+    ]

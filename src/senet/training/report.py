@@ -1,0 +1,135 @@
+"""What a run shows while and after it trains: the progress line, metrics.csv, TensorBoard events, curves.png."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..io import atomic_write, atomic_write_text
+
+__all__ = ["METRICS", "Progress", "TensorBoard", "plot_curves", "write_metrics_csv"]
+
+# The columns of metrics.csv, one row per epoch.
+METRICS = (
+    "epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_acc5",
+    "images_per_s", "epoch_s", "elapsed_s", "skipped",
+)  # fmt: skip
+
+
+class Progress:
+    """A one-line progress bar (loss, accuracy, images/s, time left) on a terminal; one line per epoch otherwise.
+
+    ``mode``: ``auto`` (a bar if ``stream`` is a terminal), ``bar``, ``epoch`` or ``none``.
+    """
+
+    def __init__(self, mode: str = "auto", stream: TextIO | None = None, every_s: float = 0.5) -> None:
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "epoch"
+        self.mode, self.every_s, self._last = mode, every_s, 0.0
+
+    def step(self, epoch: int, epochs: int, done: int, total: int, loss: float, acc: float, ips: float) -> None:
+        now = time.monotonic()
+        if self.mode != "bar" or (now - self._last < self.every_s and done < total):
+            return
+        self._last = now
+        width = 24
+        fill = int(width * done / max(total, 1))
+        left = (total - done) * (now - self._start) / max(done - self._done0, 1) if done > self._done0 else 0
+        self.stream.write(
+            f"\repoch {epoch}/{epochs} [{'#' * fill}{'.' * (width - fill)}] {done}/{total} loss {loss:.4f} "
+            f"acc {100 * acc:5.2f}% {ips:6.0f} img/s eta {int(left) // 60}:{int(left) % 60:02d} "
+        )
+        self.stream.flush()
+
+    def start_epoch(self, done: int) -> None:
+        self._start, self._done0 = time.monotonic(), done
+
+    def end_epoch(self, row: Mapping[str, Any], epochs: int) -> None:
+        if self.mode == "none":
+            return
+        if self.mode == "bar":
+            self.stream.write("\r\033[K")
+        test = (
+            f" test loss {row['test_loss']:.4f} acc {100 * row['test_acc']:.2f}%" if row.get("test_acc") != "" else ""
+        )
+        self.stream.write(
+            f"epoch {row['epoch']}/{epochs} train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}%"
+            f"{test} | {row['images_per_s']:.0f} img/s, {row['epoch_s']:.0f} s\n"
+        )
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        if self.mode != "none":
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+def write_metrics_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """metrics.csv: one row per epoch (`METRICS`), rewritten whole and atomically after each epoch."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRICS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def plot_curves(path: Path, runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str = "") -> Path:
+    """Loss and test accuracy per epoch of one or more runs (label → metric rows) on one PNG, as the paper's
+    training curves (Fig. 4): train loss solid, test loss dashed; test top-1 accuracy on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (label, rows) in enumerate(runs.items()):
+        color = f"C{i}"
+        epochs = [r["epoch"] for r in rows]
+        ax_loss.plot(epochs, [r["train_loss"] for r in rows], color=color, label=f"{label} train")
+        tested = [r for r in rows if r.get("test_loss", "") != ""]
+        ax_loss.plot(
+            [r["epoch"] for r in tested], [r["test_loss"] for r in tested], "--", color=color, label=f"{label} test"
+        )
+        ax_acc.plot([r["epoch"] for r in tested], [100 * r["test_acc"] for r in tested], "o-", color=color, label=label)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (train solid, test dashed)")
+    ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="test accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+class TensorBoard:
+    """Scalars to TensorBoard event files under ``run_dir/tb`` when tensorboard is installed; otherwise nothing."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                return
+            self.writer = SummaryWriter(str(run_dir / "tb"))
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        if self.writer is None:
+            return
+        for key in METRICS[2:]:
+            if row.get(key, "") != "":
+                self.writer.add_scalar(key, row[key], row["epoch"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

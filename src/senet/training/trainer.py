@@ -1,0 +1,461 @@
+"""The training loop: `train(config) -> RunResult`, crash-safe and resumable, on one or many processes.
+
+The paper trains with synchronous SGD, momentum 0.9, a step schedule and the usual augmentation (§5); this loop
+runs that recipe and the short ones of recipes/. A run lives in its folder (``out_dir/name``):
+
+    config.yaml        the resolved configuration (a recipe that repeats the run)
+    metrics.csv        one row per epoch (senet.training.report.METRICS); tb/ with TensorBoard when installed
+    curves.png         loss and accuracy per epoch
+    state.safetensors  everything ``resume`` needs (senet.checkpoint), every epoch and every checkpoint_every steps
+    last.safetensors   the weights at the last epoch, best.safetensors at the best test accuracy (senet.io)
+    summary.json       the `RunResult`, written when the run completes
+
+Exact resumption: the data order and augmentation of each batch are derived from (seed, epoch, batch) (see
+senet.data.EpochBatches) and the global generator is re-seeded from (seed, rank, step) before every step, so after
+restoring the weights, optimizer, scaler, EMA and counters a resumed run computes exactly what an uninterrupted
+one would: with ``deterministic`` on a CPU the final weights are bit-identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..analysis import profile
+from ..checkpoint import (
+    BEST_FILE,
+    LAST_FILE,
+    STATE_FILE,
+    TrainingState,
+    clean_partial_writes,
+    load_state,
+    save_state,
+)
+from ..data import Batch, DataSpec, EpochBatches, derive_seed, load_datasets
+from ..io import atomic_write_text, model_metadata, save_weights
+from ..models import create_model
+from . import distributed
+from .config import TrainConfig
+from .inference import Inputs, check_readable, evaluate, loader
+from .report import Progress, TensorBoard, plot_curves, write_metrics_csv
+from .schedule import LRSchedule
+
+__all__ = ["NonFiniteLossError", "RunResult", "train"]
+
+SUMMARY_FILE = "summary.json"
+
+
+class NonFiniteLossError(ValueError):
+    """The training loss became NaN or infinite; the run stopped and its last checkpoint is the last good one."""
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports (also saved as summary.json in its folder)."""
+
+    run_dir: Path
+    config: TrainConfig
+    history: list[dict[str, Any]]  # one row per epoch, the columns of metrics.csv
+    test_acc: float  # top-1 test accuracy after the last epoch
+    best_acc: float
+    params: int
+    macs: int  # multiply-adds per image at the training size
+    wall_s: float  # training wall time, all sessions of a resumed run together
+    images_per_s: float  # training throughput, all processes together: the median over epochs
+    fingerprints: list[str] = field(default_factory=list)  # SHA-256 of each process's final weights
+    skipped_images: int = 0
+
+    @property
+    def weights(self) -> Path:
+        return self.run_dir / LAST_FILE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "run_dir": str(self.run_dir), "config": self.config.to_dict()}
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike) -> RunResult:
+        """The result of a completed run from its folder (FileNotFoundError if it has not completed)."""
+        path = Path(run_dir) / SUMMARY_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{str(run_dir)!r} holds no completed run (no {SUMMARY_FILE})")
+        d = json.loads(path.read_text())
+        return cls(**{**d, "run_dir": Path(run_dir), "config": TrainConfig.from_dict(d["config"], source=str(path))})
+
+
+class ModelEMA:
+    """An exponential moving average of a model's weights (buffers copied), with the usual warm-up of the decay
+    so that early averages are not dominated by the random initialisation."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for ema_t, t in zip(self.module.state_dict().values(), model.state_dict().values(), strict=True):
+            if ema_t.dtype.is_floating_point:
+                ema_t.lerp_(t, 1 - d)
+            else:
+                ema_t.copy_(t)
+
+
+def _set_threads(config: TrainConfig) -> None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(config.threads or max(1, cores // local))
+
+
+def _set_deterministic(on: bool) -> None:
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    if on != torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+
+
+def _optimizer(config: TrainConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if config.no_decay_norm_bias and (p.ndim <= 1 or name.endswith(".bias")) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov)
+    return torch.optim.AdamW(groups, lr=lr, betas=(config.momentum, 0.999))
+
+
+# Fields that change how a run executes, not what it computes: free to differ when a run resumes.
+RUNTIME_FIELDS = ("data_dir", "download", "workers", "threads", "device", "out_dir", "name", "progress", "tensorboard")
+
+
+def config_changes(saved: dict[str, Any], config: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """Fields of ``config`` that differ from a saved configuration, as name → (saved, now), runtime fields aside."""
+    now = config.to_dict()
+    keys = [k for k in now if k not in RUNTIME_FIELDS]
+    return {k: (saved.get(k), now[k]) for k in keys if saved.get(k) != now[k]}
+
+
+def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in changes.items())
+
+
+def _check_resumable(state: TrainingState, model: nn.Module, path: Path) -> None:
+    want, have = json.loads(json.dumps(model.model_config)), state.model_config
+    if {k: have.get(k) for k in want} != want:
+        raise ValueError(
+            f"cannot resume from {str(path)!r}: it holds {have.get('name')} {have.get('options')} "
+            f"({have.get('num_classes')} classes, {have.get('in_chans')} channels); this run trains "
+            f"{want['name']} {want['options']} ({want['num_classes']} classes, {want['in_chans']} channels)"
+        )
+
+
+class _Run:
+    """One training session of a run folder: builds everything from the config, then `fit` trains."""
+
+    def __init__(self, config: TrainConfig, resume: bool | Literal["auto"]) -> None:
+        self.t0 = time.monotonic()
+        self.config = c = config
+        _set_threads(c)
+        _set_deterministic(c.deterministic)
+        self.dist = d = distributed.setup(c.device)
+        self.run_dir = c.run_dir
+        self.progress = Progress(c.progress if d.main else "none")
+
+        train_ds, self.test_ds, self.spec = load_datasets(
+            c.dataset, data_dir=c.data_dir, download=c.download and d.main, image_size=c.image_size,
+            augment=c.augment, crop_padding=c.crop_padding, train_subset=c.train_subset,
+            test_subset=c.test_subset, in_chans=c.in_chans,
+        )  # fmt: skip
+        self.inputs = Inputs(d.device, self.spec.mean, self.spec.std, c.channels_last, c.amp)
+
+        torch.manual_seed(derive_seed(c.seed, "init"))
+        self.model = m = create_model(
+            c.model, num_classes=self.spec.num_classes, in_chans=self.spec.in_chans, **c.model_options
+        )
+        if self.spec.image_size < getattr(m, "min_size", 1):
+            raise ValueError(f"{c.model} needs images of at least {m.min_size} px; the data has {self.spec.image_size}")
+        size = (self.spec.in_chans, self.spec.image_size, self.spec.image_size)
+        with torch.device("meta"):
+            meta_model = create_model(c.model, num_classes=self.spec.num_classes, in_chans=size[0], **c.model_options)
+        self.cost = profile(meta_model, size)
+        if d.enabled and c.sync_bn:
+            if d.device.type != "cuda":
+                raise ValueError("sync_bn needs CUDA devices: PyTorch's SyncBatchNorm runs on GPUs only")
+            m = nn.SyncBatchNorm.convert_sync_batchnorm(m)
+        m.to(d.device, memory_format=torch.channels_last if c.channels_last else torch.preserve_format)
+        self.model = m
+        self.ema = ModelEMA(m, c.ema_decay) if c.ema_decay > 0 else None
+
+        self.sampler = EpochBatches(len(train_ds), c.batch_size, shuffle=True, seed=c.seed, rank=d.rank, world=d.world)
+        self.train_loader = loader(train_ds, self.sampler, c.workers, d.device.type == "cuda")
+        self.batches = len(self.sampler) // c.accum_steps * c.accum_steps  # per epoch, whole optimizer steps
+        if self.batches == 0:
+            raise ValueError(f"an epoch has {len(self.sampler)} batches, fewer than accum_steps={c.accum_steps}")
+        steps_per_epoch = self.batches // c.accum_steps
+        global_batch = c.batch_size * c.accum_steps * d.world
+        self.base_lr = c.lr * global_batch / c.lr_batch
+        self.optimizer = _optimizer(c, m, self.base_lr)
+        self.scaler = torch.amp.GradScaler(d.device.type, enabled=c.amp == "fp16")
+        self.schedule = LRSchedule(
+            c.schedule, total_steps=steps_per_epoch * c.epochs, steps_per_epoch=steps_per_epoch,
+            warmup_epochs=c.warmup_epochs, min_lr=c.min_lr, milestones=c.milestones, gamma=c.gamma,
+            patience=c.patience,
+        )  # fmt: skip
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
+        net: nn.Module = m
+        if d.enabled:
+            ids = [d.device.index] if d.device.type == "cuda" else None
+            net = nn.parallel.DistributedDataParallel(m, device_ids=ids)
+        self.net = torch.compile(net) if c.compile else net
+
+        # progress: epoch and batch position, optimizer steps, partial sums of the epoch, history
+        self.epoch, self.batch, self.step = 0, 0, 0
+        self.sums = [0.0, 0.0, 0.0, 0.0]  # this epoch so far: train loss sum, correct, images, skipped files
+        self.elapsed_before, self.best_acc = 0.0, -1.0
+        self.history: list[dict[str, Any]] = []
+        self._start(resume)
+
+    # -- run folder ----------------------------------------------------------------------------------------------
+
+    def _start(self, resume: bool | Literal["auto"]) -> None:
+        state_path = self.run_dir / STATE_FILE
+        exists = state_path.is_file()
+        if resume is True and not exists:
+            raise FileNotFoundError(f"nothing to resume: no {STATE_FILE} in {str(self.run_dir)!r}")
+        if resume is False and exists:
+            raise ValueError(
+                f"{str(self.run_dir)!r} already holds a run; resume it with --resume, or choose another --name"
+            )
+        if exists:
+            if self.dist.main:
+                clean_partial_writes(self.run_dir)
+            self._restore(load_state(state_path), state_path, strict=resume == "auto")
+        if self.dist.main:
+            atomic_write_text(self.run_dir / "config.yaml", self.config.to_yaml())
+        self.dist.barrier()
+
+    def _restore(self, state: TrainingState, path: Path, strict: bool) -> None:
+        """Load a checkpoint; ``strict`` refuses one whose configuration differs (beyond `RUNTIME_FIELDS` and
+        epochs), as a cache of runs must."""
+        _check_resumable(state, self.model, path)
+        x = state.extra
+        changed = config_changes(x["config"], self.config)
+        if strict and set(changed) - {"epochs"}:
+            raise ValueError(f"{str(self.run_dir)!r} holds a run of another configuration ({_describe(changed)})")
+        self.model.load_state_dict(state.model)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state.ema if state.ema is not None else state.model)
+        self.optimizer.load_state_dict(x["optimizer"])
+        self.scaler.load_state_dict(x["scaler"])
+        self.schedule.load_state_dict(x["schedule"])
+        self.epoch, self.batch, self.step = x["epoch"], x["batch"], x["step"]
+        self.sums, self.elapsed_before, self.best_acc = x["sums"], x["elapsed_s"], x["best_acc"]
+        self.history = x["history"]
+        note = f"; changed: {_describe(changed)}" if changed else ""
+        self.progress.message(f"resuming {self.run_dir} at epoch {self.epoch + 1}, batch {self.batch}{note}")
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.t0
+
+    def _save_state(self) -> None:
+        if not self.dist.main:
+            return
+        extra = {
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "sums": self.sums,
+            "elapsed_s": self._elapsed(),
+            "best_acc": self.best_acc,
+            "history": self.history,
+            "config": self.config.to_dict(),
+        }
+        ema = self.ema.module.state_dict() if self.ema else None
+        save_state(self.run_dir, TrainingState(self.model.state_dict(), ema, extra, self.model.model_config))
+
+    def _metadata(self, row: dict[str, Any]) -> dict[str, Any]:
+        s: DataSpec = self.spec
+        return model_metadata(
+            self.model, dataset=s.dataset, classes=list(s.classes), image_size=s.image_size, mean=list(s.mean),
+            std=list(s.std), recipe=self.config.to_dict(), epoch=row["epoch"], test_acc=row["test_acc"],
+        )  # fmt: skip
+
+    # -- training ------------------------------------------------------------------------------------------------
+
+    def _train_batch(self, i: int, batch: Batch) -> None:
+        c, d = self.config, self.dist
+        last_micro = (i + 1) % c.accum_steps == 0
+        skipped = check_readable(batch, c.skip_bad_images)
+        torch.manual_seed(derive_seed(c.seed, "step", d.rank, self.epoch, i))  # dropout & co., resume-exact
+        x, y = self.inputs.prepare(batch.images), batch.labels.to(d.device, non_blocking=True)
+        sync = contextlib.nullcontext() if last_micro or not d.enabled else self.net.no_sync()
+        with sync:
+            with self.inputs.autocast():
+                logits = self.net(x)
+                loss = self.criterion(logits, y)
+            self.scaler.scale(loss / c.accum_steps).backward()
+        n = len(y)
+        stats = d.sum([loss.item() * n, (logits.argmax(1) == y).sum().item(), n, skipped])
+        if not math.isfinite(stats[0]):
+            where = f"step {self.step + 1} (epoch {self.epoch + 1}, batch {i + 1})"
+            saved = f"{self.run_dir / STATE_FILE}" if (self.run_dir / STATE_FILE).is_file() else "none yet"
+            raise NonFiniteLossError(
+                f"training loss is {stats[0] / stats[2]} at {where}; stopped. Last good checkpoint: {saved}. "
+                "Lower lr, add warmup_epochs, or use amp=none"
+            )
+        self.sums = [a + b for a, b in zip(self.sums, stats, strict=True)]
+        if last_micro:
+            lr = self.base_lr * self.schedule(self.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            if self.ema is not None:
+                self.ema.update(self.model, self.step)
+
+    def _epoch(self) -> dict[str, Any]:
+        c = self.config
+        self.sampler.set_epoch(self.epoch, self.batch)
+        self.net.train()
+        self.progress.start_epoch(self.batch)
+        t_epoch = time.monotonic()
+        images_before = self.sums[2]
+        for i, batch in enumerate(self.train_loader, start=self.batch):
+            if i >= self.batches:
+                break
+            self._train_batch(i, batch)
+            self.batch = i + 1
+            s = self.sums
+            ips = (s[2] - images_before) / max(time.monotonic() - t_epoch, 1e-9)
+            self.progress.step(self.epoch + 1, c.epochs, self.batch, self.batches, s[0] / s[2], s[1] / s[2], ips)
+            on_step = self.batch % c.accum_steps == 0 and self.step % max(c.checkpoint_every, 1) == 0
+            if c.checkpoint_every and on_step and self.batch < self.batches:  # the epoch's end saves anyway
+                self._save_state()
+        return self._end_epoch(time.monotonic() - t_epoch, self.sums[2] - images_before)
+
+    def _end_epoch(self, spent: float, images: float) -> dict[str, Any]:
+        c = self.config
+        loss_sum, correct, seen, skipped = self.sums
+        row: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "step": self.step,
+            "lr": self.base_lr * self.schedule(max(self.step - 1, 0)),
+            "train_loss": loss_sum / seen,
+            "train_acc": correct / seen,
+            "test_loss": "",
+            "test_acc": "",
+            "test_acc5": "",
+            "images_per_s": images / max(spent, 1e-9),
+            "skipped": skipped,
+        }
+        model = self.ema.module if self.ema else self.model
+        self.dist.sync_buffers(model)
+        if (self.epoch + 1) % c.eval_every == 0 or self.epoch + 1 == c.epochs:
+            r = evaluate(
+                model, self.test_ds, self.inputs, batch_size=2 * c.batch_size, workers=c.workers, dist=self.dist,
+                skip_bad_images=c.skip_bad_images,
+            )  # fmt: skip
+            row |= {"test_loss": r.loss, "test_acc": r.acc, "test_acc5": r.acc5, "test_images": r.n}
+            row["skipped"] += r.skipped
+            self.schedule.observe(r.loss)
+        row["elapsed_s"] = self._elapsed()
+        row["epoch_s"] = row["elapsed_s"] - (self.history[-1]["elapsed_s"] if self.history else 0.0)
+        self.history.append(row)
+        self.epoch, self.batch, self.sums = self.epoch + 1, 0, [0.0, 0.0, 0.0, 0.0]
+        self._save_state()
+        if self.dist.main:
+            self._write_outputs(row)
+        self.progress.end_epoch(row, c.epochs)
+        return row
+
+    def _write_outputs(self, row: dict[str, Any]) -> None:
+        model = self.ema.module if self.ema else self.model
+        if row["test_acc"] != "":
+            save_weights(self.run_dir / LAST_FILE, model, self._metadata(row))
+            if row["test_acc"] > self.best_acc:
+                self.best_acc = row["test_acc"]
+                save_weights(self.run_dir / BEST_FILE, model, self._metadata(row))
+        write_metrics_csv(self.run_dir / "metrics.csv", self.history)
+        plot_curves(self.run_dir / "curves.png", {self.config.model: self.history}, title=str(self.run_dir))
+        self.tb.log(row)
+
+    def fit(self) -> RunResult:
+        c, d = self.config, self.dist
+        self.tb = TensorBoard(self.run_dir, c.tensorboard and d.main)
+        try:
+            while self.epoch < c.epochs:
+                self._epoch()
+        finally:
+            self.tb.close()
+        last = self.history[-1]
+        result = RunResult(
+            run_dir=self.run_dir,
+            config=c,
+            history=self.history,
+            test_acc=last["test_acc"],
+            best_acc=max(r["test_acc"] for r in self.history if r["test_acc"] != ""),
+            params=self.cost.params,
+            macs=self.cost.macs,
+            wall_s=last["elapsed_s"],
+            images_per_s=statistics.median(r["images_per_s"] for r in self.history),
+            fingerprints=d.fingerprints(self.ema.module if self.ema else self.model),
+            skipped_images=int(last["skipped"]),
+        )
+        if d.main:
+            atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(result.to_dict(), indent=1))
+        d.barrier()
+        return result
+
+
+def train(config: TrainConfig, *, resume: bool | Literal["auto"] = False) -> RunResult:
+    """Train ``config.model`` on ``config.dataset`` in the run folder ``config.run_dir``.
+
+    Args:
+        config: the run's configuration (`TrainConfig.from_recipe`).
+        resume: True continues the run in ``config.run_dir`` from its last checkpoint (FileNotFoundError if it has
+            none); False refuses a folder that already holds a run; "auto" returns a completed run's result,
+            resumes an interrupted one and starts a new one otherwise (how studies cache their runs).
+
+    Raises:
+        ValueError: a bad configuration, data or checkpoint, or a non-finite loss (`NonFiniteLossError`).
+        FileNotFoundError: missing data (the message says where it looked and how to get it).
+    """
+    if resume == "auto" and (config.run_dir / SUMMARY_FILE).is_file():
+        done = RunResult.load(config.run_dir)
+        changed = config_changes(done.config.to_dict(), config)
+        if set(changed) - {"epochs"}:
+            raise ValueError(f"{str(config.run_dir)!r} holds a run of another configuration ({_describe(changed)})")
+        if done.config.epochs == config.epochs:
+            return done
+    dist = None
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    try:
+        run = _Run(config, resume)
+        dist = run.dist
+        return run.fit()
+    finally:  # leave the caller's process as it was
+        if dist is not None and dist.owner:
+            distributed.teardown()
+        torch.set_num_threads(threads)
+        _set_deterministic(deterministic)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn

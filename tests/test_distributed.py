@@ -1,0 +1,66 @@
+"""Two processes on CPU with gloo, launched by torchrun as a user would: they train, stay identical, write one
+checkpoint, evaluate every test image exactly once, and resume."""
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_data import needs_fmnist
+
+from senet.checkpoint import LAST_FILE
+from senet.data import load_datasets
+from senet.io import load_model, read_weights
+from senet.training import Inputs, evaluate
+
+pytestmark = needs_fmnist
+
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+
+
+def torchrun(*args) -> subprocess.CompletedProcess:
+    launcher = [str(TORCHRUN)] if TORCHRUN.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    cmd = [*launcher, "--standalone", "--nproc_per_node=2", "-m", "senet", "train", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def fingerprint(path) -> str:
+    """SHA-256 of a weights file's tensors, computed as the trainer does for each process's model."""
+    tensors, _ = read_weights(path)
+    h = hashlib.sha256()
+    for name, t in sorted(tensors.items()):
+        h.update(name.encode())
+        h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_two_process_gloo_run_trains_syncs_checkpoints_and_resumes(tmp_path):
+    args = ["--model", "se_resnet20", "--model-options", "{r: 4}", "--train-subset", "512", "--test-subset", "301",
+            "--batch-size", "32", "--lr", "0.4", "--epochs", "1", "--checkpoint-every", "4", "--out-dir", str(tmp_path),
+            "--name", "ddp"]  # fmt: skip
+    first = torchrun(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = tmp_path / "ddp"
+    summary = json.loads((run / "summary.json").read_text())
+    # both processes hold the same weights, and they are the ones written
+    assert len(summary["fingerprints"]) == 2 and summary["fingerprints"][0] == summary["fingerprints"][1]
+    assert summary["fingerprints"][0] == fingerprint(run / LAST_FILE)
+    # one process wrote one set of files
+    files = "best.safetensors config.yaml curves.png last.safetensors metrics.csv state.safetensors summary.json"
+    assert sorted(p.name for p in run.iterdir()) == files.split()
+    assert summary["history"][0]["step"] == 512 // (2 * 32)  # each process reads its half of every epoch
+    # the whole test set, each image once (301 is odd: no padding duplicates), agreeing with one process
+    assert summary["history"][0]["test_images"] == 301
+    model, meta = load_model(run / LAST_FILE)
+    _, test, _ = load_datasets("fashion-mnist", test_subset=301)
+    alone = evaluate(model, test, Inputs(torch.device("cpu"), tuple(meta["mean"]), tuple(meta["std"])))
+    assert alone.acc == pytest.approx(summary["test_acc"], abs=1e-12)
+
+    resumed = torchrun("--resume", str(run), "--epochs", "2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert [r["epoch"] for r in summary["history"]] == [1, 2] and summary["history"][1]["step"] == 16
+    assert summary["fingerprints"][0] == summary["fingerprints"][1] == fingerprint(run / LAST_FILE)
