@@ -11,6 +11,7 @@ from .export import export
 from .layers import SEConfig, SqueezeExcite, reduced_width
 from .models import Classifier, create_model, get_entry, list_models
 from .retrofit import add_se
+from .training import RunResult, TrainConfig, compare, evaluate, train
 from .weights import list_weights, load_weights
 
 __version__ = "0.1.0"
@@ -18,10 +19,14 @@ __version__ = "0.1.0"
 __all__ = [
     "Classifier",
     "Profile",
+    "RunResult",
     "SEConfig",
     "SqueezeExcite",
+    "TrainConfig",
     "add_se",
+    "compare",
     "create_model",
+    "evaluate",
     "export",
     "get_entry",
     "list_models",
@@ -29,4 +34,5 @@ __all__ = [
     "load_weights",
     "profile",
     "reduced_width",
+    "train",
 ]

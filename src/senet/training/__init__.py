@@ -7,16 +7,19 @@ crash-safe training loop (one or many processes), evaluation, prediction and see
 >>> result.test_acc, result.run_dir                                                   # doctest: +SKIP
 """
 
+from .compare import Comparison, compare
 from .config import TrainConfig, find_recipe, list_recipes
 from .inference import EvalResult, Inputs, evaluate, predict
 from .trainer import NonFiniteLossError, RunResult, train
 
 __all__ = [
+    "Comparison",
     "EvalResult",
     "Inputs",
     "NonFiniteLossError",
     "RunResult",
     "TrainConfig",
+    "compare",
     "evaluate",
     "find_recipe",
     "list_recipes",
