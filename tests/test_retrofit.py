@@ -5,6 +5,7 @@ import pytest
 import timm
 import torch
 import torchvision
+from _interop import trained_like
 
 import senet
 from senet.io import load_model, save_weights
@@ -28,24 +29,10 @@ def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-@torch.no_grad()
-def calibrated(model, side):
-    """BN scales and statistics as a trained network has them, not the initial 1/0 (or timm's zero-initialised last
-    BN of each block, which would hide the block's branch): random affine, statistics of a random batch."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.uniform_(0.5, 1.5)
-            m.bias.normal_(0, 0.1)
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average: one batch gives its own statistics
-    model.train()(torch.randn(8, 3, side, side))
-    return model.eval()
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_insertion_keeps_outputs_adds_the_se_arithmetic_and_trains(name):
     build, pattern, side = MODELS[name]
-    model = calibrated(build(), side)
+    model = trained_like(build(), torch.randn(8, 3, side, side))
     x = torch.randn(4, 3, side, side)
     with torch.no_grad():
         before = model(x)
@@ -94,7 +81,7 @@ def test_pattern_selects_blocks_and_modules():
 
 
 def test_retrofitted_senet_plain_model_is_its_se_twin_and_rebuilds(tmp_path):
-    model = calibrated(senet.create_model("resnet20", num_classes=5), 16)
+    model = trained_like(senet.create_model("resnet20", num_classes=5), torch.randn(8, 3, 16, 16))
     senet.add_se(model, 4)
     assert model.model_config["name"] == "se_resnet20"
     assert model.model_config["options"] == {"r": 4, "se_gate": "sigmoid_x2", "se_rounding": "floor", "se_conv": False}

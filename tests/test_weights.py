@@ -14,6 +14,7 @@ import pytest
 import timm
 import torch
 import torchvision
+from _interop import trained_like
 
 import senet
 import senet.weights as W
@@ -33,26 +34,12 @@ CASES = {
 }
 
 
-@torch.no_grad()
-def randomize(model: torch.nn.Module) -> torch.nn.Module:
-    """Random BN statistics and affine parameters and random biases, so that a swapped or dropped tensor shows."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.uniform_(0.5, 1.5)
-            m.bias.normal_(0, 0.2)
-        elif isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None:
-            m.bias.normal_(0, 0.2)
-    return model.eval()
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_converted_model_computes_what_the_reference_computes(case):
     """Outputs equal within 1e-5 (eval mode, random weights and inputs), compared in float64 so that the test
     measures the function rather than float32 summation order (in float32 the differences are ~1e-6 relative)."""
     build, name, layout = CASES[case]
-    ref = randomize(build())
+    ref = trained_like(build())
     model = senet.create_model(name, **W.model_options(name, layout)).eval()
     load_weights(model, ref.state_dict(), layout)
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
@@ -68,7 +55,7 @@ def test_layout_is_recognised_from_key_names():
     assert W.detect_layout(torchvision.models.resnet18().state_dict()) == "torchvision"
     assert W.detect_layout(senet.create_model("resnet20").state_dict()) == "senet"
     model = senet.create_model("resnet18", layout="v1.5")
-    load_weights(model, randomize(torchvision.models.resnet18()).state_dict())  # layout="auto"
+    load_weights(model, trained_like(torchvision.models.resnet18()).state_dict())  # layout="auto"
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +141,7 @@ def test_malicious_pickle_and_truncated_safetensors_are_refused(tmp_path):
 
 
 def test_cli_convert_then_load_model(tmp_path, capsys):
-    ref = randomize(torchvision.models.resnet18())
+    ref = trained_like(torchvision.models.resnet18())
     src = tmp_path / "resnet18-tv.pth"
     torch.save(ref.state_dict(), src)
     out = tmp_path / "resnet18.safetensors"
@@ -212,7 +199,7 @@ def _caffe_file(folder, model):
 
 def test_known_weights_download_check_convert_and_cache(server, hub, monkeypatch):
     root, url = server
-    source = randomize(senet.create_model("se_resnet20"))
+    source = trained_like(senet.create_model("se_resnet20"))
     path, _ = _caffe_file(root, source)
     spec = KnownWeights("se_resnet20", "test", f"{url}/{path.name}", "caffe", "test", num_classes=10, mean=(0.5,) * 3)
     monkeypatch.setattr(W, "KNOWN_WEIGHTS", (spec,))
@@ -264,3 +251,12 @@ def test_known_weights_table_and_lookup_errors():
         senet.create_model("se_resnet50", weights="DEFAULT", layout="v1.5")
     with pytest.raises(ValueError, match="in_chans=3"):
         senet.create_model("se_resnet50", weights="DEFAULT", in_chans=1)
+
+
+def test_torch_hub_loads_every_model_from_the_repository():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    model = torch.hub.load(repo, "se_resnet20", source="local", num_classes=7, r=8)
+    assert model.model_name == "se_resnet20" and model.num_classes == 7 and model.layer1[0].se.reduced == 2
+    hub = torch.hub._import_module("hubconf", os.path.join(repo, "hubconf.py"))
+    entries = [f for f in dir(hub) if callable(getattr(hub, f)) and not f.startswith("_")]  # torch.hub.list's rule
+    assert entries == senet.list_models()

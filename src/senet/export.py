@@ -113,6 +113,9 @@ def export(
             # The input checks of senet models compare shapes in Python; tracing records them as constants.
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message="Constant folding")  # the ONNX exporter's notes, not errors
+            # The TorchScript-based ONNX exporter is deprecated upstream; chosen for speed, see the module docstring.
+            warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+            warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
             data = io.BytesIO()
             if format == "onnx":
                 data.write(_onnx(model, example, text, dynamo))
