@@ -386,8 +386,8 @@ def _inception_resnet_v2(
     modules Mixed_5b, 6a and 7a get none. Plain: 55.843M parameters, 13.156 GMACs at 299² (timm's count), min_size 75.
 
     The paper's Table 2 prints 11.75 → 11.76 GFLOPs and does not say how it counted them; we could not find out
-    why. Candidates we counted that do not give 11.75 (GMACs at 299², plain): the Inception-v4 paper's Fig. 15 depths
-    5, 10, 5 on this network, 8.51; that paper's own figures (Inception-v4 stem, widths 384, 1152, 2144), 9.26 with
+    why. Candidates counted here, none of them 11.75 (plain, GMACs): this network with the Inception-v4 paper's Fig. 15
+    depths 5, 10, 5, 8.51 at 299²; that paper's own figures (Inception-v4 stem, widths 384, 1152, 2144), 9.26 with
     5, 10, 5 units and 14.14 with 10, 20, 10; this network at 224², 6.47. We count the released network.
     """
     _check_se(se, InceptionResNetUnit.positions, "Inception-ResNet-v2")
