@@ -238,3 +238,42 @@ def plot_spread(stats: ExcitationStats, path: str | os.PathLike, class_index: in
         ax.set_ylabel("activation")
     axes[0].legend(fontsize=7)
     return _save(fig, path)
+
+
+def record_from_weights(
+    weights: str | os.PathLike,
+    *,
+    data_dir: str | None = None,
+    units: Sequence[str] | None = None,
+    test_subset: int = 0,
+    batch_size: int = 256,
+) -> ExcitationStats:
+    """`record_excitations` of a trained senet model (a weights file or a run folder) over its dataset's test set.
+
+    The dataset, input size, normalisation and class names come from the weights' metadata.
+    """
+    from ..checkpoint import LAST_FILE
+    from ..data import EpochBatches, load_datasets
+    from ..io import load_model
+    from ..training.inference import Inputs, loader
+
+    path = Path(weights)
+    model, meta = load_model(path / LAST_FILE if path.is_dir() else path)
+    if "dataset" not in meta:
+        raise ValueError(f"{str(weights)!r} does not say which dataset it was trained on (no 'dataset' in metadata)")
+    _, test, spec = load_datasets(
+        meta["dataset"],
+        data_dir=data_dir or meta.get("recipe", {}).get("data_dir"),
+        image_size=meta.get("image_size", 0),
+        augment="none",
+        test_subset=test_subset,
+        in_chans=meta.get("in_chans", 3),
+    )
+    inputs = Inputs(torch.device("cpu"), tuple(meta.get("mean", spec.mean)), tuple(meta.get("std", spec.std)))
+    batches = (
+        (inputs.prepare(b.images), b.labels)
+        for b in loader(test, EpochBatches(len(test), batch_size, shuffle=False), 0, False)
+    )
+    return record_excitations(
+        model, batches, num_classes=spec.num_classes, units=units, class_names=list(meta.get("classes", spec.classes))
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..io import atomic_write
 
-__all__ = ["Section", "render_html", "write_html"]
+__all__ = ["Section", "build_report", "render_html", "write_html"]
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Section:
     table: Sequence[dict] | None = None
     images: Sequence[str | os.PathLike] = field(default_factory=list)
     caption: str = ""
+    code: str = ""  # preformatted text, e.g. a recipe
 
 
 _STYLE = """
@@ -40,6 +41,7 @@ h2 { font-size: 1.2em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .caption { color: #555; font-size: 0.9em; }
 """
@@ -97,6 +99,8 @@ def render_html(title: str, sections: Sequence[Section], subtitle: str = "") -> 
         parts.extend(_image(p) for p in s.images)
         if s.caption:
             parts.append(f'<p class="caption">{html.escape(s.caption)}</p>')
+        if s.code:
+            parts.append(f"<pre>{html.escape(s.code)}</pre>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -105,3 +109,143 @@ def write_html(path: str | os.PathLike, title: str, sections: Sequence[Section],
     """Write the report atomically to ``path``."""
     text = render_html(title, sections, subtitle)
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reports of senet's outputs: a training run, a comparison, an ablation study.
+
+
+def _pct(x: float | str) -> str:
+    return "" if x == "" else f"{100 * float(x):.2f}"
+
+
+def _excitation_sections(folder: Path) -> list[Section]:
+    csv_path = folder / "excitations.csv"
+    if not csv_path.is_file():
+        return []
+    import csv
+
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    images = [p for p in (folder / "class_means.png", folder / "spread.png") if p.is_file()]
+    text = (
+        "Mean excitation (gate value) per channel at several depths, for several classes and over all test images "
+        "(paper Figs. 6–7). class_specificity is the share of the gates' variance explained by the class (η²): "
+        "the paper finds it near 0 early (class-agnostic) and growing with depth."
+    )
+    return [Section("Excitations", text, rows, images)]
+
+
+def _run_sections(folder: Path) -> tuple[str, str, list[Section]]:
+    import json
+
+    s = json.loads((folder / "summary.json").read_text())
+    cfg = s["config"]
+    summary = [
+        {
+            "model": cfg["model"],
+            "dataset": cfg["dataset"],
+            "epochs": cfg["epochs"],
+            "test top-1 %": _pct(s["test_acc"]),
+            "best top-1 %": _pct(s["best_acc"]),
+            "params": f"{s['params'] / 1e6:.3f}M",
+            "MMACs / image": f"{s['macs'] / 1e6:.2f}",
+            "wall time": f"{s['wall_s'] / 60:.1f} min",
+            "train img/s": f"{s['images_per_s']:.0f}",
+        }
+    ]
+    epochs = [
+        {
+            "epoch": r["epoch"],
+            "lr": r["lr"],
+            "train loss": r["train_loss"],
+            "train top-1 %": _pct(r["train_acc"]),
+            "test loss": r["test_loss"],
+            "test top-1 %": _pct(r["test_acc"]),
+            "test top-5 %": _pct(r["test_acc5"]),
+            "img/s": f"{float(r['images_per_s']):.0f}",
+        }
+        for r in s["history"]
+    ]
+    curves = [folder / "curves.png"] if (folder / "curves.png").is_file() else []
+    config = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
+    sections = [
+        Section("Result", "Last-epoch test accuracy; the model's weights are last.safetensors.", summary, curves),
+        Section("Per epoch", table=epochs),
+        *_excitation_sections(folder / "excitation"),
+        Section("Recipe", "The resolved configuration (config.yaml); it repeats this run as a recipe.", code=config),
+    ]
+    return f"Training run: {cfg['model']} on {cfg['dataset']}", str(folder), sections
+
+
+def _comparison_sections(folder: Path) -> tuple[str, str, list[Section]]:
+    import json
+
+    data = json.loads((folder / "compare.json").read_text())
+    rows = [
+        {
+            "model": m["model"],
+            "params": f"{m['params'] / 1e6:.3f}M",
+            "MMACs / image": f"{m['macs'] / 1e6:.2f}",
+            "test top-1 % (mean ± std)": f"{100 * m['mean']:.2f} ± {100 * m['std']:.2f}",
+            "seeds": len(m["seeds"]),
+            "per seed": ", ".join(_pct(a) for a in m["test_acc"]),
+            "train img/s": f"{m['images_per_s']:.0f}",
+        }
+        for m in data["models"]
+    ]
+    mach = data.get("machine", {})
+    where = ", ".join(f"{k} {v}" for k, v in mach.items() if v is not None)
+    cfg = data["config"]
+    plot = [folder / "compare.png"] if (folder / "compare.png").is_file() else []
+    sections = [
+        Section("Last-epoch test accuracy", f"{cfg['epochs']} epochs on {cfg['dataset']}; machine: {where}.", rows),
+        Section("Training curves (mean over seeds)", images=plot),
+        Section("Recipe", code=__import__("yaml").safe_dump(cfg, sort_keys=False)),
+    ]
+    return f"Comparison: {' vs '.join(m['model'] for m in data['models'])}", str(folder), sections
+
+
+def _study_sections(folder: Path) -> tuple[str, str, list[Section]]:
+    from .ablate import STUDIES, StudyResult
+
+    study = StudyResult.load(folder)
+    what, table = STUDIES[study.study][:2]
+    rows = []
+    for r in study.rows:
+        errs = r["errors"]
+        mean = sum(errs) / len(errs) if errs else None
+        sd = (sum((e - mean) ** 2 for e in errs) / (len(errs) - 1)) ** 0.5 if len(errs) > 1 else 0.0
+        rows.append(
+            {
+                "variant": r["label"],
+                "top-1 err % (mean ± std)": "–" if mean is None else f"{mean:.2f} ± {sd:.2f}",
+                "seeds done": f"{len(errs)}/{r['seeds']}",
+                "params": "–" if r["params"] is None else f"{r['params'] / 1e6:.3f}M",
+                "MMACs": "–" if r["macs"] is None else f"{r['macs'] / 1e6:.2f}",
+                "paper top-1 err % (SE-ResNet-50, ImageNet)": "–" if r["paper_err"] is None else r["paper_err"],
+            }
+        )
+    plot = [folder / "study.png"] if (folder / "study.png").is_file() else []
+    text = (
+        f"The paper's {table} varies the {what} of SE-ResNet-50 on ImageNet; here the same variants of "
+        f"{study.model}. Compare the ordering of the variants, not the values."
+    )
+    return f"Ablation: {what}", str(folder), [Section("Results", text, rows, plot)]
+
+
+def build_report(folder: str | os.PathLike) -> Path:
+    """Write ``report.html`` into a run, comparison or study folder and return its path."""
+    folder = Path(folder)
+    if (folder / "study.json").is_file():
+        title, subtitle, sections = _study_sections(folder)
+    elif (folder / "compare.json").is_file():
+        title, subtitle, sections = _comparison_sections(folder)
+    elif (folder / "summary.json").is_file():
+        title, subtitle, sections = _run_sections(folder)
+    else:
+        raise FileNotFoundError(
+            f"{str(folder)!r} is not a finished training run (summary.json), comparison (compare.json) or "
+            "ablation study (study.json)"
+        )
+    return write_html(folder / "report.html", title, sections, subtitle)

@@ -1,0 +1,90 @@
+"""senet ablate (resumable studies), senet excitation and senet report on real runs (small synthetic data)."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from senet.analysis.ablate import StudyResult, study_variants
+from senet.analysis.report import build_report
+from senet.cli import main
+
+TINY = ["--dataset", "synthetic", "--in-chans", "1", "--image-size", "16", "--train-subset", "192",
+        "--test-subset", "64", "--epochs", "1", "--batch-size", "32", "--amp", "none", "--channels-last", "false",
+        "--progress", "none", "--tensorboard", "false", "--threads", "1"]  # fmt: skip
+
+
+def ablate(folder: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "senet", "ablate", "gate", "--values", "relu", "sigmoid", "--seeds", "1",
+            "--out", str(folder), *TINY, *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A gate study interrupted by SIGKILL after its first run, then resumed; returns (folder, first run stamp)."""
+    folder = tmp_path_factory.mktemp("study")
+    first = folder / "runs" / "plain-resnet20-s0" / "summary.json"
+    proc = subprocess.Popen(ablate(folder), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists(), proc.stderr.read().decode()[-2000:]
+    before = StudyResult.load(folder)
+    stamp = {p: p.stat().st_mtime_ns for p in first.parent.iterdir()}
+    done = subprocess.run(ablate(folder), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return folder, before, stamp, done.stdout
+
+
+def test_interrupted_study_resumes_without_redoing_runs(study):
+    folder, before, stamp, _ = study
+    assert [len(r["errors"]) for r in before.rows] == [1, 0, 0]  # killed after the baseline's run
+    for path, mtime in stamp.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path.name} was rewritten: the finished run was redone"
+    after = StudyResult.load(folder)
+    assert [r["label"] for r in after.rows] == ["plain (resnet20)", "relu", "sigmoid"]
+    assert all(len(r["errors"]) == 1 and 0 <= r["errors"][0] <= 100 for r in after.rows)
+    assert after.rows[0]["errors"] == before.rows[0]["errors"]
+    assert after.rows[1]["params"] > after.rows[0]["params"]
+
+
+def test_study_outputs_table_and_plot(study):
+    folder, *_, stdout = study
+    assert "| relu |" in stdout and "paper top-1 err %" in stdout
+    assert (folder / "study.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| sigmoid |" in (folder / "study.md").read_text()
+
+
+def test_excitation_and_reports_of_a_run(study, capsys):
+    folder, *_ = study
+    run = folder / "runs" / "sigmoid-s0"
+    assert main(["excitation", str(run), "--classes", "0", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "SE_4_3" in out and "class-specificity" in out
+    assert {p.name for p in (run / "excitation").iterdir()} >= {"excitations.npz", "excitations.csv",
+                                                                 "class_means.png", "spread.png"}  # fmt: skip
+    page = build_report(run).read_text()
+    assert "Excitations" in page and page.count("<table>") >= 3 and page.count("data:image/png") == 3
+    study_page = build_report(folder).read_text()
+    assert "Ablation: excitation non-linearity" in study_page and "data:image/png" in study_page
+
+
+def test_report_of_something_else_is_a_one_line_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "senet", "report", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "is not a finished training run" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_variants_fail_early_when_they_do_not_fit():
+    with pytest.raises(ValueError, match="r=32 exceeds the 16 channels"):
+        study_variants("reduction", "se_resnet20")
+    with pytest.raises(ValueError, match="has no SE"):
+        study_variants("gate", "resnet20")
+    with pytest.raises(ValueError, match="unknown study"):
+        study_variants("depth", "se_resnet20")
+    assert [v.label for v in study_variants("reduction", "se_resnet20", ["2", "16"], baseline=False)] == ["r=2", "r=16"]
