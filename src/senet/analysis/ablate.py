@@ -202,10 +202,15 @@ def run_study(
     out_dir: str | os.PathLike,
     values: Sequence[Any] | None = None,
     baseline: bool = True,
+    runs_dir: str | os.PathLike | None = None,
     log: Callable[[str], None] = print,
 ) -> StudyResult:
     """Train every variant of ``study`` over ``seeds`` with the recipe ``base`` (a TrainConfig, whose ``model`` is
-    the SE model studied); cached and resumable (see the module doc)."""
+    the SE model studied); cached and resumable (see the module doc).
+
+    ``runs_dir`` (default ``out_dir/runs``) may be shared by several studies of one recipe: a run they have in
+    common, such as the plain baseline, is then trained once.
+    """
     from ..training import train
 
     variants = study_variants(study, base.model, values, baseline)
@@ -224,7 +229,7 @@ def run_study(
                 model=v.model,
                 model_options={**shared, **v.options},
                 seed=seed,
-                out_dir=str(folder / "runs"),
+                out_dir=str(runs_dir or folder / "runs"),
                 name=f"{v.slug}-s{seed}",
             )
             log(f"[{done}/{total}] {study}: {v.label}, seed {seed} → {cfg.run_dir}")

@@ -73,7 +73,10 @@ def _ablate(args: argparse.Namespace) -> int:
     base = config_from_args(args)
     seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
     out = Path(args.out or Path(base.out_dir) / f"ablate-{args.study}-{base.model}-{base.dataset}")
-    result = run_study(args.study, base, seeds=seeds, out_dir=out, values=args.values, baseline=not args.no_baseline)
+    result = run_study(
+        args.study, base, seeds=seeds, out_dir=out, values=args.values, baseline=not args.no_baseline,
+        runs_dir=args.runs_dir,
+    )  # fmt: skip
     print(result.markdown())
     print(f"\nstudy folder: {out} (study.md, study.json, study.png; `senet report {out}` for an HTML page)")
     return 0
@@ -148,6 +151,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--values", nargs="+", help="the study's values, e.g. --values 2 4 8 16 for reduction")
     a.add_argument("--no-baseline", action="store_true", help="leave out the plain twin")
     a.add_argument("--out", metavar="DIR", help="study folder (default OUT_DIR/ablate-STUDY-MODEL-DATASET)")
+    a.add_argument("--runs-dir", metavar="DIR", help="where the runs go (default STUDY/runs); share it between "
+                   "studies of one recipe to train common runs, such as the baseline, once")  # fmt: skip
     add_config_flags(a, skip=("seed", "name"))
     a.set_defaults(func=_ablate, resume=None)
 
