@@ -44,7 +44,7 @@ def test_insertion_keeps_outputs_adds_the_se_arithmetic_and_trains(name):
     with torch.no_grad():
         after = model(x)
     torch.testing.assert_close(after, before, rtol=0, atol=1e-6)
-    # Each unit: W1 (C/r × C) and W2 (C × C/r) with their biases (paper §4, eq. 5).
+    # Each unit: W1 (C/r × C) and W2 (C × C/r) with their biases (paper §4).
     assert n_params(model) - params == sum(2 * u.channels * u.reduced + u.channels + u.reduced for u in units)
 
     gates = {}

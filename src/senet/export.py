@@ -9,8 +9,10 @@ input size and, for senet models, the model name and options. Where it is stored
 * TorchScript: the archive's extra file ``senet.json`` (``torch.jit.load(path, _extra_files=...)``).
 
 `read_metadata` reads it back from any of the three. The ONNX file comes from PyTorch's TorchScript-based exporter
-(``dynamo=False``), which is several times faster than the dynamo exporter on these networks and gives the same
-outputs (tests check every registered model against onnxruntime); pass ``dynamo=True`` for the newer one.
+(deprecated upstream), which is several times faster than the dynamo-based exporter on these networks and gives
+the same outputs (tests check every registered model against onnxruntime); where it cannot express an operator
+(VGG's adaptive pooling to 7×7 from a smaller map), the dynamo-based exporter takes over. ``dynamo=True`` always
+uses the latter.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def export(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     metadata: dict[str, Any] | None = None,
-    dynamo: bool = False,
+    dynamo: bool | None = None,
 ) -> Path:
     """Write ``model`` (in eval mode) to ``path`` in ``format``, with a dynamic batch axis; returns the path.
 
@@ -92,7 +94,8 @@ def export(
         mean, std: the input normalisation, one value per channel; default: ``model.weights_meta``'s (set by
             ``create_model(..., weights=...)``). Required where unknown: a deployed model must say how to feed it.
         metadata: more JSON-serialisable facts to record (class names, ...).
-        dynamo: ONNX only: use PyTorch's dynamo-based exporter instead of the TorchScript-based one.
+        dynamo: ONNX only: None (default) uses PyTorch's TorchScript-based exporter and, for a model it cannot
+            express, the dynamo-based one; True always the dynamo-based one, False never.
 
     Raises:
         ValueError: an unknown format, a bad input size, or an unknown normalisation.
@@ -131,23 +134,28 @@ def export(
     return atomic_write(path, lambda tmp: tmp.write_bytes(data.getvalue()))
 
 
-def _onnx(model: nn.Module, example: torch.Tensor, text: str, dynamo: bool) -> bytes:
+def _onnx(model: nn.Module, example: torch.Tensor, text: str, dynamo: bool | None) -> bytes:
     import onnx
 
     names = {"input_names": ["input"], "output_names": ["logits"]}
+    if not dynamo:
+        try:
+            buffer = io.BytesIO()
+            torch.onnx.export(
+                model, (example,), buffer, dynamo=False, opset_version=OPSET, do_constant_folding=False,
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **names,
+            )  # fmt: skip
+            proto = onnx.load_model_from_string(buffer.getvalue())
+        except torch.onnx.errors.OnnxExporterError:
+            if dynamo is False:
+                raise
+            dynamo = True  # an operator it cannot express (e.g. adaptive pooling to a size that does not divide)
     if dynamo:
         program = torch.onnx.export(
             model, (example,), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
             opset_version=max(OPSET, 18), optimize=True, verbose=False, **names,
         )  # fmt: skip
         proto = program.model_proto
-    else:
-        buffer = io.BytesIO()
-        torch.onnx.export(
-            model, (example,), buffer, dynamo=False, opset_version=OPSET, do_constant_folding=False,
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **names,
-        )  # fmt: skip
-        proto = onnx.load_model_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()
     entry.key, entry.value = _META, text
     return proto.SerializeToString()

@@ -1,8 +1,8 @@
 """Insert SE into an existing network without changing what it computes (paper §4, Figs. 2–3).
 
-The paper integrates SE into standard architectures "by insertion after the non-linearity following each
-convolution" and, in residual networks, on the residual branch before the summation with the identity branch
-(Fig. 3). `add_se` does this to a model that is already built, and possibly already trained:
+The paper (§4) builds SE networks by inserting SE units into standard architectures: in residual networks on the
+residual branch, before the summation with the identity branch (Fig. 3); in others after the non-linearity that
+follows a convolution. `add_se` does this to a model that is already built, and possibly already trained:
 
 * residual blocks it recognises (senet's own, torchvision's and timm's ResNet/ResNeXt ``BasicBlock`` and
   ``Bottleneck``) get an SE unit on the residual branch, after its last BN and before the addition;

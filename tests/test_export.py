@@ -1,0 +1,143 @@
+"""Export: every registered model through ONNX into onnxruntime, ExportedPrograms and TorchScript re-loaded, each
+with a dynamic batch axis and its normalisation recorded; the ``senet export`` command."""
+
+import json
+
+import onnxruntime as ort
+import pytest
+import torch
+import torchvision
+from _interop import trained_like
+
+import senet
+from senet.cli import main
+from senet.export import export, read_metadata
+from senet.io import save_weights
+
+ALL = senet.list_models()
+MEAN, STD = (0.5, 0.45, 0.4), (0.25, 0.2, 0.3)
+# One SE model per family, in registration order (the smallest of each family comes first).
+PER_FAMILY = list({senet.get_entry(n).family: n for n in reversed(senet.list_models(se=True, sort=False))}.values())
+
+
+def _session(path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _model_and_input(name, side=None):
+    """``name`` with random BN state, and a batch of 3 (exported at batch 2), by default at its smallest input.
+
+    Random BN statistics, not those of a batch: BN calibrated on random data makes a deep network chaotic (float32
+    rounding differences grow to 1e-3 through ResNet-152), which would measure the network, not the export."""
+    model = senet.create_model(name, num_classes=10)
+    side = side or model.min_size
+    return trained_like(model), torch.randn(3, model.in_chans, side, side)
+
+
+def assert_matches(got, expected, tol):
+    """``|got - expected| <= tol`` relative to the output's scale (deep plain nets with random weights reach 1e7)."""
+    got = torch.as_tensor(got)
+    err = (got - expected).abs().max() / expected.abs().max().clamp(min=1)
+    assert err <= tol, f"max difference {err:.2e} of the output's scale (> {tol:.0e})"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_onnx_matches_pytorch_in_onnxruntime(name, tmp_path):
+    """onnxruntime's output is within 1e-4 (of the output's scale) of the exact output, computed in float64; where
+    a random deep network amplifies float32 rounding beyond that (PyTorch's own float32 output then misses the exact
+    one by more than 1e-4: SE-ResNet-152 by 5e-4), it must be no further from it than twice PyTorch's own error."""
+    model, x = _model_and_input(name)
+    path = export(model, tmp_path / f"{name}.onnx", input_size=model.min_size, mean=MEAN, std=STD)
+    session = _session(path)
+    got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0]).double()  # batch 3, exported at 2
+    with torch.no_grad():
+        expected = model(x).double()
+        exact = model.double()(x.double())
+    scale = exact.abs().max().clamp(min=1)
+    ort_err, own_err = ((got - exact).abs().max() / scale).item(), ((expected - exact).abs().max() / scale).item()
+    assert exact.abs().max() > 0.1  # not a degenerate comparison
+    assert ort_err <= max(1e-4, 2 * own_err), f"onnxruntime {ort_err:.1e} from exact, PyTorch float32 {own_err:.1e}"
+    meta = json.loads(session.get_modelmeta().custom_metadata_map["senet"])
+    assert meta["name"] == name and meta["mean"] == list(MEAN) and meta["std"] == list(STD)
+    assert meta["input_size"] == [3, model.min_size, model.min_size]
+
+
+@pytest.mark.parametrize("name", PER_FAMILY)
+def test_exported_program_reloads_and_matches(name, tmp_path):
+    model, x = _model_and_input(name)
+    path = export(model, tmp_path / "m.pt2", format="exported-program", input_size=model.min_size, mean=MEAN, std=STD)
+    extra = {"senet.json": ""}
+    program = torch.export.load(path, extra_files=extra)
+    with torch.no_grad():
+        assert_matches(program.module()(x), model(x), 1e-5)
+    assert json.loads(extra["senet.json"])["mean"] == list(MEAN) and read_metadata(path)["name"] == name
+
+
+def test_torchscript_and_dynamo_onnx(tmp_path):
+    model, x = _model_and_input("se_resnet20", 32)  # exported at the model's default size, 32
+    with torch.no_grad():
+        expected = model(x)
+    path = export(model, tmp_path / "m.ts", format="torchscript", mean=MEAN, std=STD)
+    extra = {"senet.json": ""}
+    scripted = torch.jit.load(str(path), _extra_files=extra)
+    assert_matches(scripted(x), expected, 1e-5)
+    assert json.loads(extra["senet.json"])["std"] == list(STD) and read_metadata(path)["input_size"] == [3, 32, 32]
+    path = export(model, tmp_path / "d.onnx", mean=MEAN, std=STD, dynamo=True)
+    got = _session(path).run(None, {"input": x.numpy()})[0]
+    assert_matches(got, expected, 1e-4)
+    assert read_metadata(path)["name"] == "se_resnet20"
+
+
+def test_retrofitted_torchvision_model_exports(tmp_path):
+    x = torch.randn(3, 3, 64, 64)
+    model = trained_like(senet.add_se(torchvision.models.resnet18(num_classes=10)))
+    with torch.no_grad():
+        expected = model(x)
+    onnx_path = export(model, tmp_path / "r.onnx", input_size=(3, 64, 64), mean=MEAN, std=STD)
+    got = _session(onnx_path).run(None, {"input": x.numpy()})[0]
+    assert_matches(got, expected, 1e-4)
+    assert read_metadata(onnx_path)["name"] == "ResNet"
+    pt2 = export(model, tmp_path / "r.pt2", format="exported-program", input_size=64, mean=MEAN, std=STD)
+    assert_matches(torch.export.load(pt2).module()(x), expected, 1e-5)
+
+
+def test_known_weights_normalisation_is_the_default(tmp_path):
+    model = senet.create_model("se_resnet20")
+    model.weights_meta = {"mean": [0.1] * 3, "std": [0.3] * 3, "input_size": 40, "weights": "x.test"}
+    meta = read_metadata(export(model, tmp_path / "m.onnx"))
+    assert meta["mean"] == [0.1] * 3 and meta["input_size"] == [3, 40, 40] and meta["weights"] == "x.test"
+
+
+def test_cli_export(tmp_path, capsys):
+    model, x = _model_and_input("se_resnet20", 32)
+    weights = save_weights(tmp_path / "w.safetensors", model, {**model.model_config, "mean": MEAN, "std": STD})
+    assert main(["export", str(weights)]) == 0
+    assert "dynamic N; mean [0.5, 0.45, 0.4]" in capsys.readouterr().out
+    got = _session(tmp_path / "w.onnx").run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        assert_matches(got, model(x), 1e-4)
+    bare = save_weights(tmp_path / "bare.safetensors", model, model.model_config)
+    assert main(["export", str(bare), "--format", "torchscript"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not record its input normalisation; pass --mean and --std" in err and len(err.splitlines()) == 1
+    out = tmp_path / "o.ts"
+    assert main(["export", str(bare), "--format", "torchscript", "--out", str(out), "--mean", "0", "0", "0",
+                 "--std", "1", "1", "1", "--input-size", "16"]) == 0  # fmt: skip
+    assert read_metadata(out)["input_size"] == [3, 16, 16]
+
+
+def test_export_errors(tmp_path):
+    model = senet.create_model("resnet20")
+    with pytest.raises(ValueError, match="normalisation of resnet20 is unknown: pass mean= and std="):
+        export(model, tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="format='tflite' is not one of onnx, exported-program, torchscript"):
+        export(model, tmp_path / "m.tflite", format="tflite", mean=MEAN, std=STD)
+    with pytest.raises(ValueError, match=r"must end in \.pt2"):
+        export(model, tmp_path / "m.ep", format="exported-program", mean=MEAN, std=STD)
+    with pytest.raises(ValueError, match="one value per input channel"):
+        export(model, tmp_path / "m.onnx", mean=(0.5,), std=(0.2,))
+    with pytest.raises(ValueError, match=r"not a senet model: pass input_size=\(C, H, W\)"):
+        export(torchvision.models.resnet18(), tmp_path / "m.onnx", mean=MEAN, std=STD)
+    assert not list(tmp_path.iterdir())
