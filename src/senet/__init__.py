@@ -10,6 +10,7 @@ from .analysis import Profile, profile
 from .export import export
 from .layers import SEConfig, SqueezeExcite, reduced_width
 from .models import Classifier, create_model, get_entry, list_models
+from .optimize import optimize_for_inference
 from .retrofit import add_se
 from .training import RunResult, TrainConfig, compare, evaluate, train
 from .weights import list_weights, load_weights
@@ -32,6 +33,7 @@ __all__ = [
     "list_models",
     "list_weights",
     "load_weights",
+    "optimize_for_inference",
     "profile",
     "reduced_width",
     "train",

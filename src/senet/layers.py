@@ -142,13 +142,22 @@ class SqueezeExcite(nn.Module):
 
     def excitation(self, u: Tensor) -> Tensor:
         """The gate ``s`` for ``u``: (B, C, 1, 1), or (B, C, H, W) for ``squeeze="none"``."""
-        z = self._squeeze(u)
+        return self.excite(self._squeeze(u))
+
+    def excite(self, z: Tensor) -> Tensor:
+        """Excitation (eq. 3) of a squeezed descriptor ``z`` (B, C): the gate, (B, C, 1, 1).
+
+        The FCs run on the (B, C) matrix, one matrix product each, never on a (B, C, 1, 1) map; a (B, C, H, W)
+        ``z`` (``squeeze="none"``) gets a gate per position. `senet.optimize_for_inference` calls this with a
+        squeeze computed elsewhere (from the input of the convolution that produced ``u``).
+        """
         if self.conv and z.ndim == 2:
             z = z[:, :, None, None]  # the 1×1-convolution form works on (B, C, 1, 1)
         s = self.gate(self.fc2(self.act(self.fc1(z))))
         return s if s.ndim == 4 else s[:, :, None, None]
 
     def forward(self, u: Tensor, shortcut: Tensor | None = None) -> Tensor:
+        # u itself is never written to: analysis hooks recompute the gate from the unit's input after it returns.
         s = self.excitation(u)
         if shortcut is None:
             return u * s

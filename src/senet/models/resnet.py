@@ -68,14 +68,16 @@ class _Residual(nn.Module):
         self.act = nn.ReLU(inplace=True) if self.post_act else nn.Identity()
 
     def _merge(self, out: Tensor, shortcut: Tensor) -> Tensor:
+        # ``out`` is the branch's own last result (a BN or convolution output that backward does not need), so the
+        # additions write into it; the SE unit's input is never written to (analysis hooks read it afterwards).
         pos = self.se_position
         if pos == "standard":
             out = self.se(out, shortcut)  # s·out + shortcut, fused
         elif pos == "identity":
-            out = out + self.se(shortcut)
+            out += self.se(shortcut)
         else:
-            out = out + shortcut
-        out = self.act(out)
+            out += shortcut
+        out = self.act(out)  # in place
         return self.se(out) if pos == "post" else out
 
     def _pre(self, x: Tensor) -> Tensor:
