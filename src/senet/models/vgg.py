@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import torch
 from torch import Tensor, nn
 
 from ..layers import SEConfig, se_for_block
@@ -21,7 +22,7 @@ from ._base import Classifier
 from ._convs import conv_bn, init_convs
 from ._registry import register_twins
 
-__all__ = ["VGG"]
+__all__ = ["VGG", "AdaptiveAvgPool"]
 
 # VGG-16 (Simonyan & Zisserman 2015, Table 1, configuration D): 3×3 convolutions, a 2×2 max pool after each stage.
 #   output channels  convolutions
@@ -32,6 +33,32 @@ _VGG16 = (
     (512, 3),  # 28×28
     (512, 3),  # 14×14, pooled to 7×7
 )  # fmt: skip
+
+
+class AdaptiveAvgPool(nn.Module):
+    """``nn.AdaptiveAvgPool2d(size)`` written as two matrix products, which ONNX exports at any input size.
+
+    Output row i averages input rows ⌊i·n/size⌋ to ⌈(i+1)·n/size⌉ - 1, as torch does (columns likewise). torch.onnx
+    exports ``nn.AdaptiveAvgPool2d`` only where ``size`` divides the input's size: VGG at 224² (7×7 → 7×7), not at
+    32² (1×1 → 7×7) or 256² (8×8 → 7×7).
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def _bins(self, n: int, like: Tensor) -> Tensor:
+        """(size, n): row i holds 1/len over the input positions of output position i."""
+        i = torch.arange(self.size, device=like.device)[:, None]
+        j = torch.arange(n, device=like.device)
+        inside = (j >= i * n // self.size) & (j < ((i + 1) * n + self.size - 1) // self.size)
+        return inside.to(like.dtype) / inside.sum(1, keepdim=True).to(like.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        if h == w == self.size:
+            return x
+        return self._bins(h, x) @ x @ self._bins(w, x).T  # (B, C, size, size)
 
 
 class VGG(Classifier):
@@ -66,7 +93,7 @@ class VGG(Classifier):
         self.features = nn.Sequential(layers)
         self.pre_logits = nn.Sequential(
             OrderedDict(
-                pool=nn.AdaptiveAvgPool2d(7),
+                pool=AdaptiveAvgPool(7),
                 fc6=nn.Conv2d(cin, 4096, 7),  # → (B, 4096, 1, 1)
                 act6=nn.ReLU(inplace=True),
                 drop6=nn.Dropout(drop_rate),
