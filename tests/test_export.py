@@ -75,6 +75,7 @@ def test_exported_program_reloads_and_matches(name, tmp_path):
     assert json.loads(extra["senet.json"])["mean"] == list(MEAN) and read_metadata(path)["name"] == name
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_and_dynamo_onnx(tmp_path):
     model, x = _model_and_input("se_resnet20", 32)  # exported at the model's default size, 32
     with torch.no_grad():

@@ -119,6 +119,7 @@ class _Evil:
         return (os.system, ("touch /tmp/senet_weights_pwned",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_malicious_pickle_and_truncated_safetensors_are_refused(tmp_path):
     evil = tmp_path / "evil.pth"
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "x": _Evil()}, evil)
