@@ -15,6 +15,7 @@ from senet.data import (
     BatchKey,
     EpochBatches,
     ImageFolder,
+    TensorImages,
     imagenet_transforms,
     load_datasets,
     normalize,
@@ -176,6 +177,17 @@ def test_random_crop_flip_is_a_per_image_crop_of_the_padded_batch():
         flips += mirrored and not plain
     assert 16 < flips < 48  # about half mirrored
     assert torch.equal(y, random_crop_flip(x, 2, torch.Generator().manual_seed(3)))  # a function of the seed
+
+
+def test_crop_padding_zero_flips_only_and_none_does_nothing():
+    images = torch.randint(0, 256, (64, 1, 6, 6), dtype=torch.uint8)
+    labels = torch.zeros(64, dtype=torch.long)
+    key = BatchKey(7, list(range(64)))
+    flipped = TensorImages(images, labels, padding=0).__getitems__(key).images
+    mirrored = [not torch.equal(flipped[i], images[i]) for i in range(64)]
+    assert all(torch.equal(flipped[i], images[i].flip(-1) if m else images[i]) for i, m in enumerate(mirrored))
+    assert 16 < sum(mirrored) < 48
+    assert torch.equal(TensorImages(images, labels).__getitems__(key).images, images)
 
 
 def test_normalize_gives_standard_strides():

@@ -21,6 +21,7 @@ any number of loader workers, across processes, and after a resume.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import gzip
 import math
@@ -246,11 +247,12 @@ class DataSpec:
 class TensorImages(Dataset):
     """Images held in memory as one uint8 tensor (N, C, H, W) with int64 labels (N,).
 
-    ``padding`` > 0 turns on the pad-crop-flip augmentation (`random_crop_flip`), drawn from each batch's seed;
+    ``padding`` turns on the pad-crop-flip augmentation (`random_crop_flip`; 0: flips only, None: off), drawn
+    from each batch's seed;
     ``size`` resizes (bilinear, antialiased) when the model wants another size than the files have.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, *, padding: int = 0, size: int = 0) -> None:
+    def __init__(self, images: Tensor, labels: Tensor, *, padding: int | None = None, size: int = 0) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise ValueError(f"expected uint8 images (N, C, H, W) and N labels, got {images.shape} and {labels.shape}")
         self.images, self.labels = images, labels.long()
@@ -270,7 +272,7 @@ class TensorImages(Dataset):
             from torchvision.transforms import v2
 
             images = v2.functional.resize(images, [self.size, self.size], antialias=True)
-        if self.padding:
+        if self.padding is not None:
             images = random_crop_flip(images, self.padding, torch.Generator().manual_seed(key.seed))
         return Batch(images, self.labels[idx])
 
@@ -393,7 +395,7 @@ class _NumpyOnly(pickle.Unpickler):
             ("numpy", "dtype"): self._dtype,
             ("numpy.core.multiarray", "_reconstruct"): self._reconstruct,
             ("numpy._core.multiarray", "_reconstruct"): self._reconstruct,
-            ("_codecs", "encode"): __import__("codecs").encode,  # how Python 3 pickles bytes at protocol 2
+            ("_codecs", "encode"): codecs.encode,  # how Python 3 pickles bytes at protocol 2
         }
         if (module, name) not in allowed:
             raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
@@ -623,7 +625,7 @@ def load_datasets(
         native = splits["train"][0].shape[-1]
         mean, std = _STATS[name]
         spec = DataSpec(name, tuple(classes), splits["train"][0].shape[1], image_size or native, mean, std)
-    padding = crop_padding if augment == "crop-flip" else 0
+    padding = crop_padding if augment == "crop-flip" else None
     train = TensorImages(*splits["train"], padding=padding, size=spec.image_size)
     test = TensorImages(*splits["test"], size=spec.image_size)
     bad = int(max(train.labels.max(), test.labels.max()))

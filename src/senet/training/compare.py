@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import platform
 import statistics
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,12 @@ def _options_for(model: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare(
-    models: Sequence[str], config: TrainConfig, *, seeds: int | Sequence[int] = 3, name: str = ""
+    models: Sequence[str],
+    config: TrainConfig,
+    *,
+    seeds: int | Sequence[int] = 3,
+    name: str = "",
+    log: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True),
 ) -> Comparison:
     """Train each of ``models`` with ``config`` once per seed and summarise.
 
@@ -132,6 +138,7 @@ def compare(
         config: the recipe; its ``model`` and ``seed`` are replaced per run.
         seeds: how many seeds (0, 1, ... K-1) or which ones.
         name: the comparison's folder under ``config.out_dir``; by default ``compare-A-B-DATASET``.
+        log: where to say which run starts (stderr by default).
 
     The runs go to ``out_dir/name/MODEL-sSEED``; the table to ``compare.md``, the numbers to ``compare.json`` and
     the curves (averaged over seeds) to ``compare.png`` in the same folder.
@@ -144,19 +151,15 @@ def compare(
     if not seed_list:
         raise ValueError(f"seeds={seeds!r}: give at least one seed")
     folder = Path(config.out_dir) / (name or f"compare-{'-'.join(models)}-{config.dataset}")
-    summaries = []
-    for m in models:
-        runs = []
-        for s in seed_list:
-            cfg = config.replace(
-                model=m,
-                seed=s,
-                out_dir=str(folder),
-                name=f"{m}-s{s}",
-                model_options=_options_for(m, config.model_options),
-            )
-            runs.append(train(cfg, resume="auto"))
-        summaries.append(ModelSummary(m, runs))
+    runs: dict[str, list[RunResult]] = {m: [] for m in models}
+    for s in seed_list:  # seed by seed, so that a change in machine load falls on every model alike
+        for m in models:
+            options = _options_for(m, config.model_options)
+            cfg = config.replace(model=m, seed=s, out_dir=str(folder), name=f"{m}-s{s}", model_options=options)
+            done = sum(map(len, runs.values()))
+            log(f"[{done + 1}/{len(models) * len(seed_list)}] {m}, seed {s} → {cfg.run_dir}")
+            runs[m].append(train(cfg, resume="auto"))
+    summaries = [ModelSummary(m, rs) for m, rs in runs.items()]
     result = Comparison(
         summaries, folder, folder / "compare.md", folder / "compare.png", folder / "compare.json", machine()
     )

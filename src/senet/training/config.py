@@ -45,7 +45,7 @@ class TrainConfig:
     image_size: int = 0  # pixels; 0: the dataset's own
     in_chans: int = 3  # channels of image-folder and synthetic images (others have their own)
     augment: str = "auto"  # auto, none, crop-flip (small images), imagenet (image folders); auto: the one that applies
-    crop_padding: int = 4  # pixels of zero padding before the random crop
+    crop_padding: int = 4  # pixels of zero padding before the random crop (crop-flip; 0: flips only)
     train_subset: int = 0  # train on a fixed random subset of this many images; 0: all
     test_subset: int = 0  # evaluate on a fixed random subset; 0: all
     skip_bad_images: bool = False  # image folders: skip and count unreadable files instead of stopping

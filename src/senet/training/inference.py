@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import Batch, DataSpec, EpochBatches, collate_batch, imagenet_transforms, normalize
+from ..data import Batch, EpochBatches, collate_batch, imagenet_transforms, normalize
 from .distributed import Dist
 
 __all__ = ["EvalResult", "Inputs", "evaluate", "predict"]
@@ -155,13 +155,10 @@ def predict(
 ) -> list[list[tuple[str, float]]]:
     """The ``top_k`` (label, probability) pairs for each image file, using the weights' metadata (size, mean,
     std, class names)."""
-    spec = DataSpec(
-        meta["dataset"], tuple(meta["classes"]), meta["in_chans"], meta["image_size"], meta["mean"], meta["std"]
-    )
-    inputs = Inputs(next(model.parameters()).device, tuple(spec.mean), tuple(spec.std))
+    inputs = Inputs(next(model.parameters()).device, tuple(meta["mean"]), tuple(meta["std"]))
     probs = model.eval()(inputs.prepare(load_images(paths, meta))).softmax(dim=1)
     values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
     return [
-        [(spec.classes[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist(), strict=True)]
+        [(meta["classes"][i], float(v)) for v, i in zip(vs.tolist(), ix.tolist(), strict=True)]
         for vs, ix in zip(values, indices, strict=True)
     ]

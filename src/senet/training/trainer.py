@@ -166,12 +166,10 @@ def _check_resumable(state: TrainingState, model: nn.Module, path: Path) -> None
 class _Run:
     """One training session of a run folder: builds everything from the config, then `fit` trains."""
 
-    def __init__(self, config: TrainConfig, resume: bool | Literal["auto"]) -> None:
+    def __init__(self, config: TrainConfig, dist: distributed.Dist, resume: bool | Literal["auto"]) -> None:
         self.t0 = time.monotonic()
         self.config = c = config
-        _set_threads(c)
-        _set_deterministic(c.deterministic)
-        self.dist = d = distributed.setup(c.device)
+        self.dist = d = dist
         self.run_dir = c.run_dir
         self.progress = Progress(c.progress if d.main else "none")
 
@@ -183,15 +181,13 @@ class _Run:
         self.inputs = Inputs(d.device, self.spec.mean, self.spec.std, c.channels_last, c.amp)
 
         torch.manual_seed(derive_seed(c.seed, "init"))
-        self.model = m = create_model(
-            c.model, num_classes=self.spec.num_classes, in_chans=self.spec.in_chans, **c.model_options
-        )
-        if self.spec.image_size < getattr(m, "min_size", 1):
-            raise ValueError(f"{c.model} needs images of at least {m.min_size} px; the data has {self.spec.image_size}")
-        size = (self.spec.in_chans, self.spec.image_size, self.spec.image_size)
-        with torch.device("meta"):
-            meta_model = create_model(c.model, num_classes=self.spec.num_classes, in_chans=size[0], **c.model_options)
-        self.cost = profile(meta_model, size)
+        s = self.spec
+        m = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **c.model_options)
+        if s.image_size < getattr(m, "min_size", 1):
+            raise ValueError(f"{c.model} needs images of at least {m.min_size} px; the data has {s.image_size}")
+        with torch.device("meta"):  # count parameters and multiply-adds without a second set of weights
+            meta = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **c.model_options)
+        self.cost = profile(meta, (s.in_chans, s.image_size, s.image_size))
         if d.enabled and c.sync_bn:
             if d.device.type != "cuda":
                 raise ValueError("sync_bn needs CUDA devices: PyTorch's SyncBatchNorm runs on GPUs only")
@@ -446,15 +442,15 @@ def train(config: TrainConfig, *, resume: bool | Literal["auto"] = False) -> Run
             raise ValueError(f"{str(config.run_dir)!r} holds a run of another configuration ({_describe(changed)})")
         if done.config.epochs == config.epochs:
             return done
-    dist = None
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    _set_threads(config)
+    _set_deterministic(config.deterministic)
+    dist = distributed.setup(config.device)
     try:
-        run = _Run(config, resume)
-        dist = run.dist
-        return run.fit()
+        return _Run(config, dist, resume).fit()
     finally:  # leave the caller's process as it was
-        if dist is not None and dist.owner:
+        if dist.owner:
             distributed.teardown()
         torch.set_num_threads(threads)
         _set_deterministic(deterministic)

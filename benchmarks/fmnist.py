@@ -1,0 +1,79 @@
+"""Fashion-MNIST on this machine: how fast an SE network reaches a target test accuracy with the fast recipe, and
+its last-epoch accuracy beside its plain twin's over several seeds.
+
+    flock /tmp/senet-cpu.lock .venv/bin/python benchmarks/fmnist.py                  # se_resnet20 vs resnet20, 3 seeds
+    flock /tmp/senet-cpu.lock .venv/bin/python benchmarks/fmnist.py --seeds 1 --epochs 2
+
+Run it alone on the machine (the lock keeps other jobs of this project off the cores), since the wall times are the
+point. Runs are cached under --out (an interrupted benchmark continues). Prints a markdown table and writes it,
+with every per-run figure, to OUT/benchmark.md and OUT/benchmark.json. The figures in docs/training.md come from
+this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from senet.io import atomic_write_text
+from senet.training import RunResult, TrainConfig, compare
+from senet.training.compare import machine
+
+
+def time_to(run: RunResult, target: float) -> float | None:
+    """Wall seconds from the start of the run to the end of the first epoch whose test accuracy reached ``target``."""
+    hit = next((r for r in run.history if r["test_acc"] != "" and r["test_acc"] >= target), None)
+    return None if hit is None else hit["elapsed_s"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["se_resnet20", "resnet20"])
+    p.add_argument("--recipe", default="fmnist-fast")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--target", type=float, default=0.94, help="test accuracy to time (default 0.94)")
+    p.add_argument("--out", default="runs/bench-fmnist", help="folder of the runs and results")
+    args = p.parse_args(argv)
+
+    out = Path(args.out)
+    overrides = {"out_dir": str(out.parent)} | ({"epochs": args.epochs} if args.epochs else {})
+    config = TrainConfig.from_recipe(args.recipe, **overrides)
+    result = compare(args.models, config, seeds=args.seeds, name=out.name)
+
+    lines = [
+        f"| model | last-epoch test top-1 % (per seed) | mean ± std | time to {100 * args.target:.1f}% (per seed) | "
+        "train img/s | wall time / run |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = []
+    for s in result.models:
+        times = [time_to(r, args.target) for r in s.runs]
+        shown = ", ".join("not reached" if t is None else f"{t / 60:.1f} min" for t in times)
+        accs = ", ".join(f"{100 * a:.2f}" for a in s.accs)
+        ips = statistics.median(r.images_per_s for r in s.runs)
+        wall = statistics.fmean(r.wall_s for r in s.runs)
+        mean = f"{100 * s.mean:.2f} ± {100 * s.std:.2f}"
+        lines.append(f"| {s.model} | {accs} | {mean} | {shown} | {ips:.0f} | {wall / 60:.1f} min |")
+        rows.append({**s.to_dict(), "time_to_target_s": times})
+    mach = machine()
+    head = (
+        f"Fashion-MNIST, recipe {args.recipe} ({config.epochs} epochs), {len(result.models[0].runs)} seeds; "
+        f"{mach['cpu']}, {mach['cores']} cores, {torch.get_num_threads()} threads, torch {mach['torch']}"
+    )
+    table = "\n".join([head, "", *lines])
+    print(table)
+    atomic_write_text(out / "benchmark.md", table + "\n")
+    data = {"target": args.target, "recipe": config.to_dict(), "machine": mach, "models": rows}
+    atomic_write_text(out / "benchmark.json", json.dumps(data, indent=1))
+    print(f"\nwritten: {out / 'benchmark.md'}, {out / 'benchmark.json'}, curves {result.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
