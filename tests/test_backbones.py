@@ -13,7 +13,6 @@ import senet
 from senet.cli import main
 from senet.models.inception import MaxPoolCeil
 from senet.models.mobile import channel_shuffle
-from senet.models.vgg import AdaptiveAvgPool
 
 
 def prof(name, size=None, **options):
@@ -307,12 +306,6 @@ def test_bn_inception_reduction_pooling_is_caffes_on_even_maps_and_takes_odd_one
     assert MaxPoolCeil()(torch.randn(1, 4, 25, 13)).shape[-2:] == (13, 7)  # ⌈n/2⌉, as the strided convolutions
     model = senet.create_model("bn_inception", num_classes=3).eval()
     assert model(torch.randn(1, 3, 200, 200)).shape == (1, 3)  # a 25×25 map enters 3c: Caffe's pooling fails there
-
-
-@pytest.mark.parametrize(("h", "w"), [(1, 1), (2, 3), (7, 7), (8, 8), (13, 30)])
-def test_vgg_pooling_is_torchs_adaptive_average_pooling(h, w):
-    x = torch.randn(2, 3, h, w)
-    torch.testing.assert_close(AdaptiveAvgPool(7)(x), torch.nn.functional.adaptive_avg_pool2d(x, 7))
 
 
 def test_channel_shuffle():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
 from torch import Tensor, nn
 
 from ..layers import SEConfig, se_for_block
@@ -22,7 +21,7 @@ from ._base import Classifier
 from ._convs import conv_bn, init_convs
 from ._registry import register_twins
 
-__all__ = ["VGG", "AdaptiveAvgPool"]
+__all__ = ["VGG"]
 
 # VGG-16 (Simonyan & Zisserman 2015, Table 1, configuration D): 3×3 convolutions, a 2×2 max pool after each stage.
 #   output channels  convolutions
@@ -35,39 +34,13 @@ _VGG16 = (
 )  # fmt: skip
 
 
-class AdaptiveAvgPool(nn.Module):
-    """``nn.AdaptiveAvgPool2d(size)`` written as two matrix products, which ONNX exports at any input size.
-
-    Output row i averages input rows ⌊i·n/size⌋ to ⌈(i+1)·n/size⌉ - 1, as torch does (columns likewise). torch.onnx
-    exports ``nn.AdaptiveAvgPool2d`` only where ``size`` divides the input's size: VGG at 224² (7×7 → 7×7), not at
-    32² (1×1 → 7×7) or 256² (8×8 → 7×7).
-    """
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def _bins(self, n: int, like: Tensor) -> Tensor:
-        """(size, n): row i holds 1/len over the input positions of output position i."""
-        i = torch.arange(self.size, device=like.device)[:, None]
-        j = torch.arange(n, device=like.device)
-        inside = (j >= i * n // self.size) & (j < ((i + 1) * n + self.size - 1) // self.size)
-        return inside.to(like.dtype) / inside.sum(1, keepdim=True).to(like.dtype)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h, w = x.shape[-2:]
-        if h == w == self.size:
-            return x
-        return self._bins(h, x) @ x @ self._bins(w, x).T  # (B, C, size, size)
-
-
 class VGG(Classifier):
     """VGG-16 with BN after every convolution and SE-VGG-16 (paper Table 2): 13 convolutions → BN → ReLU (→ SE),
     then the three fully connected layers; 138.366M parameters.
 
-    fc6 and fc7 (4096 wide, ReLU and dropout after each) are held as a 7×7 and a 1×1 convolution on the map
-    pooled to 7×7, as VGG's dense evaluation does (its §3.2): the same weights and multiply-adds as linear layers, and
-    the network then takes any input of at least 32 pixels (five 2×2 poolings; ``min_size`` = 32).
+    fc6 and fc7 (4096 wide, ReLU and dropout after each) are held as a 7×7 and a 1×1 convolution, as VGG's dense
+    evaluation converts them (its §3.2), applied to the last map average-pooled to 7×7, as torchvision does: the same
+    weights and multiply-adds as linear layers, and any input of at least 32 pixels (five 2×2 poolings; ``min_size``).
     ``forward_features`` returns fc7's output, (B, 4096, 1, 1), and fc8 is the classifier ``fc``. ``se_stages``
     numbers the five stages of `_VGG16`; ``r`` may give one ratio per stage. The convolutions keep their biases
     before BN, as torchvision's ``vgg16_bn`` (whose weights map onto these in order).
@@ -93,7 +66,7 @@ class VGG(Classifier):
         self.features = nn.Sequential(layers)
         self.pre_logits = nn.Sequential(
             OrderedDict(
-                pool=AdaptiveAvgPool(7),
+                pool=nn.AdaptiveAvgPool2d(7),
                 fc6=nn.Conv2d(cin, 4096, 7),  # → (B, 4096, 1, 1)
                 act6=nn.ReLU(inplace=True),
                 drop6=nn.Dropout(drop_rate),
