@@ -26,10 +26,10 @@ def ablate(folder: Path, *extra: str) -> list[str]:
 def study(tmp_path_factory):
     """A gate study interrupted by SIGKILL after its first run, then resumed; returns (folder, first run stamp)."""
     folder = tmp_path_factory.mktemp("study")
-    first = folder / "runs" / "plain-resnet20-s0" / "summary.json"
+    first = folder / "runs" / "resnet20-s0" / "summary.json"
     proc = subprocess.Popen(ablate(folder), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
+    while not (folder / "study.json").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -62,7 +62,7 @@ def test_study_outputs_table_and_plot(study):
 
 def test_excitation_and_reports_of_a_run(study, capsys):
     folder, *_ = study
-    run = folder / "runs" / "sigmoid-s0"
+    run = folder / "runs" / "se_resnet20-s0"
     assert main(["excitation", str(run), "--classes", "0", "1"]) == 0
     out = capsys.readouterr().out
     assert "SE_4_3" in out and "class-specificity" in out

@@ -12,6 +12,7 @@ for the same variant (shared/REFERENCE.md §3) to compare orderings, not values.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 
 from ..io import atomic_write, atomic_write_text
+from ..layers import SEConfig
 from ..models import SE_OPTIONS, create_model, get_entry
 
 __all__ = ["STUDIES", "StudyResult", "Variant", "run_study", "study_variants"]
@@ -38,9 +40,24 @@ class Variant:
     options: dict[str, Any] = field(default_factory=dict)
     paper_err: float | None = None
 
-    @property
-    def slug(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.=]+", "-", self.label).strip("-")
+    def run_name(self, seed: int) -> str:
+        """The run folder's name: the model and the options that differ from its defaults, then the seed.
+
+        Variants of different studies that build the same network (r=16, sigmoid, avg, standard, all stages are
+        all the default SE model) get the same name, so studies sharing a runs folder train that network once.
+        """
+        defaults = inspect.signature(SEConfig.from_options).parameters
+        own = dict(get_entry(self.model).se_defaults)
+        changed = {
+            k: v
+            for k, v in sorted(self.options.items())
+            if v != own.get(k, defaults[k].default if k in defaults else None)
+        }
+        text = "-".join(
+            f"{k.removeprefix('se_')}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+            for k, v in changed.items()
+        )
+        return re.sub(r"[^A-Za-z0-9_.=,]+", "-", f"{self.model}-{text}" if text else self.model) + f"-s{seed}"
 
 
 # Each study: (what it varies, the paper's table, variants as (label, SE options, paper top-1 error on ImageNet)).
@@ -230,7 +247,7 @@ def run_study(
                 model_options={**shared, **v.options},
                 seed=seed,
                 out_dir=str(runs_dir or folder / "runs"),
-                name=f"{v.slug}-s{seed}",
+                name=v.run_name(seed),
             )
             log(f"[{done}/{total}] {study}: {v.label}, seed {seed} → {cfg.run_dir}")
             r = train(cfg, resume="auto")
