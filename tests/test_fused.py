@@ -98,6 +98,46 @@ def test_block_merge_matches_reference_forward_and_backward(monkeypatch, block, 
         torch.testing.assert_close(gp[n], gp_ref[n], rtol=1e-9, atol=1e-12, msg=n)
 
 
+def test_inplace_writes_into_u_only_when_nothing_can_read_it():
+    se = senet.SqueezeExcite(16, 4)
+    u0, sc = torch.randn(2, 16, 5, 5), torch.randn(2, 16, 5, 5)
+    expected = u0 * reference_gate(se, u0) + sc
+    with torch.no_grad():
+        u = u0.clone()
+        y = se(u, sc, inplace=True)
+        assert y.data_ptr() == u.data_ptr()  # no fresh memory
+        torch.testing.assert_close(y, expected)
+        u = u0.clone()
+        y = se(u, inplace=True)
+        assert y.data_ptr() == u.data_ptr()
+        torch.testing.assert_close(y, u0 * reference_gate(se, u0))
+        u = u0.clone()
+        se(u, sc)  # inplace=False: u untouched
+        assert torch.equal(u, u0)
+        handle = se.register_forward_hook(lambda m, inputs, out: None)
+        u = u0.clone()
+        se(u, sc, inplace=True)  # a hook may read the input after the call
+        assert torch.equal(u, u0)
+        handle.remove()
+    u = u0.clone()
+    y = se(u, sc, inplace=True)  # autograd records the call (the FC weights need gradients): u is kept
+    assert torch.equal(u, u0) and y.requires_grad
+    torch.testing.assert_close(y.detach(), expected)
+
+
+@pytest.mark.parametrize("position", ["standard", "post", "after_3x3", "pre", "identity"])
+def test_every_se_position_gives_the_same_output_with_and_without_gradient_recording(position):
+    cfg = senet.SEConfig(r=4, position=position)
+    model = ResNet(Bottleneck, (2, 1), (64, 128), se=cfg, num_classes=10, in_chans=3, strides=(1, 2),
+                   block_args=_bottleneck_args(1, 64, stride_in_1x1=False))  # fmt: skip
+    model = _calibrate(model).eval()
+    x = torch.randn(2, 3, 32, 32)
+    y_grad = model(x)  # recording: every SE unit works out of place
+    with torch.inference_mode():
+        y_fast = model(x)  # in place where the block owns the map
+    torch.testing.assert_close(y_fast, y_grad.detach(), rtol=1e-6, atol=1e-6)
+
+
 def test_excite_of_a_squeeze_is_the_excitation():
     se = senet.SqueezeExcite(64, 16)
     u = torch.randn(2, 64, 6, 6)

@@ -156,12 +156,28 @@ class SqueezeExcite(nn.Module):
         s = self.gate(self.fc2(self.act(self.fc1(z))))
         return s if s.ndim == 4 else s[:, :, None, None]
 
-    def forward(self, u: Tensor, shortcut: Tensor | None = None) -> Tensor:
-        # u itself is never written to: analysis hooks recompute the gate from the unit's input after it returns.
-        s = self.excitation(u)
-        if shortcut is None:
-            return u * s
-        return torch.addcmul(shortcut, u, s)  # s·u + shortcut in one pass over memory
+    def forward(self, u: Tensor, shortcut: Tensor | None = None, *, inplace: bool = False) -> Tensor:
+        """``s·u``, or ``s·u + shortcut`` in one pass over memory (the original models' "Axpy" layer).
+
+        ``inplace=True`` lets the unit write the result into ``u`` (as ``nn.ReLU(inplace=True)`` does) when nothing
+        can read ``u`` afterwards: autograd does not need it (no gradient is being recorded through the unit) and
+        no forward hook is registered (a hook may read the unit's input after it returns). Blocks pass it for
+        their own intermediate maps: fresh memory of several MB costs page faults at every call on CPU.
+        """
+        return self.scale(u, self.excitation(u), shortcut, inplace=inplace)
+
+    def scale(self, u: Tensor, s: Tensor, shortcut: Tensor | None = None, *, inplace: bool = False) -> Tensor:
+        """Scale (eq. 4), ``s·u``, fused with the residual addition when ``shortcut`` is given; see `forward`."""
+        if inplace and self._may_overwrite(u, s):
+            return u.mul_(s) if shortcut is None else torch.addcmul(shortcut, u, s, out=u)
+        return u * s if shortcut is None else torch.addcmul(shortcut, u, s)
+
+    def _may_overwrite(self, u: Tensor, s: Tensor) -> bool:
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return False  # a compiler or exporter plans memory itself; give it the pure function
+        recording = torch.is_grad_enabled() and (u.requires_grad or s.requires_grad)
+        hooked = bool(self._forward_hooks) or bool(nn.modules.module._global_forward_hooks)
+        return not recording and not hooked
 
     @torch.no_grad()
     def reset_to_identity(self) -> None:

@@ -156,7 +156,7 @@ class _NarrowSqueezeBottleneck(Bottleneck):
             z = F.linear(h.mean((2, 3)), w.view(cout, width), b)  # = u.mean((2, 3))
         else:
             z = u.mean((2, 3))
-        return self.act(torch.addcmul(shortcut, u, self.se.excite(z)))
+        return self.act(self.se.scale(u, self.se.excite(z), shortcut, inplace=True))
 
 
 def _narrow_squeeze_eligible(block: nn.Module) -> bool:

@@ -69,22 +69,22 @@ class _Residual(nn.Module):
 
     def _merge(self, out: Tensor, shortcut: Tensor) -> Tensor:
         # ``out`` is the branch's own last result (a BN or convolution output that backward does not need), so the
-        # additions write into it; the SE unit's input is never written to (analysis hooks read it afterwards).
+        # merge writes into it rather than into fresh memory; the SE unit does so only when autograd and hooks let it.
         pos = self.se_position
         if pos == "standard":
-            out = self.se(out, shortcut)  # s·out + shortcut, fused
+            out = self.se(out, shortcut, inplace=True)  # s·out + shortcut, fused
         elif pos == "identity":
             out += self.se(shortcut)
         else:
             out += shortcut
         out = self.act(out)  # in place
-        return self.se(out) if pos == "post" else out
+        return self.se(out, inplace=True) if pos == "post" else out
 
     def _pre(self, x: Tensor) -> Tensor:
         return self.se(x) if self.se_position == "pre" else x
 
     def _mid(self, x: Tensor) -> Tensor:
-        return self.se(x) if self.se_position == "after_3x3" else x
+        return self.se(x, inplace=True) if self.se_position == "after_3x3" else x
 
 
 class BasicBlock(_Residual):
