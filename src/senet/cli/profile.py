@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         by_family.setdefault(get_entry(o.se_model).family, []).append(o)
     for family, family_rows in by_family.items():
         sizes = sorted({"×".join(map(str, o.input_size[1:])) for o in family_rows})
-        print(f"\n{family} ({', '.join(sizes)}, MACs per image; SE pooling and scaling counted as in the paper)")
+        print(f"\n{family} ({', '.join(sizes)}, MACs per image; SE squeeze and scale: 1 MAC per element each)")
         print(format_table(family_rows))
     if args.json:
         with open(args.json, "w") as f:
