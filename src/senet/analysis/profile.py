@@ -5,9 +5,10 @@ per element for the squeeze (global pooling) and one per element for the scale: 
 convolutions and FCs plus 0.011 G of SE pooling and scaling, the paper's 3.87. BatchNorm, ReLU, the residual
 additions and the other pooling layers are not counted, as in the paper and in ``torch.utils.flop_counter``.
 
-The paper does not say how it counts the squeeze and scale, and rounds to 0.01 G. Its ResNet increases (+0.01,
-+0.02, +0.02 G for ResNet-50/101/152) fit this count; its VGG-16, MobileNet and ShuffleNet increases fit one MAC per
-element for squeeze and scale together (e.g. VGG-16: 15.484 vs 15.498 here). Either way the totals are within 1%.
+The paper does not say how it counts the squeeze and scale, and rounds to 0.01 G; no single rule fits all its
+increases. ResNet-101's +0.02 fits this count (+0.023; one MAC per element for both together gives +0.014), while
+ResNet-152's +0.02, ResNeXt-101's +0.01 and the VGG-16, MobileNet and ShuffleNet increases fit the single count
+(ResNet-152: +0.020 vs +0.033 here; VGG-16: 15.484 vs 15.498). Either way every total is within 1% of the paper.
 
 The forward pass that measures the shapes runs on the ``meta`` device: no arithmetic is done, so profiling
 SENet-154 takes well under a second, and a model built under ``torch.device("meta")`` can be profiled without
