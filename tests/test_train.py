@@ -3,6 +3,8 @@ everything it writes, resumption rules, a non-finite loss, EMA and gradient accu
 
 import csv
 import json
+import sys
+import types
 
 import pytest
 import torch
@@ -178,3 +180,28 @@ def test_ema_weights_are_the_ones_saved_and_evaluated(tmp_path):
 def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
     result = train(tiny(tmp_path, batch_size=32, accum_steps=2))
     assert result.history[-1]["step"] == 512 // 64  # 16 micro-batches of 32, one optimizer step per two
+
+
+def test_tensorboard_events_when_installed(tmp_path, monkeypatch):
+    # tensorboard is optional and absent here: stand in for its SummaryWriter to check what the trainer logs.
+    logged = []
+
+    class SummaryWriter:
+        def __init__(self, log_dir):
+            logged.append(("dir", log_dir))
+
+        def add_scalar(self, tag, value, step):
+            logged.append((tag, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            logged.append(("closed", None))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=SummaryWriter))
+    cfg = TrainConfig(dataset="synthetic", model="resnet20", image_size=8, train_subset=64, test_subset=16,
+                      batch_size=32, epochs=2, progress="none", out_dir=str(tmp_path))  # fmt: skip
+    train(cfg)
+    assert logged[0] == ("dir", str(cfg.run_dir / "tb")) and logged[-1] == ("closed", None)
+    assert ("test_acc", 1) in logged and ("test_acc", 2) in logged and ("train_loss", 2) in logged
