@@ -114,6 +114,35 @@ def test_unknown_dataset_and_augment():
         load_datasets("synthetic", augment="imagenet")
 
 
+def py2_pickle(entries: dict[bytes, np.ndarray | list]) -> bytes:
+    """A pickle as Python 2's cPickle wrote the CIFAR files (protocol 2, str as BINSTRING, numpy.core paths), assembled
+    opcode by opcode: Python 3 cannot write one."""
+
+    def text(b: bytes) -> bytes:  # SHORT_BINSTRING: a Python 2 str
+        return b"U" + bytes([len(b)]) + b
+
+    def value(v) -> bytes:
+        if isinstance(v, list):  # EMPTY_LIST, MARK, items, APPENDS
+            return b"](" + b"".join(b"K" + bytes([x]) if isinstance(x, int) else text(x) for x in v) + b"e"
+        raw = v.tobytes()
+        return (
+            b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + b"K\x00\x85" + text(b"b") + b"\x87R"
+            + b"(K\x01" + b"M" + struct.pack("<H", v.shape[0]) + b"M" + struct.pack("<H", v.shape[1]) + b"\x86"
+            + b"cnumpy\ndtype\n" + text(b"u1") + b"K\x00K\x01\x87R"
+            + b"(K\x03" + text(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+            + b"\x89T" + struct.pack("<I", len(raw)) + raw + b"tb"
+        )  # fmt: skip
+
+    return b"\x80\x02}(" + b"".join(text(k) + value(v) for k, v in entries.items()) + b"u."
+
+
+def test_python2_cifar_pickle(tmp_path):
+    data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    (tmp_path / "b").write_bytes(py2_pickle({b"data": data, b"labels": [3, 7], b"filenames": [b"a.png", b"b.png"]}))
+    batch = read_cifar_batch(tmp_path / "b")
+    assert np.array_equal(batch["data"], data) and batch["labels"] == [3, 7] and batch["filenames"][1] == "b.png"
+
+
 def _cifar_folder(tmp, name="cifar10", n=20):
     rng = np.random.default_rng(0)
     if name == "cifar10":
