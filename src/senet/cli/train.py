@@ -8,30 +8,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from senet.training import TrainConfig, list_recipes
+from senet.training.config import field_type
 
 _SKIP_IN_COMPARE = ("model", "seed")
 
 
-def _field_type(name: str) -> Any:
-    hint = typing.get_type_hints(TrainConfig)[name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args and typing.get_origin(hint) is not list and typing.get_origin(hint) is not dict else hint
-
-
 def _parse(name: str):
     """A flag's value parser: strings stay strings; numbers, booleans, lists and mappings are read as YAML."""
-    is_str = _field_type(name) is str
-    optional = type(None) in typing.get_args(typing.get_type_hints(TrainConfig)[name])
+    kind, optional = field_type(name)
 
     def parse(text: str) -> Any:
-        if is_str:
+        if kind is str:
             return None if optional and text in ("null", "None") else text
         try:
             return yaml.safe_load(text)
@@ -52,7 +45,7 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         flag = "--" + name.replace("_", "-")
         help_ = f"{text} (default {getattr(defaults, name)!r})" if text else f"default {getattr(defaults, name)!r}"
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_.replace("%", "%%")}
-        if _field_type(name) is bool:
+        if field_type(name)[0] is bool:
             kwargs |= {"nargs": "?", "const": True, "metavar": "BOOL"}
         group.add_argument(flag, type=_parse(name), **kwargs)
 

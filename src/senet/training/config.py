@@ -12,7 +12,6 @@ import dataclasses
 import difflib
 import inspect
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import yaml
 from ..data import AUGMENTATIONS, DATASETS
 from ..models import get_entry
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "find_recipe", "list_recipes"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "field_type", "find_recipe", "list_recipes"]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "linear", "step", "plateau", "constant")
@@ -185,14 +184,25 @@ class TrainConfig:
             raise ValueError(f"name={self.name!r} must be a plain folder name")
 
 
+def field_type(name: str) -> tuple[Any, bool]:
+    """A TrainConfig field's type, and whether it may be None (``str | None`` → (str, True))."""
+    return _unwrap(typing.get_type_hints(TrainConfig)[name])
+
+
+def _unwrap(hint: Any) -> tuple[Any, bool]:
+    args = typing.get_args(hint)
+    if type(None) not in args:
+        return hint, False
+    (inner,) = [a for a in args if a is not type(None)]
+    return inner, True
+
+
 def _convert(value: Any, hint: Any, what: str) -> Any:
     """Check ``value`` against a field's type hint, allowing int for float; return it converted."""
+    hint, optional = _unwrap(hint)
+    if value is None and optional:
+        return None
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(hint):
-            return None
-        (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
-        origin = typing.get_origin(hint)
     if hint is bool:
         ok = isinstance(value, bool)
     elif hint is int:
