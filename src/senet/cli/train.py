@@ -91,10 +91,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 def load_weights(path: str) -> tuple[Any, dict[str, Any]]:
     """A model and its metadata from a senet weights file (or a run folder: its last.safetensors)."""
-    from senet.checkpoint import LAST_FILE
+    from senet.checkpoint import LAST_FILE, STATE_FILE
     from senet.io import load_model
 
     p = Path(path)
+    if p.name == STATE_FILE:
+        raise ValueError(f"{path!r} is a training state (for --resume); use {LAST_FILE} or the run folder")
     return load_model(p / LAST_FILE if p.is_dir() else p)
 
 
