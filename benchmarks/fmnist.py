@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
+from senet.environment import describe
 from senet.io import atomic_write_text
 from senet.training import RunResult, TrainConfig, compare
-from senet.training.compare import machine
 
 
 def time_to(run: RunResult, target: float) -> float | None:
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         mean = f"{100 * s.mean:.2f} ± {100 * s.std:.2f}"
         lines.append(f"| {s.model} | {accs} | {mean} | {shown} | {ips:.0f} | {wall / 60:.1f} min |")
         rows.append({**s.to_dict(), "time_to_target_s": times})
-    mach = machine()
+    mach = describe()
     head = (
         f"Fashion-MNIST, recipe {args.recipe} ({config.epochs} epochs), {len(result.models[0].runs)} seeds; "
         f"{mach['cpu']}, {mach['cores']} cores, {torch.get_num_threads()} threads, torch {mach['torch']}"

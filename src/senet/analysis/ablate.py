@@ -26,7 +26,7 @@ import torch
 
 from ..io import atomic_write, atomic_write_text
 from ..layers import SEConfig
-from ..models import SE_OPTIONS, create_model, get_entry
+from ..models import create_model, get_entry
 
 __all__ = ["STUDIES", "StudyResult", "Variant", "run_study", "study_variants"]
 
@@ -241,10 +241,9 @@ def run_study(
     for v, row in zip(variants, result.rows, strict=True):
         for seed in seeds:
             done += 1
-            shared = {k: o for k, o in base.model_options.items() if get_entry(v.model).has_se or k not in SE_OPTIONS}
             cfg = base.replace(
                 model=v.model,
-                model_options={**shared, **v.options},
+                model_options={**get_entry(v.model).shared_options(base.model_options), **v.options},
                 seed=seed,
                 out_dir=str(runs_dir or folder / "runs"),
                 name=v.run_name(seed),

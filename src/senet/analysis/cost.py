@@ -11,8 +11,6 @@ backward pass (activation memory), counted exactly with saved-tensor hooks.
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ..environment import describe
 from ..models import create_model, get_entry
 from .profile import profile
 
@@ -82,19 +81,6 @@ class CostRow:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _environment(device: torch.device) -> dict:
-    env = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
 
 
 def measure_cost(
@@ -193,7 +179,7 @@ def measure_cost(
                 samples=samples[n],
             )
         )
-    env = {**_environment(device), "input_size": list(size), "repeats": repeats, "channels_last": channels_last}
+    env = {**describe(device), "input_size": list(size), "repeats": repeats, "channels_last": channels_last}
     return rows, env
 
 

@@ -12,6 +12,7 @@ import fnmatch
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -43,6 +44,10 @@ class ModelEntry:
     @property
     def options(self) -> tuple[str, ...]:
         return self.arch_options + (SE_OPTIONS if self.has_se else ())
+
+    def shared_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The part of options meant for a whole comparison that this model takes: SE options go to SE models only."""
+        return dict(options) if self.has_se else {k: v for k, v in options.items() if k not in SE_OPTIONS}
 
 
 _REGISTRY: dict[str, ModelEntry] = {}

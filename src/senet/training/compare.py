@@ -9,7 +9,6 @@ that was stopped continues where it was.
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -17,15 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from ..environment import describe
 from ..io import atomic_write_text
-from ..models import SE_OPTIONS, get_entry
+from ..models import get_entry
 from .config import TrainConfig
 from .report import plot_curves
 from .trainer import RunResult, train
 
-__all__ = ["Comparison", "ModelSummary", "compare", "machine"]
+__all__ = ["Comparison", "ModelSummary", "compare"]
 
 
 @dataclass
@@ -101,28 +99,6 @@ class Comparison:
         return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    """The facts a timing needs beside it: CPU, cores, threads, torch version, GPU."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": len(__import__("os").sched_getaffinity(0)),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
-
-
-def _options_for(model: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The shared model options a model takes: SE options apply to the SE models only."""
-    return options if get_entry(model).has_se else {k: v for k, v in options.items() if k not in SE_OPTIONS}
-
-
 def compare(
     models: Sequence[str],
     config: TrainConfig,
@@ -154,14 +130,14 @@ def compare(
     runs: dict[str, list[RunResult]] = {m: [] for m in models}
     for s in seed_list:  # seed by seed, so that a change in machine load falls on every model alike
         for m in models:
-            options = _options_for(m, config.model_options)
+            options = get_entry(m).shared_options(config.model_options)
             cfg = config.replace(model=m, seed=s, out_dir=str(folder), name=f"{m}-s{s}", model_options=options)
             done = sum(map(len, runs.values()))
             log(f"[{done + 1}/{len(models) * len(seed_list)}] {m}, seed {s} → {cfg.run_dir}")
             runs[m].append(train(cfg, resume="auto"))
     summaries = [ModelSummary(m, rs) for m, rs in runs.items()]
     result = Comparison(
-        summaries, folder, folder / "compare.md", folder / "compare.png", folder / "compare.json", machine()
+        summaries, folder, folder / "compare.md", folder / "compare.png", folder / "compare.json", describe()
     )
     curves = {f"{s.model} ({len(s.runs)} seeds)": s.mean_history() for s in summaries}
     plot_curves(result.plot, curves, title=f"{config.dataset}: mean over seeds")
