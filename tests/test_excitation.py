@@ -52,10 +52,25 @@ def test_specificity_is_zero_when_class_agnostic_and_one_when_determined_by_clas
     agnostic = ExcitationStats(["u"], ["a", "b"], np.array([5, 5]), {"u": mean}, {"u": np.full((2, 2), 0.1)},
                                {"u": mean[0]})  # fmt: skip
     assert agnostic.specificity()["u"] == pytest.approx(0.0)
+    assert agnostic.class_spread()["u"] == pytest.approx(0.0)
     mean = np.array([[0.1, 0.9], [0.9, 0.1]])
     specific = ExcitationStats(["u"], ["a", "b"], np.array([5, 5]), {"u": mean}, {"u": np.zeros((2, 2))},
                                {"u": mean.mean(0)})  # fmt: skip
     assert specific.specificity()["u"] == pytest.approx(1.0)
+    assert specific.class_spread()["u"] == pytest.approx(0.4)  # class means 0.1 and 0.9 lie 0.4 from their mean
+
+
+def test_class_spread_sees_scale_where_eta_squared_does_not():
+    """Tiny gate differences that follow the class give η² = 1 but a spread near 0; the spread grows with them."""
+
+    def stats(gap: float) -> ExcitationStats:
+        mean = np.array([[0.5 - gap], [0.5 + gap]])
+        return ExcitationStats(["u"], ["a", "b"], np.array([1, 3]), {"u": mean}, {"u": np.zeros((2, 1))},
+                               {"u": np.array([0.5 + gap / 2])})  # fmt: skip
+
+    assert stats(1e-3).specificity()["u"] == pytest.approx(1.0)
+    assert stats(1e-3).class_spread()["u"] == pytest.approx(np.sqrt(3) / 2 * 1e-3)  # weights 1/4, 3/4: √(3/4)·gap
+    assert stats(0.2).class_spread()["u"] == pytest.approx(np.sqrt(3) / 2 * 0.2)
 
 
 def test_bad_unit_named():

@@ -4,8 +4,11 @@ The paper observes that in early layers the gates are nearly the same for every 
 that they become class-specific with depth, and that in the last stage many saturate towards 1 (SE_5_2, SE_5_3)
 so that those units act almost as identities. `record_excitations` collects, for chosen SE units, the per-class
 mean and spread of every channel's gate over a dataset; `plot_class_means` and `plot_spread` draw the paper's
-figures; `ExcitationStats.specificity` puts "class-specific" into one number per unit: the share of the gates'
-variance explained by the class (η², 0 = class-agnostic, 1 = determined by the class).
+figures. Two numbers per unit say how class-specific the gates are: `ExcitationStats.class_spread`, how far the
+classes' mean gates lie apart (their standard deviation across classes, in gate units, averaged over channels: 0 =
+every class gets the same gates), and `ExcitationStats.specificity`, the share of the gates' variance explained by
+the class (η², 0 = class-agnostic, 1 = determined by the class). η² is blind to scale: gates that hardly vary at all
+can still vary mostly with the class, so the paper's "nearly the same for every class" is read from the spread.
 """
 
 from __future__ import annotations
@@ -64,17 +67,25 @@ class ExcitationStats:
     std: dict[str, np.ndarray]
     overall_mean: dict[str, np.ndarray]  # (channels,) over all images
 
+    def _between_within(self, u: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per channel: variance of the class means around the overall mean, and mean variance within a class."""
+        w = self.counts / self.counts.sum()
+        between = (w[:, None] * (self.mean[u] - self.overall_mean[u]) ** 2).sum(0)
+        within = (w[:, None] * self.std[u] ** 2).sum(0)
+        return between, within
+
     def specificity(self) -> dict[str, float]:
         """η² per unit: between-class variance of the gates over their total variance, averaged over channels."""
         out = {}
-        w = self.counts / self.counts.sum()
         for u in self.units:
-            grand = self.overall_mean[u]
-            between = (w[:, None] * (self.mean[u] - grand) ** 2).sum(0)
-            within = (w[:, None] * self.std[u] ** 2).sum(0)
+            between, within = self._between_within(u)
             total = between + within
             out[u] = float(np.mean(np.where(total > 0, between / np.maximum(total, 1e-12), 0.0)))
         return out
+
+    def class_spread(self) -> dict[str, float]:
+        """Per unit: the standard deviation of the class means of each channel's gate, averaged over channels."""
+        return {u: float(np.sqrt(self._between_within(u)[0]).mean()) for u in self.units}
 
     def save(self, folder: str | os.PathLike) -> list[Path]:
         """Write ``excitations.npz`` (every number) and ``excitations.csv`` (a summary per unit), atomically."""
@@ -88,13 +99,17 @@ class ExcitationStats:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)
 
-        spec = self.specificity()
+        spec, spread = self.specificity(), self.class_spread()
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(["unit", "paper_name", "channels", "mean_gate", "saturated_share", "class_specificity"])
+        header = ["unit", "paper_name", "channels", "mean_gate", "saturated_share", "class_spread", "class_specificity"]
+        writer.writerow(header)
         for u in self.units:
             m = self.overall_mean[u]
-            writer.writerow([u, paper_name(u), m.size, f"{m.mean():.4f}", f"{(m > 0.95).mean():.4f}", f"{spec[u]:.4f}"])
+            saturated = (m > 0.95).mean()
+            writer.writerow(
+                [u, paper_name(u), m.size, f"{m.mean():.4f}", f"{saturated:.4f}", f"{spread[u]:.4f}", f"{spec[u]:.4f}"]
+            )
         return [
             atomic_write(folder / "excitations.npz", write_npz),
             atomic_write(folder / "excitations.csv", lambda tmp: tmp.write_text(buf.getvalue())),
@@ -209,14 +224,14 @@ def _save(fig, path: str | os.PathLike) -> Path:
 def plot_class_means(stats: ExcitationStats, path: str | os.PathLike, classes: Sequence[int] | None = None) -> Path:
     """Paper Fig. 6: mean gate per channel for several classes and for all images, one panel per unit."""
     classes = list(classes) if classes is not None else list(range(min(4, len(stats.classes))))
-    spec = stats.specificity()
+    spec, spread = stats.specificity(), stats.class_spread()
     fig, axes = _figure(len(stats.units))
     for ax, u in zip(axes, stats.units, strict=False):
         x = np.arange(stats.overall_mean[u].size)
         ax.plot(x, stats.overall_mean[u], color="black", lw=1.2, label="all")
         for k in classes:
             ax.plot(x, stats.mean[u][k], lw=0.8, alpha=0.8, label=stats.classes[k])
-        ax.set_title(f"{paper_name(u)} ({u}), class-specificity η²={spec[u]:.2f}", fontsize=9)
+        ax.set_title(f"{paper_name(u)} ({u}): class spread {spread[u]:.3f}, η² {spec[u]:.2f}", fontsize=9)
         ax.set_xlabel("channel index")
         ax.set_ylabel("mean activation")
         ax.set_ylim(-0.02, 1.02 if stats.overall_mean[u].max() <= 1 else None)

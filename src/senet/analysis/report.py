@@ -130,8 +130,10 @@ def _excitation_sections(folder: Path) -> list[Section]:
     images = [p for p in (folder / "class_means.png", folder / "spread.png") if p.is_file()]
     text = (
         "Mean excitation (gate value) per channel at several depths, for several classes and over all test images "
-        "(paper Figs. 6–7). class_specificity is the share of the gates' variance explained by the class (η²): "
-        "the paper finds it near 0 early (class-agnostic) and growing with depth."
+        "(paper Figs. 6–7). class_spread is how far the classes' mean gates lie apart (standard deviation across "
+        "classes, gate units, averaged over channels); class_specificity is the share of the gates' variance "
+        "explained by the class (η²). The paper finds the gates nearly class-agnostic early and class-specific with "
+        "depth."
     )
     return [Section("Excitations", text, rows, images)]
 

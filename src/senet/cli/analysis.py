@@ -51,11 +51,11 @@ def _excitation(args: argparse.Namespace) -> int:
         raise ValueError(f"--classes {bad}: class indices run from 0 to {len(stats.classes) - 1}")
     files.append(plot_class_means(stats, out / "class_means.png", args.classes))
     files.append(plot_spread(stats, out / "spread.png", args.classes[0]))
-    spec = stats.specificity()
-    print(f"{'unit':<16} {'paper':<8} {'channels':>8} {'mean gate':>10} {'class-specificity (η²)':>23}")
+    spec, spread = stats.specificity(), stats.class_spread()
+    print(f"{'unit':<16} {'paper':<8} {'channels':>8} {'mean gate':>10} {'class spread':>13} {'η² (class)':>11}")
     for u in stats.units:
         m = stats.overall_mean[u]
-        print(f"{u:<16} {paper_name(u):<8} {m.size:>8} {m.mean():>10.3f} {spec[u]:>23.3f}")
+        print(f"{u:<16} {paper_name(u):<8} {m.size:>8} {m.mean():>10.3f} {spread[u]:>13.4f} {spec[u]:>11.3f}")
     print(f"\n{int(stats.counts.sum())} test images; wrote " + ", ".join(str(f) for f in files))
     return 0
 
