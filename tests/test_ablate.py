@@ -65,7 +65,7 @@ def test_excitation_and_reports_of_a_run(study, capsys):
     run = folder / "runs" / "se_resnet20-s0"
     assert main(["excitation", str(run), "--classes", "0", "1"]) == 0
     out = capsys.readouterr().out
-    assert "SE_4_3" in out and "class-specificity" in out
+    assert "SE_4_3" in out and "class spread" in out and "η² (class)" in out
     assert {p.name for p in (run / "excitation").iterdir()} >= {"excitations.npz", "excitations.csv",
                                                                  "class_means.png", "spread.png"}  # fmt: skip
     page = build_report(run).read_text()
