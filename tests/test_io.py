@@ -61,3 +61,13 @@ def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
         atomic_write(path, boom)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_write_gives_the_permissions_of_an_ordinary_file(tmp_path):
+    old = os.umask(0o022)
+    try:
+        written = atomic_write_text(tmp_path / "report.md", "x")
+        (tmp_path / "plain.md").write_text("x")
+    finally:
+        os.umask(old)
+    assert written.stat().st_mode & 0o777 == (tmp_path / "plain.md").stat().st_mode & 0o777 == 0o644

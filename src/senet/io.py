@@ -33,7 +33,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     """Write a file so that a crash leaves either the old file or the new one, never a torn one.
 
     ``write(tmp)`` writes the content to a temporary path in the same folder; it is then flushed to disk and
-    renamed over ``path``, and the folder entry synced.
+    renamed over ``path``, and the folder entry synced. The file gets the permissions an ordinary ``open`` would
+    give it (0o666 less the umask), not the owner-only ones of a temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,6 +45,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -54,6 +56,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     finally:
         os.close(dir_fd)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
