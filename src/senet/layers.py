@@ -68,6 +68,44 @@ _GATE_MODULES = {
 _IDENTITY_BIAS = {"sigmoid_x2": 0.0, "relu": 1.0, "hard_sigmoid": 3.0}
 
 
+def _mean_hw(u: Tensor) -> Tensor:
+    """Global average pooling (eq. 2), (B, C, H, W) → (B, C): the sum over H×W, then a division of the small result.
+
+    The same numbers as ``u.mean((2, 3))`` (which sums, then divides), but its gradient stays a broadcast view until
+    autograd adds it into the gradient of ``u``; ``mean``'s backward writes a full (B, C, H, W) tensor first.
+    """
+    return u.sum((2, 3)) / (u.shape[2] * u.shape[3])
+
+
+class _ScaleAdd(torch.autograd.Function):
+    """``s·u + shortcut`` (or ``s·u``) with the backward of eq. 4 written out, for training.
+
+    autograd's own backward of ``addcmul`` with a broadcast gate ``s`` computes ∂L/∂s as sum_HW(g · (u · 1)): two
+    full-size temporaries per block (2× the time of one on a 2-core CPU). Here ∂L/∂s = sum_HW(g·u) needs one,
+    and ∂L/∂u = g·s; ∂L/∂shortcut = g is passed on as is. The backward is made of differentiable operations, so double
+    backward works.
+    """
+
+    @staticmethod
+    def forward(u: Tensor, s: Tensor, shortcut: Tensor | None) -> Tensor:
+        return u * s if shortcut is None else torch.addcmul(shortcut, u, s)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple, output: Tensor) -> None:
+        u, s, _ = inputs
+        ctx.save_for_backward(u, s)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        u, s = ctx.saved_tensors
+        need_u, need_s, need_shortcut = ctx.needs_input_grad
+        return (
+            g * s if need_u else None,
+            (g * u).sum((2, 3), keepdim=True) if need_s else None,
+            g if need_shortcut else None,
+        )
+
+
 class SqueezeExcite(nn.Module):
     """Squeeze-and-Excitation unit: rescale each channel of ``u`` by a gate computed from the whole map.
 
@@ -133,11 +171,11 @@ class SqueezeExcite(nn.Module):
 
     def _squeeze(self, u: Tensor) -> Tensor:
         if self.squeeze == "avg":
-            return u.mean((2, 3))  # (B, C)
+            return _mean_hw(u)  # (B, C)
         if self.squeeze == "max":
             return u.amax((2, 3))
         if self.squeeze == "avgmax":
-            return 0.5 * (u.mean((2, 3)) + u.amax((2, 3)))
+            return 0.5 * (_mean_hw(u) + u.amax((2, 3)))
         return u  # "none": excite every position
 
     def excitation(self, u: Tensor) -> Tensor:
@@ -170,14 +208,23 @@ class SqueezeExcite(nn.Module):
         """Scale (eq. 4), ``s·u``, fused with the residual addition when ``shortcut`` is given; see `forward`."""
         if inplace and self._may_overwrite(u, s):
             return u.mul_(s) if shortcut is None else torch.addcmul(shortcut, u, s, out=u)
+        if self._recording(u, s) and not self._traced() and s.shape == (*u.shape[:2], 1, 1):
+            return _ScaleAdd.apply(u, s, shortcut)  # training: the lean backward
         return u * s if shortcut is None else torch.addcmul(shortcut, u, s)
 
+    @staticmethod
+    def _recording(u: Tensor, s: Tensor) -> bool:
+        return torch.is_grad_enabled() and (u.requires_grad or s.requires_grad)
+
+    @staticmethod
+    def _traced() -> bool:
+        return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
     def _may_overwrite(self, u: Tensor, s: Tensor) -> bool:
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        if self._traced():
             return False  # a compiler or exporter plans memory itself; give it the pure function
-        recording = torch.is_grad_enabled() and (u.requires_grad or s.requires_grad)
         hooked = bool(self._forward_hooks) or bool(nn.modules.module._global_forward_hooks)
-        return not recording and not hooked
+        return not self._recording(u, s) and not hooked
 
     @torch.no_grad()
     def reset_to_identity(self) -> None:

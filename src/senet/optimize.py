@@ -176,12 +176,15 @@ def _narrow_squeeze_eligible(block: nn.Module) -> bool:
 
 
 def _time(model: nn.Module, x: Tensor, repeats: int = 5) -> float:
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
     with torch.inference_mode():
         model(x)
         times = []
         for _ in range(repeats):
+            sync()
             t0 = time.perf_counter()
             model(x)
+            sync()
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -196,7 +199,8 @@ def _default_input(model: nn.Module) -> Tensor:
             "create_model); pass a batch shaped like real inputs, e.g. torch.randn(1, 3, 224, 224)"
         )
     c, h, w = get_entry(name).input_size
-    return torch.randn(1, getattr(model, "in_chans", c), h, w)
+    p = next(model.parameters(), None)
+    return torch.randn(1, getattr(model, "in_chans", c), h, w, device=p.device if p is not None else "cpu")
 
 
 def _relative_error(a: Tensor, b: Tensor) -> float:
