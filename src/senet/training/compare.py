@@ -87,7 +87,7 @@ class Comparison:
         """A markdown table: model, params, MACs, last-epoch test accuracy mean ± std over seeds, speed, time."""
         n = len(self.models[0].runs)
         lines = [
-            f"| model | params | MMACs | test top-1 % (mean ± std, {n} seeds) | train img/s | wall time / run |",
+            f"| model | params | MMACs | test top-1 % (mean ± std, {_seeds(n)}) | train img/s | wall time / run |",
             "|---|---|---|---|---|---|",
         ]
         for m in self.models:
@@ -97,6 +97,10 @@ class Comparison:
                 f"{100 * m.std:.2f} | {d['images_per_s']:.0f} | {d['wall_s'] / 60:.1f} min |"
             )
         return "\n".join(lines)
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
 def compare(
@@ -139,7 +143,7 @@ def compare(
     result = Comparison(
         summaries, folder, folder / "compare.md", folder / "compare.png", folder / "compare.json", describe()
     )
-    curves = {f"{s.model} ({len(s.runs)} seeds)": s.mean_history() for s in summaries}
+    curves = {f"{s.model} ({_seeds(len(s.runs))})": s.mean_history() for s in summaries}
     plot_curves(result.plot, curves, title=f"{config.dataset}: mean over seeds")
     mach = result.machine
     text = (
