@@ -60,6 +60,32 @@ def test_study_outputs_table_and_plot(study):
     assert "| sigmoid |" in (folder / "study.md").read_text()
 
 
+def test_another_study_reuses_the_runs_of_the_same_networks(study, tmp_path):
+    """r=16 of the reduction study is the gate study's sigmoid model: sharing --runs-dir, it is not trained again."""
+    folder, *_ = study
+    runs = folder / "runs"
+    stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.is_file()}
+    args = ["ablate", "reduction", "--values", "16", "--seeds", "1", "--runs-dir", str(runs), "--out", str(tmp_path)]
+    assert main([*args, *TINY]) == 0
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.is_file()} == stamps
+    assert [len(r["errors"]) for r in StudyResult.load(tmp_path).rows] == [1, 1]
+
+
+def test_one_network_has_one_configuration_however_its_options_are_spelled():
+    """{"r": 16}, {"se_gate": "sigmoid"} and {} are the default SE-ResNet-20: a run saved with one resumes with any."""
+    from senet.analysis.ablate import Variant
+    from senet.training import TrainConfig
+    from senet.training.trainer import config_changes
+
+    names = {Variant("x", "se_resnet20", o).run_name(0) for o in ({"r": 16}, {"se_gate": "sigmoid"}, {})}
+    assert names == {"se_resnet20-s0"}
+    assert Variant("x", "se_resnet20", {"r": 8}).run_name(0) == "se_resnet20-r=8-s0"
+    saved = TrainConfig(model="se_resnet20", model_options={"r": 16}).to_dict()
+    assert config_changes(saved, TrainConfig(model="se_resnet20", model_options={"se_gate": "sigmoid"})) == {}
+    changed = config_changes(saved, TrainConfig(model="se_resnet20", model_options={"r": 8}))
+    assert changed == {"model_options": ({"r": 16}, {"r": 8})}
+
+
 def test_excitation_and_reports_of_a_run(study, capsys):
     folder, *_ = study
     run = folder / "runs" / "se_resnet20-s0"

@@ -12,7 +12,6 @@ for the same variant (shared/REFERENCE.md §3) to compare orderings, not values.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -25,7 +24,6 @@ from typing import Any
 import torch
 
 from ..io import atomic_write, atomic_write_text
-from ..layers import SEConfig
 from ..models import create_model, get_entry
 
 __all__ = ["STUDIES", "StudyResult", "Variant", "run_study", "study_variants"]
@@ -46,13 +44,7 @@ class Variant:
         Variants of different studies that build the same network (r=16, sigmoid, avg, standard, all stages are
         all the default SE model) get the same name, so studies sharing a runs folder train that network once.
         """
-        defaults = inspect.signature(SEConfig.from_options).parameters
-        own = dict(get_entry(self.model).se_defaults)
-        changed = {
-            k: v
-            for k, v in sorted(self.options.items())
-            if v != own.get(k, defaults[k].default if k in defaults else None)
-        }
+        changed = dict(sorted(get_entry(self.model).non_default_options(self.options).items()))
         text = "-".join(
             f"{k.removeprefix('se_')}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
             for k, v in changed.items()
@@ -239,11 +231,12 @@ def run_study(
     total = len(variants) * len(seeds)
     done = 0
     for v, row in zip(variants, result.rows, strict=True):
+        entry = get_entry(v.model)
         for seed in seeds:
             done += 1
             cfg = base.replace(
                 model=v.model,
-                model_options={**get_entry(v.model).shared_options(base.model_options), **v.options},
+                model_options=entry.non_default_options({**entry.shared_options(base.model_options), **v.options}),
                 seed=seed,
                 out_dir=str(runs_dir or folder / "runs"),
                 name=v.run_name(seed),

@@ -45,9 +45,31 @@ class ModelEntry:
     def options(self) -> tuple[str, ...]:
         return self.arch_options + (SE_OPTIONS if self.has_se else ())
 
+    def defaults(self) -> dict[str, Any]:
+        """Every option this model takes with its default value (an option without a default is left out)."""
+        out = {}
+        builders = [self.build, SEConfig.from_options] if self.has_se else [self.build]
+        for build in builders:
+            for k, p in inspect.signature(build).parameters.items():
+                if k in self.options and p.default is not inspect.Parameter.empty:
+                    out[k] = p.default
+        return out | dict(self.se_defaults)
+
+    def non_default_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` without those that equal the model's defaults: one spelling for one network, so that
+        ``{"r": 16}``, ``{"se_gate": "sigmoid"}`` and ``{}`` all name the default SE-ResNet."""
+        defaults = self.defaults()
+        same = lambda k, v: k in defaults and _plain(v) == _plain(defaults[k])  # noqa: E731
+        return {k: v for k, v in options.items() if not same(k, v)}
+
     def shared_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """The part of options meant for a whole comparison that this model takes: SE options go to SE models only."""
         return dict(options) if self.has_se else {k: v for k, v in options.items() if k not in SE_OPTIONS}
+
+
+def _plain(value: Any) -> Any:
+    """A value as a YAML/JSON round trip gives it back: tuples become lists."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 _REGISTRY: dict[str, ModelEntry] = {}

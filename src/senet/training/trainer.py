@@ -44,7 +44,7 @@ from ..checkpoint import (
 )
 from ..data import Batch, DataSpec, EpochBatches, derive_seed, load_datasets
 from ..io import atomic_write_text, model_metadata, save_weights
-from ..models import create_model
+from ..models import create_model, get_entry
 from . import distributed
 from .config import TrainConfig
 from .inference import Inputs, check_readable, evaluate, loader
@@ -146,7 +146,12 @@ def config_changes(saved: dict[str, Any], config: TrainConfig) -> dict[str, tupl
     """Fields of ``config`` that differ from a saved configuration, as name → (saved, now), runtime fields aside."""
     now = config.to_dict()
     keys = [k for k in now if k not in RUNTIME_FIELDS]
-    return {k: (saved.get(k), now[k]) for k in keys if saved.get(k) != now[k]}
+    changes = {k: (saved.get(k), now[k]) for k in keys if saved.get(k) != now[k]}
+    if "model_options" in changes and saved.get("model") == now["model"]:  # {"r": 16} and {} are one network
+        canonical = get_entry(now["model"]).non_default_options
+        if canonical(saved.get("model_options") or {}) == canonical(now["model_options"]):
+            del changes["model_options"]
+    return changes
 
 
 def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
