@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {s.model} | {accs} | {mean} | {shown} | {ips:.0f} | {wall / 60:.1f} min |")
         rows.append({**s.to_dict(), "time_to_target_s": times})
     mach = describe()
+    seeds = ", ".join(str(r.config.seed) for r in result.models[0].runs)
     head = (
-        f"Fashion-MNIST, recipe {args.recipe} ({config.epochs} epochs), {len(result.models[0].runs)} seeds; "
+        f"Fashion-MNIST, recipe {args.recipe} ({config.epochs} epochs), seeds {seeds}; "
         f"{mach['cpu']}, {mach['cores']} cores, {torch.get_num_threads()} threads, torch {mach['torch']}"
     )
     table = "\n".join([head, "", *lines])
