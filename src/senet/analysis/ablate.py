@@ -236,7 +236,7 @@ def run_study(
             done += 1
             cfg = base.replace(
                 model=v.model,
-                model_options=entry.non_default_options({**entry.shared_options(base.model_options), **v.options}),
+                model_options={**entry.shared_options(base.model_options), **v.options},
                 seed=seed,
                 out_dir=str(runs_dir or folder / "runs"),
                 name=v.run_name(seed),
