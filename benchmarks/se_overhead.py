@@ -153,7 +153,7 @@ def _runner(model: nn.Module, s: Setting, x: torch.Tensor) -> Callable[[], objec
 
         return infer
     y = torch.randint(0, 1000, (x.shape[0],), device=x.device)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, foreach=True)
     model.train()
     amp = s.dtype != "float32"
 

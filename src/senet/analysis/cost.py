@@ -139,7 +139,7 @@ def measure_cost(
         m.train()
         act_mb[n] = saved_activation_bytes(m, x) / 2**20
     if train:
-        opts = {n: torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9) for n, m in models.items()}
+        opts = {n: torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9, foreach=True) for n, m in models.items()}
 
         def step(n: str) -> Callable[[], object]:
             def run() -> object:

@@ -133,9 +133,11 @@ def _optimizer(config: TrainConfig, model: nn.Module, lr: float) -> torch.optim.
     groups = [{"params": decay, "weight_decay": config.weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
+    # foreach: one call per group for all parameters rather than a few per parameter. PyTorch picks it on CUDA only;
+    # on CPU it made SE-ResNet-20 and ResNet-20 steps (batch 128, bf16) about 4% faster on 2 cores.
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov)
-    return torch.optim.AdamW(groups, lr=lr, betas=(config.momentum, 0.999))
+        return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov, foreach=True)
+    return torch.optim.AdamW(groups, lr=lr, betas=(config.momentum, 0.999), foreach=True)
 
 
 # Fields that change how a run executes, not what it computes: free to differ when a run resumes.
