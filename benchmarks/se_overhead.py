@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ from torch import nn
 
 import senet
 from senet.analysis.cost import interleaved
+from senet.environment import describe
 from senet.io import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -255,33 +255,19 @@ def run_setting(s: Setting, repeats: int, device: torch.device, size: int) -> di
 
 
 def environment(device: torch.device) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    env = {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "device": str(device),
-        "load_before": os.getloadavg()[0],
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-    }
+    """`senet.environment.describe`, with timm's version, the load average and the date."""
     try:
         import timm
 
-        env["timm"] = timm.__version__
+        timm_version = timm.__version__
     except ImportError:
-        env["timm"] = None
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
+        timm_version = None
+    return {
+        **describe(device),
+        "timm": timm_version,
+        "load_before": os.getloadavg()[0],
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
 
 
 def markdown(results: list[dict], env: dict) -> str:
@@ -310,7 +296,7 @@ def markdown(results: list[dict], env: dict) -> str:
         f"Times in ms: medians over the clean rounds (no other process above 10% of a core) of interleaved runs, "
         f"{env['repeats']} per setting ({3 * env['repeats']} at inference b=1; all rounds where fewer were clean). "
         f"Machine: {env['cpu']} "
-        f"({env['cpu_count']} cores), {env['device']}, {env['threads']} threads, torch {env['torch']}, "
+        f"({env['cores']} cores), {env['device']}, {env['threads']} threads, torch {env['torch']}, "
         f"timm {env['timm']}, Python {env['python']}; {env['date']}; load average {env['load_before']:.1f} before "
         f"the run. Input {env['input_size']}². ``timm SE / senet SE`` > 1: senet is faster.",
     ]
