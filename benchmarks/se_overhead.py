@@ -328,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=ROOT / "docs" / "performance.json")
     p.add_argument("--markdown", type=Path, default=ROOT / "docs" / "performance.md", help="'-' to skip")
     args = p.parse_args(argv)
+    for flag in ("repeats", "threads", "size"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag} {getattr(args, flag)} must be at least 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         print("se_overhead.py: --device cuda but CUDA is not available here", file=sys.stderr)
         return 2

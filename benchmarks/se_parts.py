@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=45)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    for flag in ("batch", "repeats", "threads"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag} {getattr(args, flag)} must be at least 1")
     torch.set_num_threads(args.threads)
 
     models = {
