@@ -147,3 +147,21 @@ def test_channels_last_matches_contiguous():
     ref = model(x)
     out = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [14, 7])
+def test_pad_shortcut_is_subsample_and_pad_and_keeps_the_gradient_layout(size):
+    from senet.models.resnet import PadShortcut
+
+    shortcut = PadShortcut(16, 32, 2)
+    x = torch.randn(4, 16, size, size).to(memory_format=torch.channels_last).requires_grad_()
+    ref_x = x.detach().clone().requires_grad_()
+    out = shortcut(x)
+    ref = torch.nn.functional.pad(ref_x[:, :, ::2, ::2], (0, 0, 0, 0, 0, 16))
+    assert torch.equal(out, ref)
+    g = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, x, g)  # as autograd passes it on (a leaf's .grad is restrided)
+    assert torch.equal(grad, torch.autograd.grad(ref, ref_x, g)[0])
+    # the branch's gradient of a channels_last block input is channels_last: the shortcut's must match it, or
+    # autograd adds the two with mixed strides (several times slower)
+    assert grad.is_contiguous(memory_format=torch.channels_last)
