@@ -153,6 +153,21 @@ def test_training_scale_has_exact_first_and_second_derivatives(fmt, shortcut):
     assert torch.autograd.gradgradcheck(lambda u, s, sc: se.scale(u, s, sc), (u, s, sc))
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_training_unit_has_exact_first_and_second_derivatives(fmt, shortcut):
+    # The whole unit: the scale hands g and s to the squeeze's backward, which writes ∂L/∂u once (_GradBox);
+    # a double backward (gradgradcheck records the first one) leaves ∂L/∂u to autograd instead.
+    se = senet.SqueezeExcite(6, 2).double()
+    u = torch.randn(2, 6, 3, 4, dtype=torch.float64).contiguous(memory_format=FORMATS[fmt]).requires_grad_()
+    sc = torch.randn(2, 6, 3, 4, dtype=torch.float64, requires_grad=True) if shortcut else None
+    out = se(u, sc, relu=True)
+    (grad_u,) = torch.autograd.grad(out.sum(), u)
+    assert grad_u.stride() == u.stride()  # written once, in u's layout, not a broadcast added by autograd
+    assert torch.autograd.gradcheck(lambda u, sc: se(u, sc), (u, sc))
+    assert torch.autograd.gradgradcheck(lambda u, sc: se(u, sc), (u, sc))
+
+
 def test_excite_of_a_squeeze_is_the_excitation():
     se = senet.SqueezeExcite(64, 16)
     u = torch.randn(2, 64, 6, 6)

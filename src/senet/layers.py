@@ -77,32 +77,89 @@ def _mean_hw(u: Tensor) -> Tensor:
     return u.sum((2, 3)) / (u.shape[2] * u.shape[3])
 
 
+class _GradBox:
+    """Hands ∂L/∂(s·u) and the gate from the scale's backward to the squeeze's, which completes ∂L/∂u in one pass.
+
+    u feeds two operations, the squeeze and the scale. Left to autograd, the scale's backward writes g·s, the
+    squeeze's writes (or broadcasts) ∂L/∂z / HW, and autograd adds the two: three passes over the map, and on CUDA
+    the broadcast addition alone costs as much as several dense ones. The squeeze's backward always runs after the
+    scale's (the gate depends on the squeeze), so the scale leaves its part here and the squeeze writes
+    ∂L/∂u = g·s + ∂L/∂z / HW at once (``torch.addcmul``, or the Triton kernel where ``kernel`` says so).
+    """
+
+    __slots__ = ("g", "kernel", "s")
+
+    def __init__(self) -> None:
+        self.g: Tensor | None = None
+        self.s: Tensor | None = None
+        self.kernel = "torch"
+
+    def take(self, g: Tensor, s: Tensor, kernel: str = "torch") -> bool:
+        """Keep ``g`` and ``s`` for the squeeze's backward; False (keep nothing) where it cannot use them."""
+        if torch.is_grad_enabled():
+            return False  # a double backward: leave it to autograd
+        self.g, self.s, self.kernel = g, s, kernel
+        return True
+
+
+class _SqueezeMean(torch.autograd.Function):
+    """Global average pooling whose backward completes ∂L/∂u with what the scale left in a `_GradBox`."""
+
+    @staticmethod
+    def forward(u: Tensor, box: _GradBox) -> Tensor:
+        return _mean_hw(u)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple, output: Tensor) -> None:
+        u, ctx.box = inputs
+        ctx.shape = u.shape
+        ctx.layout = torch.contiguous_format if u.is_contiguous() else torch.channels_last
+
+    @staticmethod
+    def backward(ctx, dz: Tensor) -> tuple[Tensor, None]:
+        box, (B, C, H, W) = ctx.box, ctx.shape
+        gz = (dz / (H * W))[:, :, None, None]
+        g, s = box.g, box.s
+        box.g = box.s = None
+        if g is None:  # the scale's part went to autograd (or nowhere): broadcast as mean's backward does
+            return gz.expand(B, C, H, W), None
+        if box.kernel == "triton":
+            from .fused import scale_add
+
+            return scale_add(g, s, None, bias=gz), None
+        du = torch.empty((B, C, H, W), dtype=g.dtype, device=g.device, memory_format=ctx.layout)  # u's layout
+        return torch.addcmul(gz.to(g.dtype), g, s, out=du), None
+
+
 class _ScaleAdd(torch.autograd.Function):
     """``s·u + shortcut`` (or ``s·u``) with the backward of eq. 4 written out, for training.
 
     autograd's own backward of ``addcmul`` with a broadcast gate ``s`` computes ∂L/∂s as sum_HW(g · (u · 1)): two
     full-size temporaries per block (2× the time of one on a 2-core CPU). Here ∂L/∂s = sum_HW(g·u) needs one,
-    and ∂L/∂u = g·s; ∂L/∂shortcut = g is passed on as is. The backward is made of differentiable operations, so double
-    backward works.
+    and ∂L/∂u = g·s; ∂L/∂shortcut = g is passed on as is. Given a `_GradBox` (from `SqueezeExcite.forward`), ∂L/∂u
+    is left to the squeeze's backward instead. The backward is made of differentiable operations, so double
+    backward works (without the box).
     """
 
     @staticmethod
-    def forward(u: Tensor, s: Tensor, shortcut: Tensor | None) -> Tensor:
+    def forward(u: Tensor, s: Tensor, shortcut: Tensor | None, box: _GradBox | None = None) -> Tensor:
         return u * s if shortcut is None else torch.addcmul(shortcut, u, s)
 
     @staticmethod
     def setup_context(ctx, inputs: tuple, output: Tensor) -> None:
-        u, s, _ = inputs
+        u, s, _, ctx.box = inputs
         ctx.save_for_backward(u, s)
 
     @staticmethod
-    def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
         u, s = ctx.saved_tensors
-        need_u, need_s, need_shortcut = ctx.needs_input_grad
+        need_u, need_s, need_shortcut, _ = ctx.needs_input_grad
+        handed = need_u and ctx.box is not None and ctx.box.take(g, s)
         return (
-            g * s if need_u else None,
+            g * s if need_u and not handed else None,
             (g * u).sum((2, 3), keepdim=True) if need_s else None,
             g if need_shortcut else None,
+            None,
         )
 
 
@@ -194,22 +251,42 @@ class SqueezeExcite(nn.Module):
         s = self.gate(self.fc2(self.act(self.fc1(z))))
         return s if s.ndim == 4 else s[:, :, None, None]
 
-    def forward(self, u: Tensor, shortcut: Tensor | None = None, *, inplace: bool = False) -> Tensor:
+    kernel = "torch"  # "triton": the scale runs as one Triton kernel on CUDA in eager mode (senet.fused.use_triton)
+
+    def forward(
+        self, u: Tensor, shortcut: Tensor | None = None, *, inplace: bool = False, relu: bool = False
+    ) -> Tensor:
         """``s·u``, or ``s·u + shortcut`` in one pass over memory (the original models' "Axpy" layer).
 
         ``inplace=True`` lets the unit write the result into ``u`` (as ``nn.ReLU(inplace=True)`` does) when nothing
         can read ``u`` afterwards: autograd does not need it (no gradient is being recorded through the unit) and
         no forward hook is registered (a hook may read the unit's input after it returns). Blocks pass it for
         their own intermediate maps: fresh memory of several MB costs page faults at every call on CPU.
+        ``relu=True`` applies ReLU to the result (fused into the same kernel on the Triton path).
         """
-        return self.scale(u, self.excitation(u), shortcut, inplace=inplace)
+        box = None
+        if self.squeeze == "avg" and torch.is_grad_enabled() and u.requires_grad and not self._traced():
+            box = _GradBox()  # training: the squeeze's backward will complete ∂L/∂u (compilers get plain operations)
+        s = self.excite(_SqueezeMean.apply(u, box)) if box is not None else self.excitation(u)
+        if self.kernel == "triton" and not self._traced() and s.shape == (*u.shape[:2], 1, 1):
+            from . import fused
+
+            if fused.available(u.device):
+                return fused.scale_add(u, s, shortcut, relu=relu, box=box)
+        out = self._scale(u, s, shortcut, inplace=inplace, box=box)
+        return torch.relu_(out) if relu else out
 
     def scale(self, u: Tensor, s: Tensor, shortcut: Tensor | None = None, *, inplace: bool = False) -> Tensor:
         """Scale (eq. 4), ``s·u``, fused with the residual addition when ``shortcut`` is given; see `forward`."""
+        return self._scale(u, s, shortcut, inplace=inplace)
+
+    def _scale(
+        self, u: Tensor, s: Tensor, shortcut: Tensor | None, *, inplace: bool, box: _GradBox | None = None
+    ) -> Tensor:
         if inplace and self._may_overwrite(u, s):
             return u.mul_(s) if shortcut is None else torch.addcmul(shortcut, u, s, out=u)
         if self._recording(u, s) and not self._traced() and s.shape == (*u.shape[:2], 1, 1):
-            return _ScaleAdd.apply(u, s, shortcut)  # training: the lean backward
+            return _ScaleAdd.apply(u, s, shortcut, box)  # training: the lean backward
         return u * s if shortcut is None else torch.addcmul(shortcut, u, s)
 
     @staticmethod
