@@ -1,5 +1,9 @@
 import os
 
+# Triton's interpreter runs senet.fused's kernels on CPU tensors (tests/test_triton.py). It must be chosen before
+# triton is first imported: triton's own library functions are built for the interpreter or the GPU at import time.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import pytest
 import torch
 

@@ -6,6 +6,7 @@
 3.87
 """
 
+from . import fused
 from .analysis import Profile, profile
 from .export import export
 from .layers import SEConfig, SqueezeExcite, reduced_width
@@ -29,6 +30,7 @@ __all__ = [
     "create_model",
     "evaluate",
     "export",
+    "fused",
     "get_entry",
     "list_models",
     "list_weights",

@@ -76,6 +76,8 @@ class _Residual(nn.Module):
         # merge writes into it rather than into fresh memory; the SE unit does so only when autograd and hooks let it.
         pos = self.se_position
         if pos == "standard":
+            if self.post_act and self.se.kernel == "triton":
+                return self.se(out, shortcut, relu=True)  # relu(s·out + shortcut), one kernel on CUDA
             out = self.se(out, shortcut, inplace=True)  # s·out + shortcut, fused
         elif pos == "identity":
             out += self.se(shortcut)
