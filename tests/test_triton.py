@@ -97,6 +97,8 @@ def test_scale_add_rejects_bad_shapes(interpreter):
         fused.scale_add(u, torch.rand(2, 4, 1, 1))
     with pytest.raises(ValueError, match="shortcut of shape"):
         fused.scale_add(u, torch.rand(2, 8, 1, 1), torch.randn(2, 8, 3, 4))
+    with pytest.raises(ValueError, match="32-bit offsets"):
+        fused.scale_add(torch.empty(1, 1, 1, 1).expand(2**16, 2**15, 1, 2), torch.empty(1).expand(2**31))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         fused.scale_add(u[0], torch.rand(8))
 

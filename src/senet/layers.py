@@ -271,7 +271,7 @@ class SqueezeExcite(nn.Module):
         if self.kernel == "triton" and not self._traced() and s.shape == (*u.shape[:2], 1, 1):
             from . import fused
 
-            if fused.available(u.device):
+            if fused.available(u.device) and u.numel() <= fused.MAX_NUMEL:
                 return fused.scale_add(u, s, shortcut, relu=relu, box=box)
         out = self._scale(u, s, shortcut, inplace=inplace, box=box)
         return torch.relu_(out) if relu else out
