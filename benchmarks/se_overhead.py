@@ -11,7 +11,9 @@ timed side by side in one process, interleaved (`senet.analysis.cost.interleaved
                                                                                   # channels_last, more compiled
     python benchmarks/se_overhead.py --device cuda                                # GPU: AMP, channels_last, b=256
 
-Writes ``--json`` (every sample) and the tables between the markers of ``--markdown`` (docs/performance.md).
+On CUDA, eager settings also time senet's SE model with `senet.fused.use_triton` (column "senet SE triton").
+Writes ``--json`` (every sample) and the table between the markers of ``--markdown`` (docs/performance.md; the
+CUDA run writes its own table and docs/performance-cuda.json).
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ from senet.environment import describe
 from senet.io import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- BEGIN se_overhead.py -->", "<!-- END se_overhead.py -->"
+MARKERS = {
+    "cpu": ("<!-- BEGIN se_overhead.py -->", "<!-- END se_overhead.py -->"),
+    "cuda": ("<!-- BEGIN se_overhead.py cuda -->", "<!-- END se_overhead.py cuda -->"),
+}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -87,9 +92,10 @@ class Setting:
 def plan(full: bool, device: str) -> list[Setting]:
     """The settings to time: the must-show set by default, everything with ``full``."""
     if device == "cuda":
-        base = [Setting("resnet50", "infer", 256, m, "float16", "channels_last") for m in ("eager", "compiled")]
-        base += [Setting("resnet50", "train", 256, m, "float16", "channels_last") for m in ("eager", "compiled")]
-        base += [Setting("resnet50", "infer", 1, "eager"), Setting("resnet50", "infer", 256, "eager", "float32")]
+        base = [Setting("resnet50", t, 256, "eager", "float16", "channels_last") for t in ("train", "infer")]
+        base += [Setting("resnet50", "infer", 1, "eager")]
+        base += [Setting("resnet50", t, 256, "compiled", "float16", "channels_last", timm=full) for t in
+                 ("train", "infer")]  # fmt: skip
         if full:
             base += [
                 Setting(a, t, 256, m, d, "channels_last")
@@ -117,7 +123,7 @@ def plan(full: bool, device: str) -> list[Setting]:
 def _build(arch: Arch, which: str, size: int, device: torch.device) -> nn.Module:
     """One of the four models, with BN statistics from a forward pass on random data (so folding is exercised)."""
     if which.startswith("senet"):
-        name = arch.senet_se if which == "senet SE" else arch.senet_plain
+        name = arch.senet_plain if which == "senet plain" else arch.senet_se
         kwargs = dict(arch.senet_kwargs)
         if which == "senet plain":
             kwargs = {k: v for k, v in kwargs.items() if not k.startswith("se_")}
@@ -126,6 +132,8 @@ def _build(arch: Arch, which: str, size: int, device: torch.device) -> nn.Module
         import timm
 
         model = timm.create_model(arch.timm_se if which == "timm SE" else arch.timm_plain)
+    if which == "senet SE triton":
+        senet.fused.use_triton(model)
     model.to(device).train()
     with torch.no_grad():
         model(torch.randn(2, 3, size, size, device=device))
@@ -216,6 +224,8 @@ def run_setting(s: Setting, repeats: int, device: torch.device, size: int) -> di
     """Time the SE model and twin of senet (and of timm, where it has them) side by side; medians and ratios."""
     arch = ARCHS[s.arch]
     who = ["senet SE", "senet plain"]
+    if device.type == "cuda" and s.mode == "eager" and senet.fused.available(device):
+        who.insert(1, "senet SE triton")
     if arch.timm_se is not None and s.timm:
         who += ["timm SE", "timm plain"]
     fmt = torch.channels_last if s.layout == "channels_last" else torch.contiguous_format
@@ -234,13 +244,13 @@ def run_setting(s: Setting, repeats: int, device: torch.device, size: int) -> di
     want = 3 * repeats if s.task == "infer" and s.batch == 1 else repeats  # b=1 is cheap and noisier
     times, kept, total = clean_rounds(fns, want, sync)
     med = {w: 1e3 * statistics.median(t) for w, t in times.items()}
-    ratios = {"senet SE/plain": med["senet SE"] / med["senet plain"]}
-    per_round = {"senet SE/plain": [a / b for a, b in zip(times["senet SE"], times["senet plain"], strict=True)]}
+    pairs = [("senet SE", "senet plain", "senet SE/plain")]
+    if "senet SE triton" in med:
+        pairs += [("senet SE triton", "senet plain", "senet SE triton/plain")]
     if "timm SE" in med:
-        ratios["timm SE/plain"] = med["timm SE"] / med["timm plain"]
-        ratios["timm SE / senet SE"] = med["timm SE"] / med["senet SE"]
-        per_round["timm SE/plain"] = [a / b for a, b in zip(times["timm SE"], times["timm plain"], strict=True)]
-        per_round["timm SE / senet SE"] = [a / b for a, b in zip(times["timm SE"], times["senet SE"], strict=True)]
+        pairs += [("timm SE", "timm plain", "timm SE/plain"), ("timm SE", "senet SE", "timm SE / senet SE")]
+    ratios = {k: med[a] / med[b] for a, b, k in pairs}
+    per_round = {k: [x / y for x, y in zip(times[a], times[b], strict=True)] for a, b, k in pairs}
     return {
         **asdict(s),
         "name": s.name,
@@ -271,31 +281,33 @@ def environment(device: torch.device) -> dict:
 
 
 def markdown(results: list[dict], env: dict) -> str:
-    """One table: each setting's medians and the ratios the issue asks about."""
-    head = "| setting | senet SE | senet plain | **senet SE/plain** | timm SE | timm plain | timm SE/plain | " \
-           "**timm SE / senet SE** | clean rounds |"  # fmt: skip
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    """One table: each setting's medians and the ratios the issue asks about (Triton columns where timed)."""
+    cols = ["senet SE", "senet plain", "**senet SE/plain**"]
+    if any("senet SE triton" in r["median_ms"] for r in results):
+        cols[1:1] = ["senet SE triton"]
+        cols += ["**senet SE triton/plain**"]
+    cols += ["timm SE", "timm plain", "timm SE/plain", "**timm SE / senet SE**"]
+    lines = ["| setting | " + " | ".join(cols) + " | clean rounds |", "|---|" + "---:|" * (len(cols) + 1)]
     for r in results:
         m, q, p = r["median_ms"], r["ratios"], r["median_of_round_ratios"]
-
-        def ms(k: str, m: dict = m) -> str:
-            return f"{m[k]:.1f}" if k in m else "–"
-
-        def x(k: str, q: dict = q, p: dict = p) -> str:
-            return f"{q[k]:.3f} ({p[k]:.3f})" if k in q else "–"
-
-        lines.append(
-            f"| {r['name']} | {ms('senet SE')} | {ms('senet plain')} | **{x('senet SE/plain')}** | {ms('timm SE')} "
-            f"| {ms('timm plain')} | {x('timm SE/plain')} | **{x('timm SE / senet SE')}** "
-            f"| {r['rounds_kept']}/{r['rounds_run']} |"
-        )
+        cells = []
+        for c in cols:
+            k = c.strip("*")
+            if k in m:
+                cells.append(f"{m[k]:.1f}")
+            elif k in q:
+                cells.append(f"**{q[k]:.3f} ({p[k]:.3f})**" if c.startswith("**") else f"{q[k]:.3f} ({p[k]:.3f})")
+            else:
+                cells.append("–")
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + f" | {r['rounds_kept']}/{r['rounds_run']} |")
+    gpu = f"{env['gpu']} with " if env.get("gpu") and env["device"] != "cpu" else ""
+    rounds = f"{env['repeats']} per setting ({3 * env['repeats']} at inference b=1; all rounds where fewer were clean)"
     lines += [
         "",
         "Ratios: of the medians (in brackets: the median of the ratios within each round, which cancels drifts of "
         "the machine's speed).",
         f"Times in ms: medians over the clean rounds (no other process above 10% of a core) of interleaved runs, "
-        f"{env['repeats']} per setting ({3 * env['repeats']} at inference b=1; all rounds where fewer were clean). "
-        f"Machine: {env['cpu']} "
+        f"{rounds}. Machine: {gpu}{env['cpu']} "
         f"({env['cores']} cores), {env['device']}, {env['threads']} threads, torch {env['torch']}, "
         f"timm {env['timm']}, Python {env['python']}; {env['date']}; load average {env['load_before']:.1f} before "
         f"the run. Input {env['input_size']}². ``timm SE / senet SE`` > 1: senet is faster.",
@@ -303,17 +315,18 @@ def markdown(results: list[dict], env: dict) -> str:
     return "\n".join(lines)
 
 
-def write(results: list[dict], env: dict, json_path: Path, md_path: Path | None) -> None:
+def write(results: list[dict], env: dict, json_path: Path, md_path: Path | None, device: str = "cpu") -> None:
     payload = {"environment": env, "results": results}
     atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))
     if md_path is None:
         return
-    text = md_path.read_text() if md_path.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        text += f"\n{BEGIN}\n{END}\n"
-    pre, rest = text.split(BEGIN, 1)
-    post = rest.split(END, 1)[1]
-    block = f"{BEGIN}\n{markdown(results, env)}\n{END}"
+    begin, end = MARKERS[device]
+    text = md_path.read_text() if md_path.exists() else f"# Performance\n\n{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        text += f"\n{begin}\n{end}\n"
+    pre, rest = text.split(begin, 1)
+    post = rest.split(end, 1)[1]
+    block = f"{begin}\n{markdown(results, env)}\n{end}"
     atomic_write(md_path, lambda tmp: tmp.write_text(pre + block + post))
 
 
@@ -325,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--size", type=int, default=224, help="input height and width")
     p.add_argument("--only", default=None, help="run only the settings whose name contains this text")
-    p.add_argument("--json", type=Path, default=ROOT / "docs" / "performance.json")
+    p.add_argument("--json", type=Path, help="default: docs/performance.json (CPU), docs/performance-cuda.json")
     p.add_argument("--markdown", type=Path, default=ROOT / "docs" / "performance.md", help="'-' to skip")
     args = p.parse_args(argv)
     for flag in ("repeats", "threads", "size"):
@@ -336,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.json is None:
+        args.json = ROOT / "docs" / ("performance.json" if args.device == "cpu" else "performance-cuda.json")
     env = {**environment(device), "input_size": args.size, "repeats": args.repeats, "full": args.full}
     settings = [s for s in plan(args.full, args.device) if args.only is None or args.only in s.name]
     results = []
@@ -346,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         cells = ", ".join(f"{k} {v:.1f} ms" for k, v in r["median_ms"].items())
         ratios = ", ".join(f"{k} {v:.3f}" for k, v in r["ratios"].items())
         print(f"{s.name}: {cells}; {ratios} ({time.perf_counter() - t0:.0f} s)", flush=True)
-        write(results, env, args.json, None if str(args.markdown) == "-" else args.markdown)  # keep what is done
+        md = None if str(args.markdown) == "-" else args.markdown
+        write(results, env, args.json, md, args.device)  # keep what is done
     return 0
 
 
