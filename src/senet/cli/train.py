@@ -78,7 +78,7 @@ def run_train(args: argparse.Namespace) -> int:
     best = f" (best {100 * result.best_acc:.2f}%)" if result.best_acc != result.test_acc else ""
     print(
         f"{config.model} on {config.dataset}: test top-1 {100 * result.test_acc:.2f}%{best} after {config.epochs} "
-        f"epochs, {result.wall_s / 60:.1f} min, {result.images_per_s:.0f} train img/s"
+        f"epoch{'' if config.epochs == 1 else 's'}, {result.wall_s / 60:.1f} min, {result.images_per_s:.0f} train img/s"
     )
     print(f"run folder: {result.run_dir} (weights last.safetensors, curves.png, metrics.csv)")
     if result.skipped_images:
