@@ -20,6 +20,7 @@ from senet.data import (
     load_datasets,
     normalize,
     random_crop_flip,
+    random_erase,
     read_cifar_batch,
     read_idx,
 )
@@ -206,6 +207,41 @@ def test_random_crop_flip_is_a_per_image_crop_of_the_padded_batch():
         flips += mirrored and not plain
     assert 16 < flips < 48  # about half mirrored
     assert torch.equal(y, random_crop_flip(x, 2, torch.Generator().manual_seed(3)))  # a function of the seed
+
+
+def test_random_erase_fills_one_rectangle_per_chosen_image():
+    x = torch.full((400, 2, 20, 16), 7, dtype=torch.uint8)  # 7 marks an untouched pixel
+    y = random_erase(x, 0.5, torch.Generator().manual_seed(4))
+    assert y.shape == x.shape and y.dtype == torch.uint8
+    erased = 0
+    for i in range(len(x)):
+        changed = (y[i] != 7).any(0)  # (H, W): where noise landed (noise may equal 7 at a pixel or two)
+        if not changed.any():
+            continue
+        erased += 1
+        rows, cols = changed.any(1).nonzero(), changed.any(0).nonzero()
+        h, w = int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1
+        assert 0.02 * 320 * 0.5 <= h * w <= 0.33 * 320 * 1.5  # 2–33% of the area, give or take the rounding
+        assert changed.sum() >= 0.9 * h * w  # one filled rectangle, not scattered pixels
+        assert (y[i, 0] != 7).eq(changed).float().mean() > 0.95  # every channel filled in the same rectangle
+    assert 160 < erased < 240  # about half of the 400 images
+    assert torch.equal(y, random_erase(x, 0.5, torch.Generator().manual_seed(4)))  # a function of the seed
+    assert torch.equal(random_erase(x, 0.0, torch.Generator().manual_seed(4)), x)
+
+
+def test_random_erasing_reaches_the_training_batches_and_is_checked():
+    images = torch.randint(0, 256, (64, 1, 12, 12), dtype=torch.uint8)
+    labels = torch.zeros(64, dtype=torch.long)
+    key = BatchKey(5, list(range(64)))
+    plain = TensorImages(images, labels, padding=0).__getitems__(key).images
+    erased = TensorImages(images, labels, padding=0, erasing=1.0).__getitems__(key).images
+    assert (plain != erased).flatten(1).any(1).float().mean() > 0.9
+    with pytest.raises(ValueError, match=r"random_erasing=1\.5 is a probability"):
+        load_datasets("synthetic", random_erasing=1.5)
+    with pytest.raises(ValueError, match="in-memory datasets"):
+        load_datasets("imagefolder", data_dir="/nonexistent", random_erasing=0.5)
+    train, test, _ = load_datasets("synthetic", random_erasing=0.25, train_subset=32, test_subset=8)
+    assert train.erasing == 0.25 and test.erasing == 0.0  # training images only
 
 
 def test_crop_padding_zero_flips_only_and_none_does_nothing():

@@ -44,6 +44,8 @@ def test_field_types_and_ranges():
         TrainConfig(schedule="cosin")
     with pytest.raises(ValueError, match=r"label_smoothing=1\.5 must be in \[0, 1\)"):
         TrainConfig(label_smoothing=1.5)
+    with pytest.raises(ValueError, match=r"random_erasing=-0\.1 must be in \[0, 1\]"):
+        TrainConfig(random_erasing=-0.1)
 
 
 def test_recipes_load_and_saved_config_is_a_recipe(tmp_path):

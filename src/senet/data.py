@@ -185,6 +185,25 @@ def random_crop_flip(images: Tensor, padding: int, generator: torch.Generator) -
     return images[torch.arange(b)[:, None, None, None], channels, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def random_erase(images: Tensor, p: float, generator: torch.Generator) -> Tensor:
+    """Random erasing (Zhong et al., 2017) on a uint8 batch: with probability ``p`` per image, one rectangle of 2–33%
+    of the area, aspect ratio 0.3–3.3, at a random place, is filled with random values. (B, C, H, W) in and out."""
+    b, _, h, w = images.shape
+    area = torch.empty(b).uniform_(0.02, 0.33, generator=generator) * h * w
+    aspect = torch.empty(b).uniform_(math.log(0.3), math.log(3.3), generator=generator).exp()
+    eh = (area * aspect).sqrt().round().clamp(1, h).long()
+    ew = (area / aspect).sqrt().round().clamp(1, w).long()
+    y0 = (torch.rand(b, generator=generator) * (h - eh + 1)).long()
+    x0 = (torch.rand(b, generator=generator) * (w - ew + 1)).long()
+    erase = torch.rand(b, generator=generator) < p
+    rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
+    inside_r = (rows >= y0[:, None]) & (rows < (y0 + eh)[:, None])  # (B, H)
+    inside_c = (cols >= x0[:, None]) & (cols < (x0 + ew)[:, None])  # (B, W)
+    mask = (inside_r[:, :, None] & inside_c[:, None, :] & erase[:, None, None])[:, None]  # (B, 1, H, W)
+    noise = torch.randint(0, 256, images.shape, generator=generator, dtype=torch.uint8)
+    return torch.where(mask, noise, images)
+
+
 def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """uint8 (B, C, H, W) on any device → float32 normalised by the dataset's per-channel mean and std."""
     from torchvision.transforms import v2
@@ -247,16 +266,18 @@ class DataSpec:
 class TensorImages(Dataset):
     """Images held in memory as one uint8 tensor (N, C, H, W) with int64 labels (N,).
 
-    ``padding`` turns on the pad-crop-flip augmentation (`random_crop_flip`; 0: flips only, None: off), drawn
-    from each batch's seed;
+    ``padding`` turns on the pad-crop-flip augmentation (`random_crop_flip`; 0: flips only, None: off) and
+    ``erasing`` random erasing with that probability per image (`random_erase`), both drawn from each batch's seed;
     ``size`` resizes (bilinear, antialiased) when the model wants another size than the files have.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, *, padding: int | None = None, size: int = 0) -> None:
+    def __init__(
+        self, images: Tensor, labels: Tensor, *, padding: int | None = None, size: int = 0, erasing: float = 0.0
+    ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise ValueError(f"expected uint8 images (N, C, H, W) and N labels, got {images.shape} and {labels.shape}")
         self.images, self.labels = images, labels.long()
-        self.padding, self.size = padding, size
+        self.padding, self.size, self.erasing = padding, size, erasing
 
     def __len__(self) -> int:
         return len(self.images)
@@ -272,8 +293,11 @@ class TensorImages(Dataset):
             from torchvision.transforms import v2
 
             images = v2.functional.resize(images, [self.size, self.size], antialias=True)
+        generator = torch.Generator().manual_seed(key.seed)
         if self.padding is not None:
-            images = random_crop_flip(images, self.padding, torch.Generator().manual_seed(key.seed))
+            images = random_crop_flip(images, self.padding, generator)
+        if self.erasing > 0:
+            images = random_erase(images, self.erasing, generator)
         return Batch(images, self.labels[idx])
 
 
@@ -563,7 +587,7 @@ def _take(ds: Dataset, keep: int) -> Dataset:
     if isinstance(ds, ImageFolder):
         ds.samples = [ds.samples[i] for i in idx.tolist()]
         return ds
-    return TensorImages(ds.images[idx], ds.labels[idx], padding=ds.padding, size=ds.size)
+    return TensorImages(ds.images[idx], ds.labels[idx], padding=ds.padding, size=ds.size, erasing=ds.erasing)
 
 
 def load_datasets(
@@ -574,6 +598,7 @@ def load_datasets(
     image_size: int = 0,
     augment: str = "auto",
     crop_padding: int = 4,
+    random_erasing: float = 0.0,
     train_subset: int = 0,
     test_subset: int = 0,
     in_chans: int = 3,
@@ -587,6 +612,8 @@ def load_datasets(
         image_size: the side the model sees; 0 for the dataset's own (28, 32, 224 for image folders).
         augment: ``crop-flip`` (pad ``crop_padding`` px, random crop, mirror) for in-memory datasets, ``imagenet``
             (the paper's) for image folders, ``none``, or ``auto`` (the one that applies).
+        random_erasing: probability of erasing a random rectangle of each training image (`random_erase`);
+            in-memory datasets only.
         train_subset, test_subset: keep a fixed random subset of that many images (0: all).
         in_chans: channels of image-folder and synthetic images (3 RGB, 1 grayscale).
 
@@ -605,6 +632,10 @@ def load_datasets(
     if (augment == "imagenet") != (name == "imagefolder") and augment != "none":
         want = "imagenet" if name == "imagefolder" else "crop-flip"
         raise ValueError(f"augment {augment!r} does not apply to {name}; use {want!r} or 'none'")
+    if not 0.0 <= random_erasing <= 1.0:
+        raise ValueError(f"random_erasing={random_erasing!r} is a probability; use a value in [0, 1]")
+    if name == "imagefolder" and random_erasing:
+        raise ValueError("random_erasing applies to in-memory datasets (fashion-mnist, cifar10/100, synthetic) only")
     if name == "imagefolder":
         return _image_folder(data_dir, image_size, in_chans, augment, (train_subset, test_subset))
     if name == "synthetic":
@@ -626,7 +657,7 @@ def load_datasets(
         mean, std = _STATS[name]
         spec = DataSpec(name, tuple(classes), splits["train"][0].shape[1], image_size or native, mean, std)
     padding = crop_padding if augment == "crop-flip" else None
-    train = TensorImages(*splits["train"], padding=padding, size=spec.image_size)
+    train = TensorImages(*splits["train"], padding=padding, size=spec.image_size, erasing=random_erasing)
     test = TensorImages(*splits["test"], size=spec.image_size)
     bad = int(max(train.labels.max(), test.labels.max()))
     if bad >= spec.num_classes or min(train.labels.min(), test.labels.min()) < 0:

@@ -45,6 +45,7 @@ class TrainConfig:
     in_chans: int = 3  # channels of image-folder and synthetic images (others have their own)
     augment: str = "auto"  # auto, none, crop-flip (small images), imagenet (image folders); auto: the one that applies
     crop_padding: int = 4  # pixels of zero padding before the random crop (crop-flip; 0: flips only)
+    random_erasing: float = 0.0  # probability of erasing a random rectangle per training image (in-memory data)
     train_subset: int = 0  # train on a fixed random subset of this many images; 0: all
     test_subset: int = 0  # evaluate on a fixed random subset; 0: all
     skip_bad_images: bool = False  # image folders: skip and count unreadable files instead of stopping
@@ -166,6 +167,8 @@ class TrainConfig:
         for key in non_negative:
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}={getattr(self, key)!r} must not be negative")
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(f"random_erasing={self.random_erasing!r} must be in [0, 1]")
         for key in ("label_smoothing", "min_lr", "ema_decay", "momentum"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"{key}={getattr(self, key)!r} must be in [0, 1)")

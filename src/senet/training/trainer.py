@@ -182,7 +182,8 @@ class _Run:
 
         train_ds, self.test_ds, self.spec = load_datasets(
             c.dataset, data_dir=c.data_dir, download=c.download and d.main, image_size=c.image_size,
-            augment=c.augment, crop_padding=c.crop_padding, train_subset=c.train_subset,
+            augment=c.augment, crop_padding=c.crop_padding, random_erasing=c.random_erasing,
+            train_subset=c.train_subset,
             test_subset=c.test_subset, in_chans=c.in_chans,
         )  # fmt: skip
         self.inputs = Inputs(d.device, self.spec.mean, self.spec.std, c.channels_last, c.amp)
