@@ -100,7 +100,8 @@ def check_model() -> dict:
     gradients differ from each other far more than one operation's rounding; what matters is that the kernels land
     as close to the float64 gradients as the torch path does.
     """
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 here
     torch.manual_seed(0)
     model = senet.create_model("se_resnet50", layout="v1.5").to(DEV).to(memory_format=torch.channels_last)
     b, size = (16, 128) if DEV == "cuda" else (2, 64)
@@ -127,6 +128,7 @@ def check_model() -> dict:
         out[f"{d} triton"]["grad_rel_err_vs_float64"] <= 2 * out[f"{d} torch"]["grad_rel_err_vs_float64"] + 1e-6
         for d in ("float32", str(low).removeprefix("torch."))
     )
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     return out
 
 
