@@ -136,11 +136,7 @@ MAX_NUMEL = 2**31 - 1  # the kernels index with 32-bit offsets
 
 def _tiles(direction: str, u: Tensor) -> tuple[int, int, int]:
     block_hw, block_c, warps = TILES[direction, not u.is_contiguous()]
-    return block_hw, min(block_c, _pow2(u.shape[1])), warps
-
-
-def _pow2(n: int) -> int:
-    return 1 << max(n - 1, 0).bit_length()
+    return block_hw, min(block_c, _triton().next_power_of_2(u.shape[1])), warps
 
 
 class _ScaleAddReLU(torch.autograd.Function):
@@ -156,7 +152,8 @@ class _ScaleAddReLU(torch.autograd.Function):
         bias2 = None if bias is None else bias.reshape(B, C).contiguous()
         out = torch.empty_like(u, dtype=dtype)
         block_hw, block_c, warps = _tiles("forward", u)
-        grid = (B, _cdiv(H * W, block_hw), _cdiv(C, block_c))
+        cdiv = _triton().cdiv
+        grid = (B, cdiv(H * W, block_hw), cdiv(C, block_c))
         forward, _ = _kernels()
         forward[grid](u, s2, u if shortcut is None else shortcut, s2 if bias2 is None else bias2, out, C, H * W,
                       *_strides(u), HAS_RES=shortcut is not None, HAS_BIAS=bias2 is not None, RELU=relu,
@@ -181,10 +178,11 @@ class _ScaleAddReLU(torch.autograd.Function):
         du = torch.empty_like(u) if need_u and not handed else None
         dr = torch.empty_like(g) if (need_r and ctx.shortcut_dtype is not None) or masked else None
         block_hw, block_c, warps = _tiles("backward", u)
-        hw, blocks_c = H * W, _cdiv(C, block_c)
-        splits = max(1, min(_cdiv(hw, block_hw), _cdiv(MIN_PROGRAMS, B * blocks_c)))
-        hw_per = _cdiv(_cdiv(hw, splits), block_hw) * block_hw
-        splits = _cdiv(hw, hw_per)
+        cdiv = _triton().cdiv
+        hw, blocks_c = H * W, cdiv(C, block_c)
+        splits = max(1, min(cdiv(hw, block_hw), cdiv(MIN_PROGRAMS, B * blocks_c)))
+        hw_per = cdiv(cdiv(hw, splits), block_hw) * block_hw
+        splits = cdiv(hw, hw_per)
         ds = torch.empty(B, splits, C, device=u.device, dtype=torch.float32)
         _, backward = _kernels()
         backward[(B, blocks_c, splits)](
@@ -197,10 +195,6 @@ class _ScaleAddReLU(torch.autograd.Function):
         ds = ds.sum(1) if splits > 1 else ds.squeeze(1)
         ds = ds.to(ctx.s_dtype).reshape(ctx.s_shape) if need_s else None
         return du, ds, (dr if need_r else None), None, None, None
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def scale_add(
