@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import senet
@@ -221,6 +222,18 @@ def test_narrow_squeeze_equals_pooling_the_block_output(se_resnet50, example, fa
         torch.testing.assert_close(h.mean((2, 3)) @ w.t() + block.conv3.bias, u.mean((2, 3)), rtol=1e-5, atol=1e-6)
     slow = senet.optimize_for_inference(se_resnet50, example, layout="nchw", narrow_squeeze=False)
     assert type(slow.layer1[1]) is Bottleneck
+    for name in ("layer1", "layer4"):  # the largest maps and the largest FCs
+        fast_block, slow_block = getattr(fast_nchw, name)[1], getattr(slow, name)[1]
+        assert fast_block.se_w.shape == (fast_block.se.reduced, fast_block.conv3.in_channels)  # (C/r, C/4), not W1
+        with torch.no_grad():
+            h = torch.randn(2, fast_block.conv3.in_channels, 7, 7)
+            u = slow_block.conv3(h)
+            torch.testing.assert_close(  # fc1 folded into the convolution: the same gate from the narrow side
+                fast_block.se.excite_reduced(F.linear(h.mean((2, 3)), fast_block.se_w, fast_block.se_b)),
+                slow_block.se.excitation(u),
+                rtol=1e-5,
+                atol=1e-6,
+            )
     with torch.no_grad():
         torch.testing.assert_close(fast_nchw(example), slow(example), rtol=1e-5, atol=1e-6)
 

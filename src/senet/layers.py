@@ -243,12 +243,18 @@ class SqueezeExcite(nn.Module):
         """Excitation (eq. 3) of a squeezed descriptor ``z`` (B, C): the gate, (B, C, 1, 1).
 
         The FCs run on the (B, C) matrix, one matrix product each, never on a (B, C, 1, 1) map; a (B, C, H, W)
-        ``z`` (``squeeze="none"``) gets a gate per position. `senet.optimize_for_inference` calls this with a
-        squeeze computed elsewhere (from the input of the convolution that produced ``u``).
+        ``z`` (``squeeze="none"``) gets a gate per position. `senet.optimize_for_inference` enters one step later, at
+        `excite_reduced`, with fc1 folded into the convolution that produced ``u``.
         """
         if self.conv and z.ndim == 2:
             z = z[:, :, None, None]  # the 1×1-convolution form works on (B, C, 1, 1)
-        s = self.gate(self.fc2(self.act(self.fc1(z))))
+        return self.excite_reduced(self.fc1(z))
+
+    def excite_reduced(self, a: Tensor) -> Tensor:
+        """The rest of the excitation after fc1: the gate ``σ(W2 δ(a))`` for ``a = W1 z + b1``, (B, C, 1, 1)."""
+        if self.conv and a.ndim == 2:
+            a = a[:, :, None, None]
+        s = self.gate(self.fc2(self.act(a)))
         return s if s.ndim == 4 else s[:, :, None, None]
 
     kernel = "torch"  # "triton": the scale runs as one Triton kernel on CUDA in eager mode (senet.fused.use_triton)

@@ -7,13 +7,16 @@
    read off one forward pass on an example input (the convolution's output must feed that BN and nothing else), so
    this works for any network, senet's or not.
 2. **SE from the narrow side of a bottleneck.** In a bottleneck whose SE unit rescales the output of its last 1×1
-   convolution u = W h + b (BN folded in), the paper's squeeze (eq. 2) is the mean of u over H×W, and for a linear map
+   convolution u = W h + b (BN folded in), the paper's squeeze (eq. 2) is the mean of u over H×W, and the first
+   excitation FC (W1, b1) is linear too, so
 
-       mean(u) = W · mean(h) + b,
+       W1 · mean(u) + b1 = (W1 W) · mean(h) + (W1 b + b1).
 
-   so the squeeze reads h, which has 4× fewer channels than u (the expansion of the bottleneck). Computed this way
-   where it reads less memory than pooling u (large maps: stages 1 and 2 of ResNet-50); the gate is the same
-   function, equal up to float rounding.
+   The block pools h, which has 4× fewer channels than u (the expansion of the bottleneck), and multiplies by the
+   product W1 W, computed once here: a (C/r, C/4) matrix, 4× smaller than W1, where pooling u and applying W1
+   would read the whole map and the whole of W1 at every call. The gate is the same function, equal up to float
+   rounding. (The product is fixed when the model is optimized: optimize the trained weights, not weights that
+   will change.)
 3. **Memory layout.** ``layout="auto"`` times the model in NCHW and channels_last on the example input and keeps
    the faster.
 4. **Compilation** (optional): ``compile=True`` wraps the result in `torch.compile`.
@@ -141,22 +144,33 @@ def fold_batchnorm(model: nn.Module, example_input: Tensor) -> int:
 class _NarrowSqueezeBottleneck(Bottleneck):
     """A BN-folded `Bottleneck` whose SE unit squeezes the input h of the last 1×1 convolution instead of its output.
 
-    u = conv3(h) = W h + b, so mean_HW(u) = W · mean_HW(h) + b (module docstring). The block switches back to pooling
-    u where that reads less: the product W · mean(h) reads the (C, C/4) weight once per call, pooling h saves
-    3/4 of a pass over u, so the narrow side wins when B·H·W·(C − C/4) > C·C/4.
+    u = conv3(h) = W h + b and fc1(z) = W1 z + b1, so fc1(mean_HW(u)) = (W1 W) · mean_HW(h) + (W1 b + b1) (module
+    docstring): the block pools h (C/4 channels instead of C) and multiplies by the (C/r, C/4) product ``se_w``
+    instead of W1 (C/r, C). Both terms of what the squeeze and fc1 read shrink, so this wins at every batch size.
     """
+
+    se_w: Tensor
+    se_b: Tensor
+
+    @classmethod
+    def convert(cls, block: Bottleneck) -> None:
+        """Turn ``block`` (BN folded, eligible) into this class in place, computing the folded fc1."""
+        se = block.se
+        w1 = se.fc1.weight.flatten(1).double()
+        b1 = se.fc1.bias.double() if se.fc1.bias is not None else torch.zeros(w1.shape[0], dtype=torch.float64)
+        w = block.conv3.weight.flatten(1).double()
+        b = block.conv3.bias.double()
+        dtype = block.conv3.weight.dtype
+        block.__class__ = cls
+        block.register_buffer("se_w", (w1 @ w).to(dtype), persistent=False)
+        block.register_buffer("se_b", (w1 @ b + b1).to(dtype), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
         h = self.act2(self.conv2(self.act1(self.conv1(x))))
         u = self.conv3(h)
-        w, b = self.conv3.weight, self.conv3.bias
-        cout, width = w.shape[:2]
-        if h.shape[0] * h.shape[2] * h.shape[3] * (cout - width) > cout * width:
-            z = F.linear(h.mean((2, 3)), w.view(cout, width), b)  # = u.mean((2, 3))
-        else:
-            z = u.mean((2, 3))
-        return self.act(self.se.scale(u, self.se.excite(z), shortcut, inplace=True))
+        s = self.se.excite_reduced(F.linear(h.mean((2, 3)), self.se_w, self.se_b))  # = excite(u.mean((2, 3)))
+        return self.act(self.se.scale(u, s, shortcut, inplace=True))
 
 
 def _narrow_squeeze_eligible(block: nn.Module) -> bool:
@@ -265,7 +279,7 @@ def optimize_for_inference(
     if narrow_squeeze:
         for m in fast.modules():
             if _narrow_squeeze_eligible(m):
-                m.__class__ = _NarrowSqueezeBottleneck
+                _NarrowSqueezeBottleneck.convert(m)
     if layout == "auto":
         cl = copy.deepcopy(fast).to(memory_format=torch.channels_last)
         x_cl = x.contiguous(memory_format=torch.channels_last)
