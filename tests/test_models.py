@@ -165,3 +165,28 @@ def test_pad_shortcut_is_subsample_and_pad_and_keeps_the_gradient_layout(size):
     # the branch's gradient of a channels_last block input is channels_last: the shortcut's must match it, or
     # autograd adds the two with mixed strides (several times slower)
     assert grad.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize(("name", "options"), [("se_resnet20", {}), ("se_resnet50", {"se_conv": True})])
+def test_se_init_identity_starts_as_the_plain_twin(name, options):
+    torch.manual_seed(0)
+    se = senet.create_model(name, se_gate="sigmoid_x2", se_init="identity", **options).eval()
+    plain = senet.create_model(get_entry(name).twin).eval()
+    missing, unexpected = plain.load_state_dict(se.state_dict(), strict=False)
+    assert not missing and unexpected and all(".se." in k for k in unexpected)  # the same weights, less the FCs
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(se(x), plain(x), rtol=0, atol=0)  # every gate exactly 1
+    se.train()
+    se(x).sum().backward()
+    units = [m for m in se.modules() if isinstance(m, senet.SqueezeExcite)]
+    assert all(m.fc2.bias.grad.abs().sum() > 0 for m in units)  # and training moves the gates from the first step
+    assert any(m.fc2.weight.grad.abs().sum() > 0 for m in units)  # (a one-unit bottleneck's ReLU may be off here)
+
+
+def test_se_init_identity_needs_a_gate_that_reaches_one():
+    with pytest.raises(ValueError, match="se_gate='sigmoid_x2'"):
+        senet.create_model("se_resnet20", se_init="identity")
+    with pytest.raises(ValueError, match="se_init='warm'"):
+        senet.create_model("se_resnet20", se_init="warm")
+    assert "se_init" not in get_entry("resnet20").shared_options({"se_init": "identity"})

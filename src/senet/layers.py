@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GATES", "POSITIONS", "ROUNDINGS", "SQUEEZES", "SEConfig", "SqueezeExcite", "reduced_width"]
+__all__ = ["GATES", "INITS", "POSITIONS", "ROUNDINGS", "SQUEEZES", "SEConfig", "SqueezeExcite", "reduced_width"]
 
 SQUEEZES = ("avg", "max", "avgmax", "none")
 GATES = ("sigmoid", "hard_sigmoid", "tanh", "relu", "sigmoid_x2")
 ROUNDINGS = ("floor", "round8")
+INITS = ("default", "identity")
 # Where the SE unit sits in a residual block (paper Fig. 5 and Table 15):
 #   standard   on the residual branch, after its last BN, before the addition (Fig. 3)
 #   pre        before the residual unit, on the input of the residual branch (SE-PRE)
@@ -333,7 +334,9 @@ class SEConfig:
 
     ``r`` is one ratio for every stage or one per stage (the paper's Table 10 uses one; a per-stage r is common
     in mobile networks). ``stages`` lists the 1-based stages that get SE (paper Table 13: SE in conv2_x only is
-    ``stages=(1,)``); None means all.
+    ``stages=(1,)``); None means all. ``init="identity"`` starts every unit as the identity (gate exactly 1, see
+    `SqueezeExcite.reset_to_identity`), so a fresh SE network computes what its plain twin with the same weights
+    computes and the gates move away from 1 as it trains; it needs ``gate="sigmoid_x2"`` (or ``"relu"``).
     """
 
     r: float | tuple[float, ...] = 16
@@ -345,12 +348,19 @@ class SEConfig:
     conv: bool = False
     position: str = "standard"
     stages: tuple[int, ...] | None = None
+    init: str = "default"
 
     def __post_init__(self) -> None:
         _choice("se_position", self.position, POSITIONS)
         _choice("se_squeeze", self.squeeze, SQUEEZES)
         _choice("se_gate", self.gate, GATES)
         _choice("se_rounding", self.rounding, ROUNDINGS)
+        _choice("se_init", self.init, INITS)
+        if self.init == "identity" and (self.gate not in ("sigmoid_x2", "relu") or not self.bias):
+            raise ValueError(
+                f"se_init='identity' needs a gate that is exactly 1 at some input and an fc2 bias to reach it; got "
+                f"se_gate={self.gate!r}, se_bias={self.bias!r}: use se_gate='sigmoid_x2' (σ's 0.5 becomes 2σ's 1)"
+            )
         if isinstance(self.r, list):
             object.__setattr__(self, "r", tuple(self.r))
         if self.stages is not None:
@@ -372,6 +382,7 @@ class SEConfig:
         se_conv: bool = False,
         se_position: str = "standard",
         se_stages: Sequence[int] | int | None = None,
+        se_init: str = "default",
     ) -> SEConfig:
         """Build from the flat ``create_model`` options (``r``, ``se_position``, ``se_stages``, ...)."""
         return cls(
@@ -384,6 +395,7 @@ class SEConfig:
             conv=se_conv,
             position=se_position,
             stages=se_stages if se_stages is None or isinstance(se_stages, int) else tuple(se_stages),
+            init=se_init,
         )
 
     def check(self, num_stages: int, positions: Sequence[str], family: str) -> None:

@@ -16,13 +16,14 @@ from typing import Any
 
 from torch import nn
 
-from ..layers import SEConfig
+from ..layers import SEConfig, SqueezeExcite
 
 __all__ = ["SE_OPTIONS", "ModelEntry", "create_model", "get_entry", "list_models", "register_twins"]
 
 # Keyword options of every SE model, mapped onto SEConfig (see SEConfig.from_options).
 SE_OPTIONS = (
     "r", "se_reduced", "se_rounding", "se_squeeze", "se_gate", "se_bias", "se_conv", "se_position", "se_stages",
+    "se_init",
 )  # fmt: skip
 _COMMON = ("num_classes", "in_chans")
 
@@ -144,7 +145,8 @@ def create_model(
         **options: architecture options of the family (e.g. ``layout="v1.5"``, ``drop_rate=0.2``) and, for SE
             models, the SE options: ``r`` (one ratio, or one per stage), ``se_position`` (standard, pre, post,
             identity, after_3x3), ``se_stages`` (1-based stages with SE), ``se_squeeze``, ``se_gate``,
-            ``se_rounding``, ``se_reduced``, ``se_bias``, ``se_conv``.
+            ``se_rounding``, ``se_reduced``, ``se_bias``, ``se_conv``, ``se_init`` (``"identity"``: every unit
+            starts with its gate exactly 1; needs ``se_gate="sigmoid_x2"``).
         weights: ``"DEFAULT"`` or a tag of `senet.weights.list_weights(name)`: download (torch.hub's cache,
             checksum checked), convert and load the published weights; see `senet.weights.pretrained`.
 
@@ -173,6 +175,10 @@ def create_model(
     se_kw = dict(entry.se_defaults) | {k: options.pop(k) for k in SE_OPTIONS if k in options}
     se = SEConfig.from_options(**se_kw) if entry.has_se else None
     model = entry.build(se, in_chans=in_chans, **options)
+    if se is not None and se.init == "identity":  # after the family's own initialisation, which may touch the FCs
+        for m in model.modules():
+            if isinstance(m, SqueezeExcite):
+                m.reset_to_identity()
     model.model_name = name
     model.model_config = {**config, "num_classes": model.num_classes}  # what rebuilds it (see senet.io)
     return model
