@@ -212,14 +212,7 @@ def test_optimized_model_equals_eager_within_1e5(se_resnet50, example, fast_nchw
 
 
 def test_narrow_squeeze_equals_pooling_the_block_output(se_resnet50, example, fast_nchw):
-    """mean(W h + b) = W mean(h) + b: the squeeze read off the 1×1 convolution's input is the squeeze of u."""
-    block = fast_nchw.layer1[1]
-    assert isinstance(block, _NarrowSqueezeBottleneck)
-    h = torch.randn(2, block.conv3.in_channels, 16, 16)
-    with torch.no_grad():
-        u = block.conv3(h)
-        w = block.conv3.weight.flatten(1)
-        torch.testing.assert_close(h.mean((2, 3)) @ w.t() + block.conv3.bias, u.mean((2, 3)), rtol=1e-5, atol=1e-6)
+    """W1 mean(W h + b) + b1 = (W1 W) mean(h) + W1 b + b1: the gate from the 1×1 convolution's input is u's gate."""
     slow = senet.optimize_for_inference(se_resnet50, example, layout="nchw", narrow_squeeze=False)
     assert type(slow.layer1[1]) is Bottleneck
     for name in ("layer1", "layer4"):  # the largest maps and the largest FCs
@@ -236,6 +229,31 @@ def test_narrow_squeeze_equals_pooling_the_block_output(se_resnet50, example, fa
             )
     with torch.no_grad():
         torch.testing.assert_close(fast_nchw(example), slow(example), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [{"se_bias": False}, {"se_conv": True}])
+def test_narrow_squeeze_with_fcs_without_bias_or_as_convolutions(options):
+    torch.manual_seed(0)
+    model = _calibrate(senet.create_model("se_resnet50", layout="v1.5", **options)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    fast = senet.optimize_for_inference(model, x, layout="nchw")
+    assert sum(isinstance(m, _NarrowSqueezeBottleneck) for m in fast.modules()) == 16
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_loading_weights_into_an_optimized_model_refolds_fc1(se_resnet50, example, fast_nchw):
+    fast = copy.deepcopy(fast_nchw)
+    other = copy.deepcopy(se_resnet50)
+    with torch.no_grad():
+        for m in other.modules():
+            if isinstance(m, senet.SqueezeExcite):
+                m.fc1.weight.mul_(-0.5)  # other gates: a stale product would give the old network's outputs
+    other_fast = senet.optimize_for_inference(other, example, layout="nchw")
+    fast.load_state_dict(other_fast.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fast(example), other(example), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(fast(example), se_resnet50(example), rtol=1e-3, atol=1e-3)
 
 
 class _ConvUsedTwice(nn.Module):

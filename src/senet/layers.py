@@ -245,7 +245,7 @@ class SqueezeExcite(nn.Module):
 
         The FCs run on the (B, C) matrix, one matrix product each, never on a (B, C, 1, 1) map; a (B, C, H, W)
         ``z`` (``squeeze="none"``) gets a gate per position. `senet.optimize_for_inference` enters one step later, at
-        `excite_reduced`, with fc1 folded into the convolution that produced ``u``.
+        `excite_reduced`, with fc1 multiplied into the weights of the convolution that produced ``u``.
         """
         if self.conv and z.ndim == 2:
             z = z[:, :, None, None]  # the 1×1-convolution form works on (B, C, 1, 1)
@@ -334,9 +334,11 @@ class SEConfig:
 
     ``r`` is one ratio for every stage or one per stage (the paper's Table 10 uses one; a per-stage r is common
     in mobile networks). ``stages`` lists the 1-based stages that get SE (paper Table 13: SE in conv2_x only is
-    ``stages=(1,)``); None means all. ``init="identity"`` starts every unit as the identity (gate exactly 1, see
-    `SqueezeExcite.reset_to_identity`), so a fresh SE network computes what its plain twin with the same weights
-    computes and the gates move away from 1 as it trains; it needs ``gate="sigmoid_x2"`` (or ``"relu"``).
+    ``stages=(1,)``); None means all. ``init="identity"`` asks `senet.create_model` to start every unit as the
+    identity after the family's own initialisation (gate exactly 1, see `SqueezeExcite.reset_to_identity`), so a
+    fresh SE network computes what its plain twin with the same weights computes and the gates move away from 1 as
+    it trains; it needs ``gate="sigmoid_x2"`` (or ``"relu"``). Networks built directly from an SEConfig are left
+    as their family initialises them.
     """
 
     r: float | tuple[float, ...] = 16
@@ -358,8 +360,9 @@ class SEConfig:
         _choice("se_init", self.init, INITS)
         if self.init == "identity" and (self.gate not in ("sigmoid_x2", "relu") or not self.bias):
             raise ValueError(
-                f"se_init='identity' needs a gate that is exactly 1 at some input and an fc2 bias to reach it; got "
-                f"se_gate={self.gate!r}, se_bias={self.bias!r}: use se_gate='sigmoid_x2' (σ's 0.5 becomes 2σ's 1)"
+                f"se_init='identity' needs a gate that is exactly 1 where it still has a gradient, and an fc2 bias "
+                f"to put it there; got se_gate={self.gate!r}, se_bias={self.bias!r}: use se_gate='sigmoid_x2' "
+                f"(σ's 0.5 becomes 2σ's 1) or 'relu', with se_bias=True"
             )
         if isinstance(self.r, list):
             object.__setattr__(self, "r", tuple(self.r))

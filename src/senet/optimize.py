@@ -15,8 +15,8 @@
    The block pools h, which has 4× fewer channels than u (the expansion of the bottleneck), and multiplies by the
    product W1 W, computed once here: a (C/r, C/4) matrix, 4× smaller than W1, where pooling u and applying W1
    would read the whole map and the whole of W1 at every call. The gate is the same function, equal up to float
-   rounding. (The product is fixed when the model is optimized: optimize the trained weights, not weights that
-   will change.)
+   rounding. (The product is recomputed when weights are loaded into the optimized model with
+   ``load_state_dict``; optimize trained weights, not weights that will still change in place.)
 3. **Memory layout.** ``layout="auto"`` times the model in NCHW and channels_last on the example input and keeps
    the faster.
 4. **Compilation** (optional): ``compile=True`` wraps the result in `torch.compile`.
@@ -146,7 +146,8 @@ class _NarrowSqueezeBottleneck(Bottleneck):
 
     u = conv3(h) = W h + b and fc1(z) = W1 z + b1, so fc1(mean_HW(u)) = (W1 W) · mean_HW(h) + (W1 b + b1) (module
     docstring): the block pools h (C/4 channels instead of C) and multiplies by the (C/r, C/4) product ``se_w``
-    instead of W1 (C/r, C). Both terms of what the squeeze and fc1 read shrink, so this wins at every batch size.
+    instead of W1 (C/r, C). Both terms of what the squeeze and fc1 read shrink at every batch size. The product is
+    recomputed when weights are loaded with ``load_state_dict``; after changing weights in place, call `fold_fc1`.
     """
 
     se_w: Tensor
@@ -155,15 +156,22 @@ class _NarrowSqueezeBottleneck(Bottleneck):
     @classmethod
     def convert(cls, block: Bottleneck) -> None:
         """Turn ``block`` (BN folded, eligible) into this class in place, computing the folded fc1."""
-        se = block.se
-        w1 = se.fc1.weight.flatten(1).double()
-        b1 = se.fc1.bias.double() if se.fc1.bias is not None else torch.zeros(w1.shape[0], dtype=torch.float64)
-        w = block.conv3.weight.flatten(1).double()
-        b = block.conv3.bias.double()
-        dtype = block.conv3.weight.dtype
         block.__class__ = cls
-        block.register_buffer("se_w", (w1 @ w).to(dtype), persistent=False)
-        block.register_buffer("se_b", (w1 @ b + b1).to(dtype), persistent=False)
+        block.register_buffer("se_w", torch.empty(0), persistent=False)
+        block.register_buffer("se_b", torch.empty(0), persistent=False)
+        block.fold_fc1()
+        # loading weights into the optimized model (its state_dict holds conv3 and fc1, not the product) refolds
+        block.register_load_state_dict_post_hook(_refold)
+
+    @torch.no_grad()
+    def fold_fc1(self) -> None:
+        """(Re)compute ``se_w`` = W1 W and ``se_b`` = W1 b + b1 from the current weights, in float64 on the CPU."""
+        w, b = self.conv3.weight, self.conv3.bias
+        w1 = self.se.fc1.weight.flatten(1).cpu().double()
+        b1 = self.se.fc1.bias
+        se_b = w1 @ b.cpu().double() + (b1.cpu().double() if b1 is not None else 0.0)
+        self.se_w = (w1 @ w.flatten(1).cpu().double()).to(w.device, w.dtype)
+        self.se_b = se_b.to(w.device, w.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -173,11 +181,15 @@ class _NarrowSqueezeBottleneck(Bottleneck):
         return self.act(self.se.scale(u, s, shortcut, inplace=True))
 
 
+def _refold(block: _NarrowSqueezeBottleneck, incompatible_keys: object) -> None:
+    block.fold_fc1()
+
+
 def _narrow_squeeze_eligible(block: nn.Module) -> bool:
     return (
         type(block) is Bottleneck
         and block.se_position == "standard"
-        and isinstance(block.se, SqueezeExcite)
+        and type(block.se) is SqueezeExcite  # a subclass may change the excitation that fc1 is folded into
         and block.se.squeeze == "avg"
         and isinstance(block.bn1, nn.Identity)
         and isinstance(block.bn2, nn.Identity)
@@ -249,7 +261,8 @@ def optimize_for_inference(
             one random image of the size a senet model was designed for.
         layout: ``"auto"`` (time both, keep the faster), ``"nchw"`` or ``"channels_last"``.
         compile: wrap the result in `torch.compile` (the first call compiles; later calls are fast).
-        narrow_squeeze: compute SE-bottleneck squeezes from the last 1×1 convolution's input (module docstring).
+        narrow_squeeze: compute SE-bottleneck squeezes from the last 1×1 convolution's input, fc1 folded into that
+            convolution's weights (module docstring).
         rtol: the largest relative error max|y − y₀| / max|y₀| accepted against the original model.
 
     Returns:

@@ -146,7 +146,7 @@ def create_model(
             models, the SE options: ``r`` (one ratio, or one per stage), ``se_position`` (standard, pre, post,
             identity, after_3x3), ``se_stages`` (1-based stages with SE), ``se_squeeze``, ``se_gate``,
             ``se_rounding``, ``se_reduced``, ``se_bias``, ``se_conv``, ``se_init`` (``"identity"``: every unit
-            starts with its gate exactly 1; needs ``se_gate="sigmoid_x2"``).
+            starts with its gate exactly 1; needs ``se_gate="sigmoid_x2"`` or ``"relu"``).
         weights: ``"DEFAULT"`` or a tag of `senet.weights.list_weights(name)`: download (torch.hub's cache,
             checksum checked), convert and load the published weights; see `senet.weights.pretrained`.
 
