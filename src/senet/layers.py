@@ -69,6 +69,20 @@ _GATE_MODULES = {
 _IDENTITY_BIAS = {"sigmoid_x2": 0.0, "relu": 1.0, "hard_sigmoid": 3.0}
 
 
+def _identity_problem(gate: str, bias: bool, prefix: str = "") -> str | None:
+    """Why a unit with this gate and fc2 bias cannot start as the identity (None if it can); options named with
+    ``prefix`` (``"se_"`` for the create_model options)."""
+    if gate not in _IDENTITY_BIAS or not bias:
+        return (
+            f"an SE unit with {prefix}gate={gate!r} and {prefix}bias={bias} cannot output exactly 1; "
+            f"use {prefix}gate='sigmoid_x2' (or 'relu') with {prefix}bias=True"
+        )
+    if gate == "hard_sigmoid":
+        flat = f"{prefix}gate='hard_sigmoid' is flat where it reaches 1 and would never train"
+        return f"{flat}; use {prefix}gate='sigmoid_x2'"
+    return None
+
+
 def _mean_hw(u: Tensor) -> Tensor:
     """Global average pooling (eq. 2), (B, C, H, W) → (B, C): the sum over H×W, then a division of the small result.
 
@@ -317,13 +331,9 @@ class SqueezeExcite(nn.Module):
         fc2's weights become zero and its bias the value where the gate is 1. Gradients still reach fc2, so
         training moves the gates away from 1 from the first step.
         """
-        if self.gate_name not in _IDENTITY_BIAS or self.fc2.bias is None:
-            raise ValueError(
-                f"an SE unit with gate={self.gate_name!r} and bias={self.fc2.bias is not None} cannot output exactly "
-                f"1; use gate='sigmoid_x2' (or 'relu') with bias=True"
-            )
-        if self.gate_name == "hard_sigmoid":
-            raise ValueError("gate='hard_sigmoid' is flat where it reaches 1 and would never train; use 'sigmoid_x2'")
+        problem = _identity_problem(self.gate_name, self.fc2.bias is not None)
+        if problem:
+            raise ValueError(problem)
         self.fc2.weight.zero_()
         self.fc2.bias.fill_(_IDENTITY_BIAS[self.gate_name])
 
@@ -358,12 +368,9 @@ class SEConfig:
         _choice("se_gate", self.gate, GATES)
         _choice("se_rounding", self.rounding, ROUNDINGS)
         _choice("se_init", self.init, INITS)
-        if self.init == "identity" and (self.gate not in ("sigmoid_x2", "relu") or not self.bias):
-            raise ValueError(
-                f"se_init='identity' needs a gate that is exactly 1 where it still has a gradient, and an fc2 bias "
-                f"to put it there; got se_gate={self.gate!r}, se_bias={self.bias!r}: use se_gate='sigmoid_x2' "
-                f"(σ's 0.5 becomes 2σ's 1) or 'relu', with se_bias=True"
-            )
+        problem = _identity_problem(self.gate, self.bias, prefix="se_") if self.init == "identity" else None
+        if problem:
+            raise ValueError(f"se_init='identity': {problem}")
         if isinstance(self.r, list):
             object.__setattr__(self, "r", tuple(self.r))
         if self.stages is not None:
