@@ -33,7 +33,7 @@ from torch import nn
 
 import senet
 from senet.analysis.cost import interleaved
-from senet.environment import describe
+from senet.environment import describe, keep_freed_memory
 from senet.io import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,7 +310,8 @@ def markdown(results: list[dict], env: dict) -> str:
         f"{rounds}. Machine: {gpu}{env['cpu']} "
         f"({env['cores']} cores), {env['device']}, {env['threads']} threads, torch {env['torch']}, "
         f"timm {env['timm']}, Python {env['python']}; {env['date']}; load average {env['load_before']:.1f} before "
-        f"the run. Input {env['input_size']}². ``timm SE / senet SE`` > 1: senet is faster.",
+        f"the run{'; freed memory kept (`keep_freed_memory`)' if env.get('freed_memory_kept') else ''}. "
+        f"Input {env['input_size']}². ``timm SE / senet SE`` > 1: senet is faster.",
     ]
     return "\n".join(lines)
 
@@ -348,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         print("se_overhead.py: --device cuda but CUDA is not available here", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # steady-state times, as `interleaved` would set it (recorded in the environment)
     device = torch.device(args.device)
     if args.json is None:
         args.json = ROOT / "docs" / ("performance.json" if args.device == "cpu" else "performance-cuda.json")

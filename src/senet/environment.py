@@ -1,14 +1,22 @@
-"""The facts a measurement needs beside it: which CPU, how many cores and threads, which torch, which GPU."""
+"""The facts a measurement needs beside it (which CPU, how many cores and threads, which torch, which GPU), and the
+one process setting that senet changes for speed on CPUs (`keep_freed_memory`)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 from typing import Any
 
 import torch
 
-__all__ = ["describe"]
+__all__ = ["describe", "keep_freed_memory"]
+
+# mallopt(3) parameters of glibc's malloc.h
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 << 20  # the largest glibc accepts on 64-bit systems (HEAP_MAX_SIZE / 2)
+_TRIM_THRESHOLD = 1 << 30
+_kept: bool | None = None  # the outcome of the first call: mallopt is process-wide and applied once
 
 
 def _cpu_name() -> str:
@@ -23,7 +31,8 @@ def _cpu_name() -> str:
 
 
 def describe(device: str | torch.device = "cpu") -> dict[str, Any]:
-    """CPU model, usable cores, torch threads, torch and Python versions, the device and, on CUDA, the GPU's name."""
+    """CPU model, usable cores, torch threads, torch and Python versions, the device, on CUDA the GPU's name, and
+    whether `keep_freed_memory` is in effect."""
     device = torch.device(device)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     gpu = None
@@ -37,4 +46,34 @@ def describe(device: str | torch.device = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         "device": str(device),
         "gpu": gpu,
+        "freed_memory_kept": bool(_kept),  # `keep_freed_memory` in effect
     }
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for the next tensors instead of returning it to the kernel.
+
+    PyTorch takes every CPU tensor from malloc. By default glibc serves large blocks with fresh pages from mmap and
+    gives back what is freed at the top of its heap, so a training step that frees and reallocates its activation
+    maps (several MB each) takes a page fault for every 4 KiB of them, every step. Raising the mmap threshold to its
+    maximum (32 MiB) and the trim threshold to 1 GiB lets the next step reuse the same memory: on a 2-core CPU a
+    ResNet-50 training step at batch 8 took 5–10% less time and an inference pass at batch 8 15% less
+    (docs/performance.md). The cost is that the process keeps the peak of its heap (up to 1 GiB more) until it
+    exits. Blocks above 32 MiB still come from mmap.
+
+    The setting is process-wide and cannot be undone; `senet.train` applies it on CPUs and so do the ``senet``
+    commands. Returns True where it is in effect. Does nothing (False) where the C library is not glibc or the
+    environment variable ``SENET_MALLOC=system`` asks to leave malloc alone.
+    """
+    global _kept
+    if _kept is None:
+        _kept = False
+        if os.environ.get("SENET_MALLOC", "").lower() != "system" and platform.libc_ver()[0] == "glibc":
+            try:
+                libc = ctypes.CDLL(None)
+                _kept = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(
+                    libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+                )
+            except (OSError, AttributeError):
+                _kept = False
+    return _kept

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..environment import describe
+from ..environment import describe, keep_freed_memory
 from ..models import create_model, get_entry
 from .profile import profile
 
@@ -29,9 +29,15 @@ __all__ = ["CostRow", "interleaved", "measure_cost", "saved_activation_bytes"]
 def interleaved(
     fns: dict[str, Callable[[], object]], *, repeats: int = 15, warmup: int = 3, sync: Callable[[], None] = lambda: None
 ) -> dict[str, list[float]]:
-    """Seconds per call of each function: ``repeats`` rounds, each timing every function once, order rotating."""
+    """Seconds per call of each function: ``repeats`` rounds, each timing every function once, order rotating.
+
+    Times are of the steady state: `keep_freed_memory` is applied first, so that no function pays page faults for
+    memory another one freed (by default glibc returns it to the kernel, and a ResNet-50 training step at batch 8
+    then faults in 340–540 MB afresh, which took 5–10% of its time; 15% of an inference pass at batch 8).
+    """
     if repeats < 1:
         raise ValueError(f"repeats={repeats!r} must be >= 1")
+    keep_freed_memory()
     names = list(fns)
     for _ in range(warmup):
         for n in names:
@@ -225,6 +231,6 @@ def markdown_table(rows: Sequence[CostRow], env: dict) -> str:
     lines.append("")
     lines.append(
         f"{env['device']}, {env['threads']} threads, torch {env['torch']}, input {size}, fp32, eager, "
-        f"medians of {env['repeats']} interleaved runs."
+        f"medians of {env['repeats']} interleaved runs{', freed memory kept' if env.get('freed_memory_kept') else ''}."
     )
     return "\n".join(lines)

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from senet.environment import keep_freed_memory
+
+    keep_freed_memory()  # CPU work reuses freed tensor memory (see its docstring); SENET_MALLOC=system opts out
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
