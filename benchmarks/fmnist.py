@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["se_resnet20", "resnet20"])
     p.add_argument("--recipe", default="fmnist-fast")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=3, help="how many seeds")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds FIRST, FIRST+1, ... (default 0)")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--target", type=float, default=0.94, help="test accuracy to time (default 0.94)")
     p.add_argument("--out", default="runs/bench-fmnist", help="folder of the runs and results")
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     overrides = {"out_dir": str(out.parent)} | ({"epochs": args.epochs} if args.epochs else {})
     config = TrainConfig.from_recipe(args.recipe, **overrides)
-    result = compare(args.models, config, seeds=args.seeds, name=out.name)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    result = compare(args.models, config, seeds=seeds, name=out.name)
 
     lines = [
         f"| model | last-epoch test top-1 % (per seed) | mean ± std | time to {100 * args.target:.1f}% (per seed) | "
@@ -62,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {s.model} | {accs} | {mean} | {shown} | {ips:.0f} | {wall / 60:.1f} min |")
         rows.append({**s.to_dict(), "time_to_target_s": times})
     mach = describe()
-    seeds = ", ".join(str(r.config.seed) for r in result.models[0].runs)
+    seed_list = ", ".join(str(r.config.seed) for r in result.models[0].runs)
     head = (
-        f"Fashion-MNIST, recipe {args.recipe} ({config.epochs} epochs), seeds {seeds}; "
+        f"Fashion-MNIST, recipe {args.recipe} ({config.epochs} epochs), seeds {seed_list}; "
         f"{mach['cpu']}, {mach['cores']} cores, {torch.get_num_threads()} threads, torch {mach['torch']}"
     )
     table = "\n".join([head, "", *lines])

@@ -106,7 +106,9 @@ def test_train_eval_predict(tmp_path, capsys, reference):
     out = json.loads(_ok(capsys, "eval", str(reference), "--test-subset", "128"))
     summary = json.loads((reference / "summary.json").read_text())
     assert out["model"] == "resnet20" and out["images"] == 128 and out["top1"] == pytest.approx(summary["test_acc"])
-    assert 0 <= out["top1"] <= out["top5"] <= 1
+    assert 0 <= out["top1"] <= out["top5"] <= 1 and out["tta"] == "none"
+    flipped = json.loads(_ok(capsys, "eval", str(reference), "--test-subset", "128", "--tta", "flip"))
+    assert flipped["tta"] == "flip" and flipped["images"] == 128 and flipped["loss"] != pytest.approx(out["loss"])
     from PIL import Image
 
     _, test, _ = senet.data.load_datasets("fashion-mnist", test_subset=16)

@@ -131,6 +131,26 @@ def test_short_run_learns_and_writes_its_folder(tmp_path):
 
 
 @needs_fmnist
+def test_flip_tta_takes_the_mean_probability_of_image_and_mirror_image():
+    torch.manual_seed(0)
+    model = senet.create_model("se_resnet20", num_classes=10, in_chans=1).eval()
+    _, test, spec = senet.data.load_datasets("fashion-mnist", test_subset=96)
+    inputs = Inputs(torch.device("cpu"), spec.mean, spec.std)
+    got = evaluate(model, test, inputs, batch_size=40, tta="flip")  # uneven batches
+    images, labels = test.images, test.labels
+    with torch.no_grad():
+        p = (model(inputs.prepare(images)).softmax(1) + model(inputs.prepare(images.flip(-1))).softmax(1)) / 2
+    assert got.n == 96 and got.acc == pytest.approx((p.argmax(1) == labels).double().mean().item())
+    assert got.acc5 == pytest.approx((p.topk(5).indices == labels[:, None]).any(1).double().mean().item())
+    assert got.loss == pytest.approx(-p[torch.arange(96), labels].log().mean().item(), rel=1e-5)
+    assert evaluate(model, test, inputs).loss != pytest.approx(got.loss)  # the mirror image did count
+    with pytest.raises(ValueError, match="tta='flips'; choose from none, flip"):
+        evaluate(model, test, inputs, tta="flips")
+    with pytest.raises(ValueError, match="tta='crops'; choose from none, flip"):
+        TrainConfig(tta="crops")
+
+
+@needs_fmnist
 def test_resume_rules_and_run_cache(tmp_path):
     cfg = tiny(tmp_path)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):

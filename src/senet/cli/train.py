@@ -153,10 +153,10 @@ def run_eval(args: argparse.Namespace) -> int:
     )  # fmt: skip
     result = evaluate(
         model.to(inputs.device), test, inputs, batch_size=args.batch_size, workers=args.workers,
-        skip_bad_images=args.skip_bad_images,
+        skip_bad_images=args.skip_bad_images, tta=args.tta,
     )  # fmt: skip
     out = {"weights": str(args.weights), "model": model.model_config["name"], "dataset": dataset, "images": result.n}
-    out |= {"top1": result.acc, "top5": result.acc5, "loss": result.loss, "skipped": result.skipped}
+    out |= {"top1": result.acc, "top5": result.acc5, "loss": result.loss, "skipped": result.skipped, "tta": args.tta}
     text = json.dumps(out, indent=1)
     print(text)
     if args.json:
@@ -245,6 +245,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--workers", type=int, default=0)
     e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     e.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    e.add_argument(
+        "--tta", default="none", choices=("none", "flip"), help="flip: mean of the image's and its mirror image's "
+        "probabilities (default none: the image alone)",
+    )  # fmt: skip
     e.add_argument("--skip-bad-images", action="store_true", help="skip and count unreadable image files")
     e.add_argument("--json", metavar="PATH", help="also write the JSON to PATH")
     e.set_defaults(func=run_eval)

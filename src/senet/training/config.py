@@ -21,6 +21,7 @@ import yaml
 
 from ..data import AUGMENTATIONS, DATASETS
 from ..models import get_entry
+from .inference import TTA
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "field_type", "find_recipe", "list_recipes"]
 
@@ -48,6 +49,7 @@ class TrainConfig:
     random_erasing: float = 0.0  # probability of erasing a random rectangle per training image (in-memory data)
     train_subset: int = 0  # train on a fixed random subset of this many images; 0: all
     test_subset: int = 0  # evaluate on a fixed random subset; 0: all
+    tta: str = "none"  # test-time augmentation of every evaluation: none, or flip (mean of image and mirror image)
     skip_bad_images: bool = False  # image folders: skip and count unreadable files instead of stopping
     workers: int = 0  # data-loading processes per training process
     # optimisation
@@ -154,7 +156,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first field with a value out of its range."""
         choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP}
-        choices |= {"device": ("auto", "cpu", "cuda"), "progress": ("auto", "bar", "epoch", "none")}
+        choices |= {"device": ("auto", "cpu", "cuda"), "progress": ("auto", "bar", "epoch", "none"), "tta": TTA}
         for key, options in choices.items():
             if getattr(self, key) not in options:
                 raise ValueError(f"{key}={getattr(self, key)!r}; choose from {', '.join(options)}")

@@ -7,6 +7,7 @@ over every test image exactly once, also when several processes share the work.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 from ..data import Batch, EpochBatches, collate_batch, imagenet_transforms, normalize
 from .distributed import Dist
 
-__all__ = ["EvalResult", "Inputs", "evaluate", "predict"]
+__all__ = ["TTA", "EvalResult", "Inputs", "evaluate", "predict"]
 
+TTA = ("none", "flip")  # test-time augmentation of `evaluate`
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -98,9 +100,16 @@ def evaluate(
     workers: int = 0,
     dist: Dist | None = None,
     skip_bad_images: bool = False,
+    tta: str = "none",
 ) -> EvalResult:
     """Top-1 / top-5 accuracy and loss of ``model`` over every image of ``dataset`` exactly once; with several
-    processes each takes every world-th image and the sums are combined."""
+    processes each takes every world-th image and the sums are combined.
+
+    ``tta="flip"`` (test-time augmentation) classifies each image by the mean of the class probabilities of the image
+    and of its mirror image (left-right); the loss is then the cross-entropy of those mean probabilities.
+    """
+    if tta not in TTA:
+        raise ValueError(f"tta={tta!r}; choose from {', '.join(TTA)}")
     rank, world = (dist.rank, dist.world) if dist else (0, 1)
     sampler = EpochBatches(len(dataset), batch_size, shuffle=False, rank=rank, world=world)
     was_training = model.training
@@ -112,7 +121,10 @@ def evaluate(
         x, y = inputs.prepare(batch.images), batch.labels.to(inputs.device)
         with inputs.autocast():
             logits = model(x)
+            mirrored = model(inputs.prepare(batch.images.flip(-1))) if tta == "flip" else None
         logits = logits.float()
+        if mirrored is not None:  # log of the mean probability: the scores to rank and to take the loss of
+            logits = (torch.stack((logits.log_softmax(1), mirrored.float().log_softmax(1))).logsumexp(0)) - math.log(2)
         top = logits.topk(k, dim=1).indices
         totals[0] += F.cross_entropy(logits, y, reduction="sum").item()
         totals[1] += (top[:, 0] == y).sum().item()

@@ -377,7 +377,7 @@ class _Run:
         if (self.epoch + 1) % c.eval_every == 0 or self.epoch + 1 == c.epochs:
             r = evaluate(
                 model, self.test_ds, self.inputs, batch_size=2 * c.batch_size, workers=c.workers, dist=self.dist,
-                skip_bad_images=c.skip_bad_images,
+                skip_bad_images=c.skip_bad_images, tta=c.tta,
             )  # fmt: skip
             row |= {"test_loss": r.loss, "test_acc": r.acc, "test_acc5": r.acc5, "test_images": r.n}
             row["skipped"] += r.skipped
