@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         print("se_overhead.py: --device cuda but CUDA is not available here", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    keep_freed_memory()  # steady-state times, as `interleaved` would set it (recorded in the environment)
+    keep_freed_memory()  # steady-state times (recorded in the environment; SENET_MALLOC=system: glibc's default)
     device = torch.device(args.device)
     if args.json is None:
         args.json = ROOT / "docs" / ("performance.json" if args.device == "cpu" else "performance-cuda.json")

@@ -26,7 +26,7 @@ import torch
 
 import senet
 from senet.analysis.cost import interleaved
-from senet.environment import describe
+from senet.environment import describe, keep_freed_memory
 from senet.layers import SqueezeExcite
 
 
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag} {getattr(args, flag)} must be at least 1")
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # steady-state times, as se_overhead.py
     if args.profile:
         x = torch.randn(args.batch, 3, 224, 224)
         profile_ops({"SE": build("se_resnet50", args.batch), "plain": build("resnet50", args.batch)}, x, args.profile)

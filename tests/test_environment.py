@@ -1,5 +1,6 @@
 """`senet.environment`: what a measurement records, and `keep_freed_memory`, checked by counting the page faults of
-a real allocation pattern in fresh processes (the setting is process-wide and cannot be undone, so never here)."""
+a real allocation pattern in fresh processes (the setting is process-wide and cannot be undone, so these tests never
+apply it to the test process itself)."""
 
 import json
 import os
@@ -30,11 +31,14 @@ print(json.dumps({"kept": kept, "again": keep_freed_memory(), "faults": sum(faul
 """
 
 
+def _run(code: str, *args: str, **env: str) -> str:
+    run = subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, **env}, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
 def _child(mode: str, **env: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode], env={**os.environ, **env}, capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout)
+    return json.loads(_run(_CHILD, mode, **env))
 
 
 def test_describe_names_the_machine():
@@ -61,11 +65,12 @@ def test_senet_malloc_system_leaves_malloc_alone():
 
 
 @glibc_only
-def test_training_on_cpu_keeps_freed_memory(tmp_path):
+def test_the_senet_command_keeps_freed_memory_and_library_calls_do_not():
     code = (
-        "import sys; from senet.environment import describe; from senet.training import TrainConfig, train; "
+        "from senet.environment import describe; from senet.training import TrainConfig, train; "
         "train(TrainConfig(dataset='synthetic', model='resnet20', image_size=8, train_subset=32, test_subset=8, "
-        "batch_size=16, epochs=1, progress='none', out_dir=sys.argv[1])); print(describe()['freed_memory_kept'])"
+        "batch_size=16, epochs=1, progress='none', out_dir=__import__('tempfile').mkdtemp())); "
+        "print(describe()['freed_memory_kept']); from senet.cli import main; "
+        "print(main(['train', '--model', 'no_such_model']), describe()['freed_memory_kept'])"
     )
-    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
-    assert run.stdout.split()[-1] == "True"
+    assert _run(code, SENET_MALLOC="").split() == ["False", "2", "True"]

@@ -56,13 +56,14 @@ def keep_freed_memory() -> bool:
     PyTorch takes every CPU tensor from malloc. By default glibc serves large blocks with fresh pages from mmap and
     gives back what is freed at the top of its heap, so a training step that frees and reallocates its activation
     maps (several MB each) takes a page fault for every 4 KiB of them, every step. Raising the mmap threshold to its
-    maximum (32 MiB) and the trim threshold to 1 GiB lets the next step reuse the same memory: on a 2-core CPU a
-    ResNet-50 training step at batch 8 took 5–10% less time and an inference pass at batch 8 15% less
-    (docs/performance.md). The cost is that the process keeps the peak of its heap (up to 1 GiB more) until it
-    exits. Blocks above 32 MiB still come from mmap.
+    maximum (32 MiB) and the trim threshold to 1 GiB lets the next step reuse the same memory: on a 2-core CPU an
+    inference pass of ResNet-50 at batch 8 took 11–17% less time, and a training step of SE-ResNet-50 3–10% less
+    (`benchmarks/page_faults.py`, docs/performance.md). The cost is that the process keeps the peak of its heap (up
+    to 1 GiB more) until it exits. Blocks above 32 MiB still come from mmap.
 
-    The setting is process-wide and cannot be undone; `senet.train` applies it on CPUs and so do the ``senet``
-    commands. Returns True where it is in effect. Does nothing (False) where the C library is not glibc or the
+    The setting is process-wide and cannot be undone, so library functions never apply it: the ``senet`` commands
+    and the benchmarks call it at start, and a program of one's own may (before `senet.train`, say). Returns True
+    where it is in effect. Does nothing (False) where the C library is not glibc or the
     environment variable ``SENET_MALLOC=system`` asks to leave malloc alone.
     """
     global _kept

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..environment import describe, keep_freed_memory
+from ..environment import describe
 from ..models import create_model, get_entry
 from .profile import profile
 
@@ -31,13 +31,12 @@ def interleaved(
 ) -> dict[str, list[float]]:
     """Seconds per call of each function: ``repeats`` rounds, each timing every function once, order rotating.
 
-    Times are of the steady state: `keep_freed_memory` is applied first, so that no function pays page faults for
-    memory another one freed (by default glibc returns it to the kernel, and a ResNet-50 training step at batch 8
-    then faults in 340–540 MB afresh, which took 5–10% of its time; 15% of an inference pass at batch 8).
+    For steady-state times call `senet.environment.keep_freed_memory` first, as the ``senet`` commands and the
+    benchmarks do: by default glibc returns freed memory to the kernel, and each call that allocates large maps
+    faults them in afresh (a ResNet-50 training step at batch 8: 220–450 MB, docs/performance.md).
     """
     if repeats < 1:
         raise ValueError(f"repeats={repeats!r} must be >= 1")
-    keep_freed_memory()
     names = list(fns)
     for _ in range(warmup):
         for n in names:

@@ -15,6 +15,7 @@ import yaml
 
 from senet.training import TrainConfig, list_recipes
 from senet.training.config import field_type
+from senet.training.inference import TTA
 
 _SKIP_IN_COMPARE = ("model", "seed")
 
@@ -151,12 +152,13 @@ def run_eval(args: argparse.Namespace) -> int:
         torch.device("cuda" if cuda else "cpu"), tuple(meta.get("mean", spec.mean)), tuple(meta.get("std", spec.std)),
         amp=args.amp,
     )  # fmt: skip
+    tta = args.tta or meta.get("recipe", {}).get("tta", "none")
     result = evaluate(
         model.to(inputs.device), test, inputs, batch_size=args.batch_size, workers=args.workers,
-        skip_bad_images=args.skip_bad_images, tta=args.tta,
+        skip_bad_images=args.skip_bad_images, tta=tta,
     )  # fmt: skip
     out = {"weights": str(args.weights), "model": model.model_config["name"], "dataset": dataset, "images": result.n}
-    out |= {"top1": result.acc, "top5": result.acc5, "loss": result.loss, "skipped": result.skipped, "tta": args.tta}
+    out |= {"top1": result.acc, "top5": result.acc5, "loss": result.loss, "skipped": result.skipped, "tta": tta}
     text = json.dumps(out, indent=1)
     print(text)
     if args.json:
@@ -246,8 +248,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     e.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
     e.add_argument(
-        "--tta", default="none", choices=("none", "flip"), help="flip: mean of the image's and its mirror image's "
-        "probabilities (default none: the image alone)",
+        "--tta", choices=TTA, help="flip: mean of the image's and its mirror image's probabilities; none: the image "
+        "alone (default: as the run was evaluated, else none)",
     )  # fmt: skip
     e.add_argument("--skip-bad-images", action="store_true", help="skip and count unreadable image files")
     e.add_argument("--json", metavar="PATH", help="also write the JSON to PATH")

@@ -121,7 +121,7 @@ def evaluate(
         x, y = inputs.prepare(batch.images), batch.labels.to(inputs.device)
         with inputs.autocast():
             logits = model(x)
-            mirrored = model(inputs.prepare(batch.images.flip(-1))) if tta == "flip" else None
+            mirrored = model(x.flip(-1)) if tta == "flip" else None  # flip keeps the memory layout
         logits = logits.float()
         if mirrored is not None:  # log of the mean probability: the scores to rank and to take the loss of
             logits = (torch.stack((logits.log_softmax(1), mirrored.float().log_softmax(1))).logsumexp(0)) - math.log(2)

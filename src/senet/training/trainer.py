@@ -43,7 +43,6 @@ from ..checkpoint import (
     save_state,
 )
 from ..data import Batch, DataSpec, EpochBatches, derive_seed, load_datasets
-from ..environment import keep_freed_memory
 from ..io import atomic_write_text, model_metadata, save_weights
 from ..models import create_model, get_entry
 from . import distributed
@@ -456,8 +455,6 @@ def train(config: TrainConfig, *, resume: bool | Literal["auto"] = False) -> Run
     _set_threads(config)
     _set_deterministic(config.deterministic)
     dist = distributed.setup(config.device)
-    if dist.device.type == "cpu":
-        keep_freed_memory()  # reuse freed activation memory instead of faulting in fresh pages every step
     try:
         return _Run(config, dist, resume).fit()
     finally:  # leave the caller's process as it was
