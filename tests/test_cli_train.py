@@ -122,6 +122,17 @@ def test_train_eval_predict(tmp_path, capsys, reference):
     assert any(c in text for c in ("T-shirt/top", "Trouser", "Pullover", "Bag", "Sneaker", "Ankle boot"))
 
 
+def test_eval_takes_the_runs_own_tta_unless_told(tmp_path, capsys):
+    _ok(capsys, "train", "--dataset", "synthetic", "--model", "resnet20", "--image-size", "8", "--train-subset", "32",
+        "--test-subset", "16", "--batch-size", "16", "--epochs", "1", "--progress", "none", "--tta", "flip",
+        "--out-dir", str(tmp_path), "--name", "r")  # fmt: skip
+    run = str(tmp_path / "r")
+    own = json.loads(_ok(capsys, "eval", run, "--test-subset", "16"))
+    flip = json.loads(_ok(capsys, "eval", run, "--test-subset", "16", "--tta", "flip"))
+    none = json.loads(_ok(capsys, "eval", run, "--test-subset", "16", "--tta", "none"))
+    assert own == flip and own["tta"] == "flip" and none["tta"] == "none" and none["loss"] != pytest.approx(own["loss"])
+
+
 def test_compare_table_and_outputs(tmp_path, capsys):
     text = _ok(capsys, "compare", "se_resnet20", "resnet20", "--seeds", "2", "--train-subset", "256",
                "--test-subset", "64", "--batch-size", "64", "--epochs", "1", "--progress", "none",
