@@ -4,7 +4,7 @@ its last-epoch accuracy beside its plain twin's over several seeds.
     flock /tmp/senet-cpu.lock .venv/bin/python benchmarks/fmnist.py                  # se_resnet20 vs resnet20, 3 seeds
     flock /tmp/senet-cpu.lock .venv/bin/python benchmarks/fmnist.py --seeds 1 --epochs 2
     flock /tmp/senet-cpu.lock .venv/bin/python benchmarks/fmnist.py --first-seed 3 --out runs/bench-more  # seeds 3-5
-    flock /tmp/senet-cpu.lock .venv/bin/python benchmarks/fmnist.py --set tta=flip --set "model_options={r: 8}"
+    flock /tmp/senet-cpu.lock .venv/bin/python benchmarks/fmnist.py --tta flip --model-options "{r: 8}"  # any field
 
 Run it alone on the machine (the lock keeps other jobs of this project off the cores), since the wall times are the
 point. Runs are cached under --out (an interrupted benchmark continues). Prints a markdown table and writes it,
@@ -21,11 +21,11 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
+from senet.cli.train import add_config_flags, config_from_args
 from senet.environment import describe, keep_freed_memory
 from senet.io import atomic_write_text
-from senet.training import RunResult, TrainConfig, compare
+from senet.training import RunResult, compare
 
 
 def time_to(run: RunResult, target: float) -> float | None:
@@ -40,26 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", default="fmnist-fast")
     p.add_argument("--seeds", type=int, default=3, help="how many seeds")
     p.add_argument("--first-seed", type=int, default=0, help="seeds FIRST, FIRST+1, ... (default 0)")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    p.add_argument(
-        "--set", action="append", default=[], metavar="FIELD=YAML", help="override any recipe field, e.g. tta=flip"
-    )
     p.add_argument("--target", type=float, default=0.94, help="test accuracy to time (default 0.94)")
     p.add_argument("--out", default="runs/bench-fmnist", help="folder of the runs and results")
+    add_config_flags(p, skip=("model", "seed", "out_dir", "name"))  # --epochs 12, --tta flip, ...: as senet compare
     args = p.parse_args(argv)
     if args.seeds < 1 or args.first_seed < 0:
         p.error(f"--seeds {args.seeds} must be at least 1 and --first-seed {args.first_seed} not negative")
     keep_freed_memory()  # as `senet train` does
 
     out = Path(args.out)
-    overrides = {"out_dir": str(out.parent)} | ({"epochs": args.epochs} if args.epochs else {})
-    for item in args.set:
-        field, sep, value = item.partition("=")
-        if not sep:
-            p.error(f"--set {item!r}: write FIELD=VALUE, e.g. --set tta=flip")
-        overrides[field] = yaml.safe_load(value)
     try:
-        config = TrainConfig.from_recipe(args.recipe, **overrides)
+        config = config_from_args(args).replace(out_dir=str(out.parent))
     except (ValueError, TypeError, FileNotFoundError) as e:
         p.error(str(e))
     seeds = range(args.first_seed, args.first_seed + args.seeds)
