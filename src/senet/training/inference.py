@@ -124,7 +124,7 @@ def evaluate(
             mirrored = model(x.flip(-1)) if tta == "flip" else None  # flip keeps the memory layout
         logits = logits.float()
         if mirrored is not None:  # log of the mean probability: the scores to rank and to take the loss of
-            logits = (torch.stack((logits.log_softmax(1), mirrored.float().log_softmax(1))).logsumexp(0)) - math.log(2)
+            logits = torch.logaddexp(logits.log_softmax(1), mirrored.float().log_softmax(1)) - math.log(2)
         top = logits.topk(k, dim=1).indices
         totals[0] += F.cross_entropy(logits, y, reduction="sum").item()
         totals[1] += (top[:, 0] == y).sum().item()
