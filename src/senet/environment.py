@@ -55,7 +55,7 @@ def keep_freed_memory() -> bool:
 
     PyTorch takes every CPU tensor from malloc. By default glibc serves large blocks with fresh pages from mmap and
     gives back what is freed at the top of its heap, so a training step that frees and reallocates its activation
-    maps (several MB each) takes a page fault for every 4 KiB of them, every step. Raising the mmap threshold to its
+    maps (several MB each) can take a page fault for every 4 KiB of them, every step. Raising the mmap threshold to its
     maximum (32 MiB) and the trim threshold to 1 GiB lets the next step reuse the same memory: on a 2-core CPU an
     inference pass of ResNet-50 at batch 8 took 11–17% less time, and a training step of SE-ResNet-50 3–10% less
     (`benchmarks/page_faults.py`, docs/performance.md). The cost is that the process keeps the peak of its heap (up
