@@ -55,9 +55,9 @@ def test_interop_model_options_example_returns_what_its_comment_says():
 
 def test_interop_add_se_example_adds_what_its_comment_says():
     block = _blocks("docs/interop.md")[2].replace('weights="IMAGENET1K_V2"', "weights=None")  # no download here
-    first_two = "\n".join(block.splitlines()[:4])  # the imports, the model and `add_se(model, r=16)`
+    head = "\n".join(block.splitlines()[:4])  # the imports, the model and `add_se(model, r=16)`
     ns = _run(
-        first_two.replace(
+        head.replace(
             "senet.add_se(model, r=16)",
             "before = sum(p.numel() for p in model.parameters())\nsenet.add_se(model, r=16)",
         )
