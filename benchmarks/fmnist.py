@@ -77,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Fashion-MNIST, recipe {args.recipe} ({config.epochs} epochs), seeds {seed_list}; "
         f"{mach['cpu']}, {mach['cores']} cores, {torch.get_num_threads()} threads, torch {mach['torch']}"
     )
-    table = "\n".join([head, "", *lines])
+    table = "\n".join([head, "", *lines, "", result.differences_text()]).rstrip() + "\n"
     print(table)
-    atomic_write_text(out / "benchmark.md", table + "\n")
-    data = {"target": args.target, "recipe": config.to_dict(), "machine": mach, "models": rows}
+    atomic_write_text(out / "benchmark.md", table)
+    data = {"target": args.target, "recipe": config.to_dict(), "machine": mach, "models": rows,
+            "differences": result.differences()}  # fmt: skip
     atomic_write_text(out / "benchmark.json", json.dumps(data, indent=1))
     print(f"\nwritten: {out / 'benchmark.md'}, {out / 'benchmark.json'}, curves {result.plot}")
     return 0

@@ -9,6 +9,7 @@ that was stopped continues where it was.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -98,6 +99,30 @@ class Comparison:
             )
         return "\n".join(lines)
 
+    def differences(self) -> list[dict[str, Any]]:
+        """The first model's last-epoch test accuracy less each other model's, seed by seed (runs of one seed share
+        their data order and augmentation, so the pairs differ by the networks and their initialisation): the
+        per-seed differences, their mean and its standard error (None with one seed)."""
+        first = self.models[0]
+        out = []
+        for other in self.models[1:]:
+            diffs = [a - b for a, b in zip(first.accs, other.accs, strict=True)]
+            stderr = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
+            out.append({"model": first.model, "baseline": other.model, "per_seed": diffs,
+                        "mean": statistics.fmean(diffs), "stderr": stderr})  # fmt: skip
+        return out
+
+    def differences_text(self) -> str:
+        """`differences` as lines of text, in percentage points."""
+        lines = []
+        for d in self.differences():
+            seeds = ", ".join(f"{100 * x:+.2f}" for x in d["per_seed"])
+            spread = "" if d["stderr"] is None else f" ± {100 * d['stderr']:.2f} (standard error)"
+            lines.append(
+                f"{d['model']} − {d['baseline']}, seed by seed: {seeds} points; mean {100 * d['mean']:+.2f}{spread}"
+            )
+        return "\n".join(lines)
+
 
 def _seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
@@ -146,13 +171,16 @@ def compare(
     curves = {f"{s.model} ({_seeds(len(s.runs))})": s.mean_history() for s in summaries}
     plot_curves(result.plot, curves, title=f"{config.dataset}: mean over seeds")
     mach = result.machine
+    differences = f"{result.differences_text()}\n\n" if len(models) > 1 else ""
+    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
     text = (
-        f"# {' vs '.join(models)} on {config.dataset}\n\n{result.table()}\n\n"
-        f"Last-epoch test accuracy after {config.epochs} epochs; seeds {seed_list}. Machine: {mach['cpu']}, "
+        f"# {' vs '.join(models)} on {config.dataset}\n\n{result.table()}\n\n{differences}"
+        f"Last-epoch test accuracy after {epochs}; seeds {seed_list}. Machine: {mach['cpu']}, "
         f"{mach['cores']} cores, {mach['threads']} threads, torch {mach['torch']}"
         f"{', GPU ' + mach['gpu'] if mach['gpu'] else ''}.\n\nRecipe:\n\n```yaml\n{config.to_yaml()}```\n"
     )
     atomic_write_text(result.report, text)
-    data = {"models": [s.to_dict() for s in summaries], "machine": mach, "config": config.to_dict()}
+    data = {"models": [s.to_dict() for s in summaries], "differences": result.differences(), "machine": mach,
+            "config": config.to_dict()}  # fmt: skip
     atomic_write_text(result.data, json.dumps(data, indent=1))
     return result
