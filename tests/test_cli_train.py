@@ -158,6 +158,25 @@ def test_compare_table_and_outputs(tmp_path, capsys):
     assert meta["options"] == {"r": 4} and read_weights(folder / "resnet20-s0" / LAST_FILE)[1]["options"] == {}
 
 
+def test_differences_of_one_seed_and_of_several():
+    from types import SimpleNamespace
+
+    from senet.training.compare import Comparison, ModelSummary
+
+    def cmp(first, second):  # last-epoch accuracies per seed; only test_acc is read
+        runs = [[SimpleNamespace(test_acc=a) for a in accs] for accs in (first, second)]
+        return Comparison([ModelSummary("se", runs[0]), ModelSummary("plain", runs[1])], *[None] * 4)
+
+    assert cmp([0.9], [0.89]).differences_text() == "se − plain: +1.00 points (one seed)"
+    three = cmp([0.90, 0.92, 0.91], [0.89, 0.93, 0.90])
+    assert three.differences()[0]["per_seed"] == pytest.approx([0.01, -0.01, 0.01])
+    assert three.differences()[0]["stderr"] == pytest.approx(np.std([0.01, -0.01, 0.01], ddof=1) / np.sqrt(3))
+    assert (
+        three.differences_text()
+        == "se − plain, seed by seed: +1.00, -1.00, +1.00 points; mean +0.33 ± 0.67 (standard error)"
+    )
+
+
 def _ok(capsys, *argv) -> str:
     assert main(list(argv)) == 0, capsys.readouterr().err
     return capsys.readouterr().out

@@ -116,11 +116,13 @@ class Comparison:
         """`differences` as lines of text, in percentage points."""
         lines = []
         for d in self.differences():
+            pair = f"{d['model']} − {d['baseline']}"
+            if d["stderr"] is None:
+                lines.append(f"{pair}: {100 * d['mean']:+.2f} points (one seed)")
+                continue
             seeds = ", ".join(f"{100 * x:+.2f}" for x in d["per_seed"])
-            spread = "" if d["stderr"] is None else f" ± {100 * d['stderr']:.2f} (standard error)"
-            lines.append(
-                f"{d['model']} − {d['baseline']}, seed by seed: {seeds} points; mean {100 * d['mean']:+.2f}{spread}"
-            )
+            mean = f"mean {100 * d['mean']:+.2f} ± {100 * d['stderr']:.2f} (standard error)"
+            lines.append(f"{pair}, seed by seed: {seeds} points; {mean}")
         return "\n".join(lines)
 
 
