@@ -57,7 +57,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))  # reports hold ±, −, →
 
 
 def model_metadata(model: nn.Module, **extra: Any) -> dict[str, Any]:

@@ -147,7 +147,7 @@ class StudyResult:
         path = Path(folder) / "study.json"
         if not path.is_file():
             raise FileNotFoundError(f"no study at {str(folder)!r} (study.json is missing)")
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         return cls(data["study"], data["model"], Path(folder), data["rows"])
 
     def markdown(self) -> str:

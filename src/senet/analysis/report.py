@@ -141,7 +141,7 @@ def _excitation_sections(folder: Path) -> list[Section]:
 def _run_sections(folder: Path) -> tuple[str, str, list[Section]]:
     import json
 
-    s = json.loads((folder / "summary.json").read_text())
+    s = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     cfg = s["config"]
     summary = [
         {
@@ -170,7 +170,7 @@ def _run_sections(folder: Path) -> tuple[str, str, list[Section]]:
         for r in s["history"]
     ]
     curves = [folder / "curves.png"] if (folder / "curves.png").is_file() else []
-    config = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
+    config = (folder / "config.yaml").read_text(encoding="utf-8") if (folder / "config.yaml").is_file() else ""
     sections = [
         Section("Result", "Last-epoch test accuracy; the model's weights are last.safetensors.", summary, curves),
         Section("Per epoch", table=epochs),
@@ -183,7 +183,7 @@ def _run_sections(folder: Path) -> tuple[str, str, list[Section]]:
 def _comparison_sections(folder: Path) -> tuple[str, str, list[Section]]:
     import json
 
-    data = json.loads((folder / "compare.json").read_text())
+    data = json.loads((folder / "compare.json").read_text(encoding="utf-8"))
     rows = [
         {
             "model": m["model"],

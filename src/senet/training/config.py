@@ -124,7 +124,7 @@ class TrainConfig:
         if recipe is not None:
             path = find_recipe(recipe)
             try:
-                loaded = yaml.safe_load(path.read_text()) or {}
+                loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             except yaml.YAMLError as e:
                 raise ValueError(f"recipe {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
             if not isinstance(loaded, dict):

@@ -89,7 +89,7 @@ class RunResult:
         path = Path(run_dir) / SUMMARY_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{str(run_dir)!r} holds no completed run (no {SUMMARY_FILE})")
-        d = json.loads(path.read_text())
+        d = json.loads(path.read_text(encoding="utf-8"))
         return cls(**{**d, "run_dir": Path(run_dir), "config": TrainConfig.from_dict(d["config"], source=str(path))})
 
 
