@@ -152,7 +152,7 @@ def test_compare_table_and_outputs(tmp_path, capsys):
     assert diff["model"] == "se_resnet20" and diff["baseline"] == "resnet20" and diff["per_seed"] == per_seed
     assert diff["stderr"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2)  # stdev / √2 for two seeds
     shown = ", ".join(f"{100 * d:+.2f}" for d in per_seed)
-    assert f"se_resnet20 − resnet20, seed by seed: {shown} points; mean {100 * np.mean(per_seed):+.2f}" in text
+    assert f"se_resnet20 - resnet20, seed by seed: {shown} points; mean {100 * np.mean(per_seed):+.2f}" in text
     assert (folder / "se_resnet20-s1" / "summary.json").is_file()
     meta = read_weights(folder / "se_resnet20-s0" / LAST_FILE)[1]
     assert meta["options"] == {"r": 4} and read_weights(folder / "resnet20-s0" / LAST_FILE)[1]["options"] == {}
@@ -167,13 +167,13 @@ def test_differences_of_one_seed_and_of_several():
         runs = [[SimpleNamespace(test_acc=a) for a in accs] for accs in (first, second)]
         return Comparison([ModelSummary("se", runs[0]), ModelSummary("plain", runs[1])], *[None] * 4)
 
-    assert cmp([0.9], [0.89]).differences_text() == "se − plain: +1.00 points (one seed)"
+    assert cmp([0.9], [0.89]).differences_text() == "se - plain: +1.00 points (one seed)"
     three = cmp([0.90, 0.92, 0.91], [0.89, 0.93, 0.90])
     assert three.differences()[0]["per_seed"] == pytest.approx([0.01, -0.01, 0.01])
     assert three.differences()[0]["stderr"] == pytest.approx(np.std([0.01, -0.01, 0.01], ddof=1) / np.sqrt(3))
     assert (
         three.differences_text()
-        == "se − plain, seed by seed: +1.00, -1.00, +1.00 points; mean +0.33 ± 0.67 (standard error)"
+        == "se - plain, seed by seed: +1.00, -1.00, +1.00 points; mean +0.33 ± 0.67 (standard error)"
     )
 
 

@@ -116,7 +116,7 @@ class Comparison:
         """`differences` as lines of text, in percentage points."""
         lines = []
         for d in self.differences():
-            pair = f"{d['model']} − {d['baseline']}"
+            pair = f"{d['model']} - {d['baseline']}"  # ASCII, as the numbers' signs
             if d["stderr"] is None:
                 lines.append(f"{pair}: {100 * d['mean']:+.2f} points (one seed)")
                 continue
