@@ -55,7 +55,9 @@ print(json.dumps({"kept": kept, "again": keep_freed_memory(), "mapped": mapped, 
 
 
 def _run(code: str, *args: str, **env: str) -> str:
-    run = subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, **env}, capture_output=True, text=True)
+    # glibc's own malloc with its defaults: no preloaded allocator, no MALLOC_*_ variables or malloc tunables
+    own = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "GLIBC_TUNABLES") and k[:7] != "MALLOC_"}
+    run = subprocess.run([sys.executable, "-c", code, *args], env={**own, **env}, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     return run.stdout
 
