@@ -152,7 +152,9 @@ def test_compare_table_and_outputs(tmp_path, capsys):
     assert diff["model"] == "se_resnet20" and diff["baseline"] == "resnet20" and diff["per_seed"] == per_seed
     assert diff["stderr"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2)  # stdev / √2 for two seeds
     shown = ", ".join(f"{100 * d:+.2f}" for d in per_seed)
-    assert f"se_resnet20 - resnet20, seed by seed: {shown} points; mean {100 * np.mean(per_seed):+.2f}" in text
+    line = f"se_resnet20 - resnet20, seed by seed: {shown} points; mean {100 * np.mean(per_seed):+.2f}"
+    report = (folder / "compare.md").read_text(encoding="utf-8")
+    assert line in text and line in report and "after 1 epoch; seeds [0, 1]" in report
     assert (folder / "se_resnet20-s1" / "summary.json").is_file()
     meta = read_weights(folder / "se_resnet20-s0" / LAST_FILE)[1]
     assert meta["options"] == {"r": 4} and read_weights(folder / "resnet20-s0" / LAST_FILE)[1]["options"] == {}
