@@ -199,8 +199,8 @@ def run_compare(args: argparse.Namespace) -> int:
     config = TrainConfig.from_recipe(args.recipe, **_overrides(args))
     result = compare(args.models, config, seeds=args.seeds, name=args.name_)
     print(f"\n{result.table()}\n")
-    if len(result.models) > 1:
-        print(f"{result.differences_text()}\n")
+    if differences := result.differences_text():  # empty for one model
+        print(f"{differences}\n")
     print(f"curves: {result.plot}\nreport: {result.report} (numbers: {result.data}; runs in {result.folder}/)")
     return 0
 

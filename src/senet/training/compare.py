@@ -86,9 +86,9 @@ class Comparison:
 
     def table(self) -> str:
         """A markdown table: model, params, MACs, last-epoch test accuracy mean ± std over seeds, speed, time."""
-        n = len(self.models[0].runs)
+        seeds = _count(len(self.models[0].runs), "seed")
         lines = [
-            f"| model | params | MMACs | test top-1 % (mean ± std, {_seeds(n)}) | train img/s | wall time / run |",
+            f"| model | params | MMACs | test top-1 % (mean ± std, {seeds}) | train img/s | wall time / run |",
             "|---|---|---|---|---|---|",
         ]
         for m in self.models:
@@ -126,8 +126,8 @@ class Comparison:
         return "\n".join(lines)
 
 
-def _seeds(n: int) -> str:
-    return f"{n} seed" if n == 1 else f"{n} seeds"
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def compare(
@@ -170,14 +170,15 @@ def compare(
     result = Comparison(
         summaries, folder, folder / "compare.md", folder / "compare.png", folder / "compare.json", describe()
     )
-    curves = {f"{s.model} ({_seeds(len(s.runs))})": s.mean_history() for s in summaries}
+    curves = {f"{s.model} ({_count(len(s.runs), 'seed')})": s.mean_history() for s in summaries}
     plot_curves(result.plot, curves, title=f"{config.dataset}: mean over seeds")
     mach = result.machine
-    differences = f"{result.differences_text()}\n\n" if len(models) > 1 else ""
-    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+    differences = result.differences_text()  # empty for one model
+    if differences:
+        differences += "\n\n"
     text = (
         f"# {' vs '.join(models)} on {config.dataset}\n\n{result.table()}\n\n{differences}"
-        f"Last-epoch test accuracy after {epochs}; seeds {seed_list}. Machine: {mach['cpu']}, "
+        f"Last-epoch test accuracy after {_count(config.epochs, 'epoch')}; seeds {seed_list}. Machine: {mach['cpu']}, "
         f"{mach['cores']} cores, {mach['threads']} threads, torch {mach['torch']}"
         f"{', GPU ' + mach['gpu'] if mach['gpu'] else ''}.\n\nRecipe:\n\n```yaml\n{config.to_yaml()}```\n"
     )
