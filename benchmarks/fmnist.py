@@ -44,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/bench-fmnist", help="folder of the runs and results")
     add_config_flags(p, skip=("model", "seed", "out_dir", "name"))  # --epochs 12, --tta flip, ...: as senet compare
     args = p.parse_args(argv)
-    if args.seeds < 1 or args.first_seed < 0:
-        p.error(f"--seeds {args.seeds} must be at least 1 and --first-seed {args.first_seed} not negative")
+    if args.seeds < 1:
+        p.error(f"--seeds {args.seeds}: give at least 1")
+    if args.first_seed < 0:
+        p.error(f"--first-seed {args.first_seed}: give 0 or more")
     keep_freed_memory()  # as `senet train` does
 
     out = Path(args.out)
