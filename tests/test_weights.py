@@ -49,6 +49,21 @@ def test_converted_model_computes_what_the_reference_computes(case):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("depth", [18, 34])
+def test_legacy_basic_block_weights_are_refused_not_loaded_into_another_function(depth, tmp_path, capsys):
+    """timm's legacy_seresnet18/34 apply a ReLU before SE; every shape fits se_resnet18/34, which do not. Loading
+    must fail, by the Python API and by `senet convert` (one line, exit 2), rather than compute something else."""
+    state = timm.create_model(f"legacy_seresnet{depth}").state_dict()
+    model = senet.create_model(f"se_resnet{depth}", layout="original")
+    with pytest.raises(ValueError, match="ReLU before SE"):
+        load_weights(model, state)
+    path = tmp_path / "legacy.pth"
+    torch.save(state, path)
+    assert main(["convert", str(path), "--model", f"se_resnet{depth}", "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "ReLU before SE" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_layout_is_recognised_from_key_names():
     assert W.detect_layout(timm.create_model("legacy_seresnet50").state_dict()) == "caffe"
     assert W.detect_layout(timm.create_model("seresnet50").state_dict()) == "timm"

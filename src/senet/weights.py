@@ -145,6 +145,7 @@ def convert_state_dict(
                              f"one of {LAYOUTS}")  # fmt: skip
     elif layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r} is not one of {LAYOUTS} (or 'auto')")
+    _check_same_function(tensors, layout)
     target = model.state_dict()
     out: dict[str, Tensor] = {}
     unexpected, mismatched = [], []
@@ -179,6 +180,24 @@ def convert_state_dict(
         name = getattr(model, "model_name", "") or type(model).__name__
         raise ConversionError(f"{layout} weights do not fit {name}", missing, unexpected, mismatched, hint)
     return out
+
+
+def _check_same_function(tensors: Mapping[str, Tensor], layout: str) -> None:
+    """Refuse weights whose source network computes another function than any senet model with the same tensors.
+
+    The Caffe-port basic blocks (timm's ``legacy_seresnet18`` / ``legacy_seresnet34``) apply a ReLU to the branch
+    before SE (conv-BN-ReLU-conv-BN-ReLU, SE, addition, ReLU); the paper's block, which senet builds, rescales the
+    BN output itself. Every tensor has the same shape in both, so loading would succeed and compute something else.
+    """
+    basic = any(re.match(r"layer[1-4]\.\d+\.conv2\.weight$", k) for k in tensors) and not any(
+        re.match(r"layer[1-4]\.\d+\.conv3\.weight$", k) for k in tensors
+    )
+    if layout == "caffe" and basic:
+        raise ValueError(
+            "these are Caffe-port SE-ResNet-18/34 weights (timm's legacy_seresnet18/34), whose basic blocks apply a "
+            "ReLU before SE; senet's se_resnet18/34 follow the paper (SE on the last BN's output), so they would "
+            "compute a different function. Use timm's legacy_seresnet18/34 for these weights"
+        )
 
 
 def _check_model_layout(model: nn.Module, layout: str) -> None:
