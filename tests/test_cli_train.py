@@ -73,20 +73,19 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, reference):
 
 
 def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, reference):
-    # The second checkpoint write is torn half-way and the process SIGKILLed inside it.
+    # The third write of state.safetensors (steps 0, 3, 6) is torn half-way and the process SIGKILLed inside it.
     script = textwrap.dedent(f"""
-        import os, signal, sys
-        import safetensors.torch
+        import os, pathlib, signal, sys
         from senet.cli import main
-        real, calls = safetensors.torch.save_file, []
-        def torn(tensors, filename, metadata=None):
-            calls.append(filename)
-            real(tensors, filename, metadata=metadata)
-            if len(calls) == 2:
-                data = open(filename, "rb").read()
-                open(filename, "wb").write(data[: len(data) // 2])
-                os.kill(os.getpid(), signal.SIGKILL)
-        safetensors.torch.save_file = torn
+        real, calls = pathlib.Path.write_bytes, []
+        def torn(path, data):
+            if path.name.startswith(".state.safetensors."):
+                calls.append(path)
+                if len(calls) == 3:
+                    real(path, data[: len(data) // 2])
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return real(path, data)
+        pathlib.Path.write_bytes = torn
         sys.exit(main({["train", *RUN, *run_dir_args(tmp_path, "t")]!r}))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
@@ -231,7 +230,7 @@ def test_bad_inputs_one_line_exit_2(tmp_path, capsys):
 
     err = _fails(capsys, "train", *TINY, "--lr", "1e38", "--checkpoint-every", "1", *run_dir_args(tmp_path, "nan"))
     assert "training loss is nan at step 2" in err or "training loss is inf at step 2" in err
-    assert "Last good checkpoint" in err and load_state(tmp_path / "nan").extra["step"] == 1
+    assert "is back at the start of the run (step 0" in err and load_state(tmp_path / "nan").extra["step"] == 0
 
 
 def test_bad_images_named_or_skipped_and_counted(tmp_path, capsys):

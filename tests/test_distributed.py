@@ -49,7 +49,8 @@ def test_two_process_gloo_run_trains_syncs_checkpoints_and_resumes(tmp_path):
     assert len(summary["fingerprints"]) == 2 and summary["fingerprints"][0] == summary["fingerprints"][1]
     assert summary["fingerprints"][0] == fingerprint(run / LAST_FILE)
     # one process wrote one set of files
-    files = "best.safetensors config.yaml curves.png last.safetensors metrics.csv state.safetensors summary.json"
+    files = ".senet.lock best.safetensors config.yaml curves.png last.safetensors metrics.csv state.good.safetensors "
+    files += "state.safetensors summary.json"
     assert sorted(p.name for p in run.iterdir()) == files.split()
     assert summary["history"][0]["step"] == 512 // (2 * 32)  # each process reads its half of every epoch
     # the whole test set, each image once (301 is odd: no padding duplicates), agreeing with one process

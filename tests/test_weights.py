@@ -200,7 +200,8 @@ def hub(tmp_path, monkeypatch):
 
 def _caffe_file(folder, model):
     """``model``'s weights as the Caffe port stores them (layer0, se_module as 1×1 convs, last_linear), named
-    name-<sha256 prefix>.pth as published files are."""
+    name-<sha256 prefix>.pth as published files are. ``model`` is a bottleneck network: Caffe-port basic blocks
+    compute another function (a ReLU before SE) and are refused."""
     state = {}
     for key, value in model.state_dict().items():
         if ".se." in key and key.endswith("weight"):
@@ -210,33 +211,35 @@ def _caffe_file(folder, model):
     tmp = folder / "tmp.pth"
     torch.save(state, tmp)
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    return tmp.rename(folder / f"se_resnet20-{digest[:8]}.pth"), digest
+    return tmp.rename(folder / f"{model.model_name}-{digest[:8]}.pth"), digest
 
 
 def test_known_weights_download_check_convert_and_cache(server, hub, monkeypatch):
     root, url = server
-    source = trained_like(senet.create_model("se_resnet20"))
+    source = trained_like(senet.create_model("se_preact_resnet164"))
     path, _ = _caffe_file(root, source)
-    spec = KnownWeights("se_resnet20", "test", f"{url}/{path.name}", "caffe", "test", num_classes=10, mean=(0.5,) * 3)
+    name = "se_preact_resnet164"
+    spec = KnownWeights(name, "test", f"{url}/{path.name}", "caffe", "test", num_classes=10, mean=(0.5,) * 3)
     monkeypatch.setattr(W, "KNOWN_WEIGHTS", (spec,))
-    model = senet.create_model("se_resnet20", weights="DEFAULT").eval()
+    model = senet.create_model("se_preact_resnet164", weights="DEFAULT").eval()
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(model(x), source(x), rtol=0, atol=1e-6)
     assert model.weights_meta["mean"] == [0.5] * 3 and model.weights_meta["sha256_prefix"] == path.name[-12:-4]
     assert [p.name for p in hub.iterdir()] == [path.name]  # in torch.hub's cache, no partial files
     path.unlink()  # served no more: the cache answers
-    again = senet.create_model("se_resnet20", weights="test", num_classes=4)
+    again = senet.create_model("se_preact_resnet164", weights="test", num_classes=4)
     assert again.fc.out_features == 4 and torch.equal(again.stem.conv1.weight, model.stem.conv1.weight)
 
 
 def test_known_weights_with_a_wrong_checksum_are_discarded(server, hub, monkeypatch):
     root, url = server
-    path, digest = _caffe_file(root, senet.create_model("se_resnet20"))
+    path, digest = _caffe_file(root, senet.create_model("se_preact_resnet164"))
     wrong = "0" * 8 if not digest.startswith("0" * 8) else "1" * 8
-    bad = path.rename(root / f"se_resnet20-{wrong}.pth")
-    monkeypatch.setattr(W, "KNOWN_WEIGHTS", (KnownWeights("se_resnet20", "t", f"{url}/{bad.name}", "caffe", "t"),))
+    bad = path.rename(root / f"se_preact_resnet164-{wrong}.pth")
+    spec = KnownWeights("se_preact_resnet164", "t", f"{url}/{bad.name}", "caffe", "t")
+    monkeypatch.setattr(W, "KNOWN_WEIGHTS", (spec,))
     with pytest.raises(ValueError, match=f'failed its checksum.*expected "{wrong}", got "{digest}"'):
-        senet.create_model("se_resnet20", weights="DEFAULT")
+        senet.create_model("se_preact_resnet164", weights="DEFAULT")
     assert not hub.exists() or not list(hub.iterdir())  # nothing kept, not even a partial file
 
 

@@ -1,11 +1,12 @@
 """Training checkpoints that resume a run exactly and never unpickle anything.
 
-A run folder holds three files, each written atomically (`senet.io.atomic_write`: temporary file, fsync, rename),
+A run folder holds these files, each written atomically (`senet.io.atomic_write`: temporary file, fsync, rename),
 so a crash at any moment leaves the previous version of each whole:
 
 * ``state.safetensors``: everything ``--resume`` needs: the weights (``model/…``), the EMA weights (``ema/…``),
   the optimizer, gradient-scaler and schedule state and the progress counters. Tensors are safetensors entries,
   everything else plain JSON in the file's metadata (`pack_state` turns a nested state dict into the two).
+* ``state.good.safetensors``: a hard link to the last state known to be usable (`GOOD_STATE_FILE`);
 * ``last.safetensors`` and ``best.safetensors``: plain senet weights files (`senet.io.save_weights`, the model to
   evaluate: the EMA weights when EMA is on) with the metadata that rebuilds the model and preprocesses its input,
   for ``senet eval`` / ``senet predict`` / `senet.io.load_model`.
@@ -30,13 +31,19 @@ __all__ = [
     "TrainingState",
     "clean_partial_writes",
     "load_state",
+    "mark_good",
     "pack_state",
+    "roll_back",
     "save_state",
     "unpack_state",
 ]
 
 STATE_FORMAT = "senet-training-state/1"
 STATE_FILE, LAST_FILE, BEST_FILE = "state.safetensors", "last.safetensors", "best.safetensors"
+# The last state known to be usable: the start of the run, or an epoch end whose evaluation gave a finite loss.
+# A hard link to state.safetensors taken at that moment (no copy); a run whose loss becomes non-finite rolls back
+# to it (`roll_back`), since the checkpoints just before a divergence can hold finite but useless weights.
+GOOD_STATE_FILE = "state.good.safetensors"
 
 
 def pack_state(obj: Any, prefix: str, tensors: dict[str, Tensor]) -> Any:
@@ -115,3 +122,32 @@ def clean_partial_writes(run_dir: str | os.PathLike) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Make ``dst`` the file ``src`` is, atomically: a hard link renamed into place (a copy where links fail)."""
+    import secrets
+    import shutil
+
+    tmp = dst.parent / f".{dst.name}.{secrets.token_hex(8)}.tmp"  # what clean_partial_writes removes
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def mark_good(run_dir: str | os.PathLike) -> None:
+    """Record the run folder's current state file as known to be usable (see `GOOD_STATE_FILE`)."""
+    _link(Path(run_dir) / STATE_FILE, Path(run_dir) / GOOD_STATE_FILE)
+
+
+def roll_back(run_dir: str | os.PathLike) -> Path | None:
+    """Make the last good state the run folder's state again; returns it (None where there is none)."""
+    run_dir = Path(run_dir)
+    good, state = run_dir / GOOD_STATE_FILE, run_dir / STATE_FILE
+    if not good.is_file():
+        return None
+    if not (state.is_file() and os.path.samefile(good, state)):
+        _link(good, state)
+    return state

@@ -7,10 +7,13 @@ names. Nothing here unpickles arbitrary objects: ``torch.load`` is only ever cal
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
-from collections.abc import Callable, Mapping
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +21,14 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "FolderBusyError",
     "atomic_write",
+    "check_folder_name",
+    "folder_lock",
     "load_model",
     "model_metadata",
     "read_weights",
+    "refuse_overwrite",
     "safe_torch_load",
     "save_weights",
 ]
@@ -60,6 +67,82 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))  # reports hold ±, −, →
 
 
+def check_folder_name(name: str, flag: str = "--name") -> str:
+    """``name`` if it is one plain folder name ("" too: the caller's default), else ValueError.
+
+    Names are joined to an output folder; a separator, ``.`` or ``..`` would put the result outside it.
+    """
+    seps = {"/", os.sep, os.altsep or "/"}
+    if any(sep in name for sep in seps) or name in (".", "..") or "\0" in name:
+        raise ValueError(f"{flag} {name!r} must be a plain folder name (no '/', not '.' or '..'); it is created "
+                         "under the output folder (--out-dir)")  # fmt: skip
+    return name
+
+
+def refuse_overwrite(out: str | os.PathLike, inputs: Mapping[str, str | os.PathLike], flag: str = "--out") -> Path:
+    """``out`` as a Path, unless it is one of the ``inputs`` (label → path): ValueError naming both.
+
+    Compares the files themselves where both exist (links and other spellings of one path included).
+    """
+    out = Path(out)
+    for label, path in inputs.items():
+        path = Path(path)
+        same = out.exists() and path.exists() and os.path.samefile(out, path)
+        if same or out.resolve() == path.resolve():
+            raise ValueError(f"{flag} {str(out)!r} is the {label} itself and would be replaced; choose another {flag}")
+    return out
+
+
+class FolderBusyError(ValueError):
+    """Another process holds the folder's lock (`folder_lock`)."""
+
+
+LOCK_FILE = ".senet.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str = "folder") -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (created if missing) while the block runs; a second holder is refused.
+
+    The lock is the kernel's ``flock`` on ``folder/.senet.lock``, so it ends with the process that holds it, however
+    that process ends (a SIGKILL leaves no stale lock). The file keeps the holder's pid, host and start time, which
+    the refusal names. Where ``fcntl`` is missing (Windows), nothing is locked.
+
+    Raises:
+        FolderBusyError: another process holds the lock.
+    """
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield folder
+        return
+    lock = folder / LOCK_FILE
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise FolderBusyError(
+                f"{str(folder)!r} is in use by {holder}; wait for it to end, or choose another {what}"
+            ) from None
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"senet pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode(), 0)
+        try:
+            yield folder
+        except BaseException:
+            if created and [p.name for p in folder.iterdir()] == [LOCK_FILE]:  # failed before writing anything
+                lock.unlink()
+                folder.rmdir()
+            raise
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def model_metadata(model: nn.Module, **extra: Any) -> dict[str, Any]:
     """What rebuilds ``model`` (made by ``create_model``) plus ``extra`` facts (mean, std, classes, ...)."""
     config = getattr(model, "model_config", None)
@@ -70,13 +153,17 @@ def model_metadata(model: nn.Module, **extra: Any) -> dict[str, Any]:
 
 def save_weights(path: str | os.PathLike, model_or_state: nn.Module | Mapping[str, Tensor], metadata: dict) -> Path:
     """Save weights as safetensors with ``metadata`` (JSON-serialisable) under the ``"senet"`` key, atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
     # safetensors refuses shared or strided storage: give it contiguous copies.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    meta = {_META_KEY: json.dumps(metadata, sort_keys=True)}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    meta = {_META_KEY: json.dumps(metadata, sort_keys=True, allow_nan=False)}
+    # The bytes, written by atomic_write itself: safetensors' own file writer renames a temporary file of its own
+    # (".tmpXXXXXX", mode 0600) over the path it is given, which a kill would leave behind under a name that
+    # clean_partial_writes does not know, and which would give the weights owner-only permissions.
+    data = save(tensors, metadata=meta)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..io import atomic_write, atomic_write_text
+from ..io import atomic_write, atomic_write_text, folder_lock
 from ..models import create_model, get_entry
 
 __all__ = ["STUDIES", "StudyResult", "Variant", "run_study", "study_variants"]
@@ -220,10 +220,23 @@ def run_study(
     ``runs_dir`` (default ``out_dir/runs``) may be shared by several studies of one recipe: a run they have in
     common, such as the plain baseline, is then trained once.
     """
-    from ..training import train
-
     variants = study_variants(study, base.model, values, baseline)
     folder = Path(out_dir)
+    with folder_lock(folder, "--out"):
+        return _run_study(study, base, variants, seeds, folder, runs_dir, log)
+
+
+def _run_study(
+    study: str,
+    base: Any,
+    variants: list[Variant],
+    seeds: Sequence[int],
+    folder: Path,
+    runs_dir: str | os.PathLike | None,
+    log: Callable[[str], None],
+) -> StudyResult:
+    from ..training import train
+
     result = StudyResult(study, base.model, folder, [])
     for v in variants:
         result.rows.append({**asdict(v), "seeds": len(seeds), "errors": [], "runs": [], "params": None, "macs": None})

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from senet.io import model_metadata, save_weights
+from senet.io import model_metadata, refuse_overwrite, save_weights
 from senet.models import create_model
 from senet.models._base import IMAGENET_MEAN, IMAGENET_STD
 from senet.weights import KNOWN_WEIGHTS, LAYOUTS, detect_layout, list_weights, load_weights, model_options, read_state
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_overwrite(args.out, {"weights file to convert": args.src})
     state = read_state(args.src)
     layout = detect_layout(state) if args.layout == "auto" else args.layout
     if layout is None:

@@ -6,14 +6,15 @@ import argparse
 from pathlib import Path
 
 from senet.export import FORMATS, export, read_metadata
-from senet.io import load_model
+from senet.io import load_model, refuse_overwrite
 
 _SUFFIX = {"onnx": ".onnx", "exported-program": ".pt2", "torchscript": ".ts"}
 
 
 def run(args: argparse.Namespace) -> int:
-    model, meta = load_model(args.weights)
     out = Path(args.out) if args.out else Path(args.weights).with_suffix(_SUFFIX[args.format])
+    refuse_overwrite(out, {"input weights": args.weights})
+    model, meta = load_model(args.weights)
     mean = args.mean if args.mean is not None else meta.get("mean")
     std = args.std if args.std is not None else meta.get("std")
     if mean is None or std is None:

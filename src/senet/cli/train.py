@@ -129,6 +129,12 @@ def run_eval(args: argparse.Namespace) -> int:
     from senet.data import load_datasets
     from senet.training import Inputs, evaluate
 
+    if args.json:
+        from senet.checkpoint import LAST_FILE
+        from senet.io import refuse_overwrite
+
+        source = Path(args.weights)
+        refuse_overwrite(args.json, {"weights file": source / LAST_FILE if source.is_dir() else source}, "--json")
     is_pth = Path(args.weights).suffix in (".pth", ".pt", ".bin")
     model, meta = (None, {}) if is_pth else load_weights(args.weights)
     dataset = args.dataset or meta.get("dataset")

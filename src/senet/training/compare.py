@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..environment import describe
-from ..io import atomic_write_text
+from ..io import atomic_write_text, check_folder_name, folder_lock
 from ..models import get_entry
 from .config import TrainConfig
 from .report import plot_curves
@@ -157,7 +157,14 @@ def compare(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ValueError(f"seeds={seeds!r}: give at least one seed")
-    folder = Path(config.out_dir) / (name or f"compare-{'-'.join(models)}-{config.dataset}")
+    folder = Path(config.out_dir) / (check_folder_name(name) or f"compare-{'-'.join(models)}-{config.dataset}")
+    with folder_lock(folder, "--name"):
+        return _compare(models, config, seed_list, folder, log)
+
+
+def _compare(
+    models: Sequence[str], config: TrainConfig, seed_list: list[int], folder: Path, log: Callable[[str], None]
+) -> Comparison:
     runs: dict[str, list[RunResult]] = {m: [] for m in models}
     for s in seed_list:  # seed by seed, so that a change in machine load falls on every model alike
         for m in models:

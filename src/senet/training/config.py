@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ..data import AUGMENTATIONS, DATASETS
+from ..io import check_folder_name
 from ..models import get_entry
 from .inference import TTA
 
@@ -185,8 +186,7 @@ class TrainConfig:
             raise ValueError(f"lr={self.lr!r} and gamma={self.gamma!r} must be positive")
         if self.in_chans not in (1, 3):
             raise ValueError(f"in_chans={self.in_chans!r}: 1 (grayscale) or 3 (RGB)")
-        if "/" in self.name or self.name in (".", ".."):
-            raise ValueError(f"name={self.name!r} must be a plain folder name")
+        check_folder_name(self.name, "name")
 
 
 def field_type(name: str) -> tuple[Any, bool]:

@@ -74,7 +74,10 @@ class LRSchedule:
                 self.bad_epochs = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"plateau_scale": self.plateau_scale, "best": self.best, "bad_epochs": self.bad_epochs}
+        best = None if math.isinf(self.best) else self.best  # JSON has no infinity
+        return {"plateau_scale": self.plateau_scale, "best": best, "bad_epochs": self.bad_epochs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.plateau_scale, self.best, self.bad_epochs = state["plateau_scale"], state["best"], state["bad_epochs"]
+        best = state["best"]
+        self.plateau_scale, self.bad_epochs = state["plateau_scale"], state["bad_epochs"]
+        self.best = math.inf if best is None or best == math.inf else best  # older state files hold Infinity

@@ -6,7 +6,8 @@ runs that recipe and the short ones of recipes/. A run lives in its folder (``ou
     config.yaml        the resolved configuration (a recipe that repeats the run)
     metrics.csv        one row per epoch (senet.training.report.METRICS); tb/ with TensorBoard when installed
     curves.png         loss and accuracy per epoch
-    state.safetensors  everything ``resume`` needs (senet.checkpoint), every epoch and every checkpoint_every steps
+    state.safetensors  everything ``resume`` needs (senet.checkpoint), every epoch and every checkpoint_every steps;
+                       state.good.safetensors: the last one known to be usable, where a diverging run goes back to
     last.safetensors   the weights at the last epoch, best.safetensors at the best test accuracy (senet.io)
     summary.json       the `RunResult`, written when the run completes
 
@@ -40,10 +41,12 @@ from ..checkpoint import (
     TrainingState,
     clean_partial_writes,
     load_state,
+    mark_good,
+    roll_back,
     save_state,
 )
 from ..data import Batch, DataSpec, EpochBatches, derive_seed, load_datasets
-from ..io import atomic_write_text, model_metadata, save_weights
+from ..io import atomic_write_text, folder_lock, model_metadata, save_weights
 from ..models import create_model, get_entry
 from . import distributed
 from .config import TrainConfig
@@ -57,7 +60,8 @@ SUMMARY_FILE = "summary.json"
 
 
 class NonFiniteLossError(ValueError):
-    """The training loss became NaN or infinite; the run stopped and its last checkpoint is the last good one."""
+    """The training loss or weights became NaN or infinite; the run stopped, its checkpoint back at the last state
+    known to be usable (`senet.checkpoint.GOOD_STATE_FILE`)."""
 
 
 @dataclass
@@ -238,8 +242,6 @@ class _Run:
     def _start(self, resume: bool | Literal["auto"]) -> None:
         state_path = self.run_dir / STATE_FILE
         exists = state_path.is_file()
-        if resume is True and not exists:
-            raise FileNotFoundError(f"nothing to resume: no {STATE_FILE} in {str(self.run_dir)!r}")
         if resume is False and exists:
             raise ValueError(
                 f"{str(self.run_dir)!r} already holds a run; resume it with --resume, or choose another --name"
@@ -250,6 +252,10 @@ class _Run:
             self._restore(load_state(state_path), state_path, strict=resume == "auto")
         if self.dist.main:
             atomic_write_text(self.run_dir / "config.yaml", self.config.to_yaml())
+        if not exists:  # the first good state: a diverging run can always go back to its start
+            self._save_state()
+            if self.dist.main:
+                mark_good(self.run_dir)
         self.dist.barrier()
 
     def _restore(self, state: TrainingState, path: Path, strict: bool) -> None:
@@ -275,7 +281,32 @@ class _Run:
     def _elapsed(self) -> float:
         return self.elapsed_before + time.monotonic() - self.t0
 
+    def _stop_non_finite(self, what: str) -> NonFiniteLossError:
+        """The error that stops a run whose loss or weights are no longer finite. The run folder's state goes back
+        to the last good one (`senet.checkpoint.GOOD_STATE_FILE`): checkpoints taken just before a divergence
+        can hold finite weights that diverge again at any learning rate."""
+        state = roll_back(self.run_dir) if self.dist.main else self.run_dir / STATE_FILE
+        self.dist.barrier()
+        if state is None:
+            return NonFiniteLossError(f"{what}; stopped before any checkpoint. Lower lr or add warmup_epochs")
+        x = load_state(state).extra
+        when = f"the end of epoch {x['epoch']}" if x["epoch"] else "the start of the run"
+        return NonFiniteLossError(
+            f"{what}; stopped. The run's checkpoint {state} is back at {when} (step {x['step']}, the last one "
+            f"evaluated with a finite loss); resume it with a lower learning rate (senet train --resume "
+            f"{self.run_dir} --lr LR), add warmup_epochs, or use amp=none"
+        )
+
     def _save_state(self) -> None:
+        # Every process checks (their weights are equal), so that all stop together; never replace a good
+        # checkpoint with a poisoned one.
+        bad = [k for k, t in self.model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+        bad += [f"optimizer state {i}" for i, st in self.optimizer.state_dict()["state"].items()
+                if any(isinstance(t, torch.Tensor) and not t.isfinite().all() for t in st.values())]  # fmt: skip
+        if bad:
+            raise self._stop_non_finite(
+                f"{len(bad)} tensors hold NaN or Inf after step {self.step} (e.g. {', '.join(bad[:3])})"
+            )
         if not self.dist.main:
             return
         extra = {
@@ -319,11 +350,7 @@ class _Run:
         stats = d.sum([loss.item() * n, (logits.argmax(1) == y).sum().item(), n, skipped])
         if not math.isfinite(stats[0]):
             where = f"step {self.step + 1} (epoch {self.epoch + 1}, batch {i + 1})"
-            saved = f"{self.run_dir / STATE_FILE}" if (self.run_dir / STATE_FILE).is_file() else "none yet"
-            raise NonFiniteLossError(
-                f"training loss is {stats[0] / stats[2]} at {where}; stopped. Last good checkpoint: {saved}. "
-                "Lower lr, add warmup_epochs, or use amp=none"
-            )
+            raise self._stop_non_finite(f"training loss is {stats[0] / stats[2]} at {where}")
         self.sums = [a + b for a, b in zip(self.sums, stats, strict=True)]
         if last_micro:
             lr = self.base_lr * self.schedule(self.step)
@@ -380,6 +407,8 @@ class _Run:
             )  # fmt: skip
             row |= {"test_loss": r.loss, "test_acc": r.acc, "test_acc5": r.acc5, "test_images": r.n}
             row["skipped"] += r.skipped
+            if not math.isfinite(r.loss):
+                raise self._stop_non_finite(f"the test loss after epoch {self.epoch + 1} is {r.loss}")
             self.schedule.observe(r.loss)
         row["elapsed_s"] = self._elapsed()
         row["epoch_s"] = row["elapsed_s"] - (self.history[-1]["elapsed_s"] if self.history else 0.0)
@@ -387,6 +416,8 @@ class _Run:
         self.epoch, self.batch, self.sums = self.epoch + 1, 0, [0.0, 0.0, 0.0, 0.0]
         self._save_state()
         if self.dist.main:
+            if row["test_acc"] != "":  # evaluated with a finite loss: a state to go back to
+                mark_good(self.run_dir)
             self._write_outputs(row)
         self.progress.end_epoch(row, c.epochs)
         return row
@@ -454,9 +485,13 @@ def train(config: TrainConfig, *, resume: bool | Literal["auto"] = False) -> Run
     cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
     _set_threads(config)
     _set_deterministic(config.deterministic)
+    if resume is True and not (config.run_dir / STATE_FILE).is_file():
+        raise FileNotFoundError(f"nothing to resume: no {STATE_FILE} in {str(config.run_dir)!r}")
     dist = distributed.setup(config.device)
     try:
-        return _Run(config, dist, resume).fit()
+        # One writer per run folder: a second process is refused rather than interleaving its files with ours.
+        with folder_lock(config.run_dir, "--name") if dist.main else contextlib.nullcontext():
+            return _Run(config, dist, resume).fit()
     finally:  # leave the caller's process as it was
         if dist.owner:
             distributed.teardown()
