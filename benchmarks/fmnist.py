@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from senet.cli.train import add_config_flags, config_from_args
+from senet.cli._config import add_config_flags, config_from_args
 from senet.environment import describe, keep_freed_memory
-from senet.io import atomic_write_text
+from senet.files import atomic_write_text
 from senet.training import RunResult, compare
 
 

@@ -26,7 +26,7 @@ import torch
 import senet
 from senet.analysis.cost import interleaved
 from senet.environment import describe, keep_freed_memory
-from senet.io import atomic_write_text
+from senet.files import atomic_write_text
 
 MODELS = ("se_resnet50", "resnet50")
 SETTINGS = {"infer b=1": (1, False, 30), "infer b=8": (8, False, 8), "train b=8": (8, True, 8)}  # batch, train, rounds

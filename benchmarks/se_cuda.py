@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 import senet
 from senet import fused
-from senet.layers import _ScaleAdd
+from senet.layers.fast import _ScaleAdd
 
 SHAPES = [(256, 256, 56, 56), (256, 512, 28, 28), (256, 1024, 14, 14), (256, 2048, 7, 7)]  # ResNet-50 stage outputs
 DEV = "cuda"  # --dry-run: "cpu" under TRITON_INTERPRET=1, with small shapes, to check this script without a GPU

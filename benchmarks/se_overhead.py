@@ -34,7 +34,7 @@ from torch import nn
 import senet
 from senet.analysis.cost import interleaved
 from senet.environment import describe, keep_freed_memory
-from senet.io import atomic_write
+from senet.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKERS = {

@@ -31,7 +31,7 @@ from senet.layers import SqueezeExcite
 
 
 def _without_fcs(self, u, shortcut=None, *, inplace=False):
-    return self.scale(u, torch.sigmoid(self._squeeze(u))[:, :, None, None], shortcut, inplace=inplace)
+    return self.scale(u, torch.sigmoid(self.squeeze(u))[:, :, None, None], shortcut, inplace=inplace)
 
 
 def _without_squeeze(self, u, shortcut=None, *, inplace=False):

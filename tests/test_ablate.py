@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from senet.analysis.ablate import StudyResult, study_variants
-from senet.analysis.report import build_report
+from senet.analysis.html_report import build_report
 from senet.cli import main
 
 TINY = ["--dataset", "synthetic", "--in-chans", "1", "--image-size", "16", "--train-subset", "192",

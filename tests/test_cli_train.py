@@ -15,9 +15,9 @@ import torch
 from test_data import needs_fmnist, write_fake_fmnist
 
 import senet
-from senet.checkpoint import LAST_FILE, STATE_FILE, load_state
 from senet.cli import main
-from senet.io import read_weights, save_weights
+from senet.files import read_weights, save_weights
+from senet.training.checkpoint import LAST_FILE, STATE_FILE, load_state
 
 pytestmark = needs_fmnist
 

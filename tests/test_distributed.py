@@ -11,10 +11,11 @@ import pytest
 import torch
 from test_data import needs_fmnist
 
-from senet.checkpoint import LAST_FILE
 from senet.data import load_datasets
-from senet.io import load_model, read_weights
+from senet.factory import load_model
+from senet.files import read_weights
 from senet.training import Inputs, evaluate
+from senet.training.checkpoint import LAST_FILE
 
 pytestmark = needs_fmnist
 

@@ -12,7 +12,7 @@ from _interop import trained_like
 import senet
 from senet.cli import main
 from senet.export import export, read_metadata
-from senet.io import save_weights
+from senet.files import save_weights
 
 ALL = senet.list_models()
 MEAN, STD = (0.5, 0.45, 0.4), (0.25, 0.2, 0.3)

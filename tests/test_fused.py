@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import senet
-from senet.models.resnet import BasicBlock, Bottleneck, ResNet, _bottleneck_args, _Residual
+from senet.models import ResidualBlock
+from senet.models.resnet import BasicBlock, Bottleneck, ResNet, ResNetSpec
 from senet.optimize import _NarrowSqueezeBottleneck, fold_batchnorm
 
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -48,7 +49,7 @@ def test_se_scale_and_residual_add_match_reference_forward_and_backward(fmt, tra
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def _reference_merge(self: _Residual, out: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+def _reference_merge(self: ResidualBlock, out: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
     """The unfused merge: scale, add and ReLU as three separate, out-of-place operations."""
     assert self.se_position in ("standard", None)
     if self.se_position == "standard":
@@ -69,10 +70,11 @@ def _small_resnet(block: str, se: bool) -> nn.Module:
     """Two stages of one block each: every kind of merge (projection and identity shortcuts) at a small cost."""
     cfg = senet.SEConfig(r=4) if se else None
     if block == "bottleneck":
-        return ResNet(Bottleneck, (2, 1), (64, 128), se=cfg, num_classes=10, in_chans=3, strides=(1, 2),
-                      block_args=_bottleneck_args(1, 64, stride_in_1x1=False))  # fmt: skip
-    return ResNet(BasicBlock, (2, 1), (16, 32), se=cfg, num_classes=10, in_chans=3, strides=(1, 2), stem="cifar",
-                  stem_width=16)  # fmt: skip
+        return ResNet(
+            ResNetSpec("test", Bottleneck, (2, 1), (64, 128), strides=(1, 2)), cfg, num_classes=10, in_chans=3
+        )
+    spec = ResNetSpec("test", BasicBlock, (2, 1), (16, 32), strides=(1, 2), stem="cifar", stem_width=16)
+    return ResNet(spec, cfg, num_classes=10, in_chans=3)
 
 
 @pytest.mark.parametrize(("block", "se"), [("bottleneck", True), ("bottleneck", False), ("basic", True)])
@@ -86,7 +88,7 @@ def test_block_merge_matches_reference_forward_and_backward(monkeypatch, block, 
     results = []
     for reference in (False, True):
         if reference:
-            monkeypatch.setattr(_Residual, "_merge", _reference_merge)
+            monkeypatch.setattr(ResidualBlock, "_merge", _reference_merge)
         m = copy.deepcopy(model)  # the same BN statistics before each pass (train mode updates them)
         x = x0.clone().requires_grad_()
         y = m(x)
@@ -129,8 +131,7 @@ def test_inplace_writes_into_u_only_when_nothing_can_read_it():
 @pytest.mark.parametrize("position", ["standard", "post", "after_3x3", "pre", "identity"])
 def test_every_se_position_gives_the_same_output_with_and_without_gradient_recording(position):
     cfg = senet.SEConfig(r=4, position=position)
-    model = ResNet(Bottleneck, (2, 1), (64, 128), se=cfg, num_classes=10, in_chans=3, strides=(1, 2),
-                   block_args=_bottleneck_args(1, 64, stride_in_1x1=False))  # fmt: skip
+    model = ResNet(ResNetSpec("test", Bottleneck, (2, 1), (64, 128), strides=(1, 2)), cfg, num_classes=10, in_chans=3)
     model = _calibrate(model).eval()
     x = torch.randn(2, 3, 32, 32)
     y_grad = model(x)  # recording: every SE unit works out of place
@@ -157,7 +158,7 @@ def test_training_scale_has_exact_first_and_second_derivatives(fmt, shortcut):
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("shortcut", [True, False])
 def test_training_unit_has_exact_first_and_second_derivatives(fmt, shortcut):
-    # The whole unit: the scale hands g and s to the squeeze's backward, which writes ∂L/∂u once (_GradBox);
+    # The whole unit: the scale hands g and s to the squeeze's backward, which writes ∂L/∂u once (GradHandoff);
     # a double backward (gradgradcheck records the first one) leaves ∂L/∂u to autograd instead.
     se = senet.SqueezeExcite(6, 2).double()
     u = torch.randn(2, 6, 3, 4, dtype=torch.float64).contiguous(memory_format=FORMATS[fmt]).requires_grad_()

@@ -1,5 +1,7 @@
 """Every registered model: forward and backward, shapes, input checks; the registry's errors."""
 
+import os
+
 import pytest
 import torch
 
@@ -79,8 +81,22 @@ def test_bad_option_values():
 
 
 def test_registering_a_name_twice_raises():
+    build = lambda se, *, num_classes=1, in_chans=3: None  # noqa: E731
     with pytest.raises(ValueError, match="already registered"):
-        register_twins("se_resnet50", "resnet50_again", lambda se, *, num_classes=1, in_chans=3: None, family="x")
+        register_twins("se_resnet50", "resnet50_again", build, family="x", summaries=("a", "b"))
+    with pytest.raises(ValueError, match="needs a one-line summary"):
+        register_twins("se_new_x", "new_x", build, family="x", summaries=("an SE network", " "))
+    assert "se_new_x" not in senet.list_models()
+
+
+def test_every_model_has_a_summary_and_a_docstring_that_hub_help_shows():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    hubconf = torch.hub._import_module("hubconf", os.path.join(repo, "hubconf.py"))
+    for name in senet.list_models():
+        entry = get_entry(name)
+        assert entry.summary.strip() and entry.doc.startswith(entry.summary), name
+        assert entry.summary in hubconf.__getattr__(name).__doc__
+    assert "Table 2" in get_entry("se_resnet50").summary and "He et al." in get_entry("resnet50").summary
 
 
 def test_list_models_pattern():

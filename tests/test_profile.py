@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import senet
-from senet.cli.profile import overhead
+from senet.complexity import overhead
 
 
 def prof(name, size=(3, 224, 224), **options):

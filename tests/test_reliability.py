@@ -10,8 +10,8 @@ import torch
 from test_cli_train import TINY, _fails, _ok, run_dir_args, senet_cmd
 from test_data import needs_fmnist
 
-from senet.checkpoint import GOOD_STATE_FILE, LAST_FILE, STATE_FILE, load_state
-from senet.io import LOCK_FILE, folder_lock, read_weights
+from senet.files import LOCK_FILE, folder_lock, read_weights
+from senet.training.checkpoint import GOOD_STATE_FILE, LAST_FILE, STATE_FILE, load_state
 
 pytestmark = needs_fmnist
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from senet.analysis.report import Section, render_html, write_html
+from senet.analysis.html_report import Section, render_html, write_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_browser = pytest.mark.skipif(

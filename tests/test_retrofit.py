@@ -8,7 +8,8 @@ import torchvision
 from _interop import trained_like
 
 import senet
-from senet.io import load_model, save_weights
+from senet.factory import load_model
+from senet.files import save_weights
 from senet.layers import SqueezeExcite
 
 # name: (builder, add_se pattern, input side)

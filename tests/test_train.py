@@ -11,9 +11,10 @@ import torch
 from test_data import needs_fmnist
 
 import senet
-from senet.checkpoint import LAST_FILE, STATE_FILE, load_state, pack_state, unpack_state
-from senet.io import load_model, read_weights
+from senet.factory import load_model
+from senet.files import read_weights
 from senet.training import Inputs, NonFiniteLossError, RunResult, TrainConfig, evaluate, list_recipes, train
+from senet.training.checkpoint import LAST_FILE, STATE_FILE, load_state, pack_state, unpack_state
 from senet.training.schedule import LRSchedule
 
 # A few seconds each on 2 cores: ResNet-20 on a fixed subset of the real Fashion-MNIST.

@@ -19,7 +19,8 @@ from _interop import trained_like
 import senet
 import senet.weights as W
 from senet.cli import main
-from senet.io import load_model, save_weights
+from senet.factory import load_model
+from senet.files import save_weights
 from senet.weights import ConversionError, KnownWeights, load_weights
 
 # (reference builder, senet model, layout): the issue's seven, each against the reference implementation itself.
@@ -220,7 +221,7 @@ def test_known_weights_download_check_convert_and_cache(server, hub, monkeypatch
     path, _ = _caffe_file(root, source)
     name = "se_preact_resnet164"
     spec = KnownWeights(name, "test", f"{url}/{path.name}", "caffe", "test", num_classes=10, mean=(0.5,) * 3)
-    monkeypatch.setattr(W, "KNOWN_WEIGHTS", (spec,))
+    monkeypatch.setattr(W.published, "KNOWN_WEIGHTS", (spec,))
     model = senet.create_model("se_preact_resnet164", weights="DEFAULT").eval()
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(model(x), source(x), rtol=0, atol=1e-6)
@@ -237,7 +238,7 @@ def test_known_weights_with_a_wrong_checksum_are_discarded(server, hub, monkeypa
     wrong = "0" * 8 if not digest.startswith("0" * 8) else "1" * 8
     bad = path.rename(root / f"se_preact_resnet164-{wrong}.pth")
     spec = KnownWeights("se_preact_resnet164", "t", f"{url}/{bad.name}", "caffe", "t")
-    monkeypatch.setattr(W, "KNOWN_WEIGHTS", (spec,))
+    monkeypatch.setattr(W.published, "KNOWN_WEIGHTS", (spec,))
     with pytest.raises(ValueError, match=f'failed its checksum.*expected "{wrong}", got "{digest}"'):
         senet.create_model("se_preact_resnet164", weights="DEFAULT")
     assert not hub.exists() or not list(hub.iterdir())  # nothing kept, not even a partial file
@@ -250,7 +251,7 @@ def test_known_weights_offline_is_a_clear_error(hub, monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     spec = KnownWeights("se_resnet20", "t", f"http://127.0.0.1:{port}/se_resnet20-0123abcd.pth", "caffe", "t")
-    monkeypatch.setattr(W, "KNOWN_WEIGHTS", (spec,))
+    monkeypatch.setattr(W.published, "KNOWN_WEIGHTS", (spec,))
     with pytest.raises(ConnectionError, match=r"Offline\? Copy the file \(SHA-256 starting 0123abcd\) to .*hub"):
         senet.create_model("se_resnet20", weights="DEFAULT")
 

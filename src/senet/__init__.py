@@ -4,13 +4,17 @@
 >>> model = senet.create_model("se_resnet50")            # beside its plain twin "resnet50"
 >>> senet.profile(model).macs / 1e9                       # doctest: +SKIP
 3.87
+
+The layers, bottom up (docs/architecture.md): `files` and `constants`; `layers` (the SE unit); `models` (the zoo and
+its registry); `weights` (conversion, published weights); `factory` (`create_model`); `complexity`, `retrofit`,
+`export`, `optimize` and `data`; `training`; `analysis`; `cli`.
 """
 
-from . import fused
-from .analysis import Profile, profile
+from .complexity import Profile, profile
 from .export import export
-from .layers import SEConfig, SqueezeExcite, reduced_width
-from .models import Classifier, create_model, get_entry, list_models
+from .factory import create_model, load_model
+from .layers import SEConfig, SqueezeExcite, fused, reduced_width
+from .models import Classifier, get_entry, list_models
 from .optimize import optimize_for_inference
 from .retrofit import add_se
 from .training import RunResult, TrainConfig, compare, evaluate, train
@@ -34,6 +38,7 @@ __all__ = [
     "get_entry",
     "list_models",
     "list_weights",
+    "load_model",
     "load_weights",
     "optimize_for_inference",
     "profile",

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .io import atomic_write
+from .files import atomic_write
 from .models import get_entry
 
 __all__ = ["FORMATS", "export", "read_metadata"]

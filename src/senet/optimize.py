@@ -190,7 +190,7 @@ def _narrow_squeeze_eligible(block: nn.Module) -> bool:
         type(block) is Bottleneck
         and block.se_position == "standard"
         and type(block.se) is SqueezeExcite  # a subclass may change the excitation that fc1 is folded into
-        and block.se.squeeze == "avg"
+        and block.se.squeeze_kind == "avg"
         and isinstance(block.bn1, nn.Identity)
         and isinstance(block.bn2, nn.Identity)
         and isinstance(block.bn3, nn.Identity)

@@ -24,8 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .layers import SqueezeExcite
-from .models._registry import create_model, get_entry
-from .models.resnet import _Residual
+from .models import ResidualBlock, build_model, get_entry
 
 __all__ = ["SEAfter", "add_se"]
 
@@ -59,7 +58,7 @@ def _branch_end(block: nn.Module) -> str:
 
 
 def _is_block(module: nn.Module) -> bool:
-    return isinstance(module, (_Residual, *_torchvision_blocks(), *_timm_blocks()))
+    return isinstance(module, (ResidualBlock, *_torchvision_blocks(), *_timm_blocks()))
 
 
 def _out_channels(module: nn.Module) -> int | None:
@@ -91,7 +90,7 @@ def _into_block(block: nn.Module, make) -> bool:
     """Put an SE unit on ``block``'s residual branch, after its last BN; False if the block already has one."""
     end = _branch_end(block)
     channels = getattr(block, f"conv{end}").out_channels
-    if isinstance(block, _Residual):  # senet: the block's own SE slot, fused with the addition
+    if isinstance(block, ResidualBlock):  # senet: the block's own SE slot, fused with the addition
         if block.se is not None:
             return False
         block.se, block.se_position = make(channels, block), "standard"
@@ -181,7 +180,7 @@ def _update_config(model: nn.Module, *, complete: bool, **se: object) -> None:
         se_options = {"r": se["r"], "se_gate": se["gate"], "se_rounding": se["rounding"], "se_conv": False}
         options = {**config["options"], **se_options}
         with torch.device("meta"):  # the twin must have exactly these weights, or it does not rebuild this model
-            twin = create_model(entry.twin, num_classes=config["num_classes"], in_chans=config["in_chans"], **options)
+            twin = build_model(entry.twin, num_classes=config["num_classes"], in_chans=config["in_chans"], **options)
         if _shapes(twin) == _shapes(model):
             model.model_config = {**config, "name": entry.twin, "options": options}
             model.model_name = entry.twin

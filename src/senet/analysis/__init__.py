@@ -1,5 +1,2 @@
-"""Analysis tools: complexity (params, MACs), and later latency, ablations and excitation statistics."""
-
-from .profile import LayerCost, Profile, profile
-
-__all__ = ["LayerCost", "Profile", "profile"]
+"""Analysis of SE networks: the measured cost of SE (`cost`), the paper's ablation studies (`ablate`), the excitation
+statistics of trained networks (`excitation`) and self-contained HTML reports (`html_report`)."""

@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
-from ..io import atomic_write, atomic_write_text, folder_lock
-from ..models import create_model, get_entry
+from ..factory import create_model
+from ..files import atomic_write, atomic_write_text, folder_lock
+from ..models import get_entry
 
 __all__ = ["STUDIES", "StudyResult", "Variant", "run_study", "study_variants"]
 

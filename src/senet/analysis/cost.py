@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ..complexity import profile
 from ..environment import describe
-from ..models import create_model, get_entry
-from .profile import profile
+from ..factory import create_model
+from ..models import get_entry
 
 __all__ = ["CostRow", "interleaved", "measure_cost", "saved_activation_bytes"]
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..io import atomic_write
+from ..files import atomic_write
 from ..layers import SqueezeExcite
 
 __all__ = ["ExcitationStats", "default_units", "paper_name", "plot_class_means", "plot_spread", "record_excitations"]
@@ -267,10 +267,10 @@ def record_from_weights(
 
     The dataset, input size, normalisation and class names come from the weights' metadata.
     """
-    from ..checkpoint import LAST_FILE
     from ..data import EpochBatches, load_datasets
-    from ..io import load_model
-    from ..training.inference import Inputs, loader
+    from ..factory import load_model
+    from ..training.checkpoint import LAST_FILE
+    from ..training.evaluation import Inputs, loader
 
     path = Path(weights)
     model, meta = load_model(path / LAST_FILE if path.is_dir() else path)

@@ -1,8 +1,9 @@
-"""The ``senet`` command line: thin sub-commands that parse, call the library and print.
+"""The ``senet`` command line: one module per command, named after it, each of which parses, calls the library and
+prints.
 
-Each sub-command lives in a module of this package with ``add_parser(subparsers)`` that registers it and sets
-``func``. A user error (ValueError, TypeError, a missing file) prints one line on stderr and exits with status 2;
-set SENET_DEBUG=1 to see the traceback.
+A command module defines ``add_parser(subparsers)``, which registers the command with `command` (its ``run`` is
+called with the parsed arguments). A user error (ValueError, TypeError, a missing file) prints one line on stderr and
+exits with status 2; set SENET_DEBUG=1 to see the traceback.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-# Sub-command modules, in the order `senet --help` lists them.
-COMMANDS = ["profile", "train", "analysis", "convert", "export"]
+# The command modules, in the order `senet --help` lists them.
+COMMANDS = [
+    "models", "profile", "train", "eval", "predict", "compare", "cost", "ablate", "excitation", "report",
+    "convert", "weights", "export",
+]  # fmt: skip
 
 
 class UsageError(Exception):
@@ -24,6 +28,15 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not argparse's usage block
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def command(
+    sub: argparse._SubParsersAction, name: str, run: Callable[[argparse.Namespace], int], help: str, description: str
+) -> argparse.ArgumentParser:
+    """Register the command ``name``: its parser, whose arguments the caller adds, and the function it runs."""
+    parser = sub.add_parser(name, help=help, description=description)
+    parser.set_defaults(func=run)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,16 +1,19 @@
-"""``senet convert``: weights of another layout into a senet safetensors file; ``senet weights``: the known ones."""
+"""``senet convert``: weights of another layout (Caffe port, timm, torchvision) into a senet weights file."""
 
 from __future__ import annotations
 
 import argparse
 
-from senet.io import model_metadata, refuse_overwrite, save_weights
-from senet.models import create_model
-from senet.models._base import IMAGENET_MEAN, IMAGENET_STD
-from senet.weights import KNOWN_WEIGHTS, LAYOUTS, detect_layout, list_weights, load_weights, model_options, read_state
+from senet.cli import command
+from senet.constants import IMAGENET_MEAN, IMAGENET_STD
+from senet.weights import LAYOUTS
 
 
 def run(args: argparse.Namespace) -> int:
+    from senet.factory import create_model, model_metadata
+    from senet.files import refuse_overwrite, save_weights
+    from senet.weights import detect_layout, load_weights, model_options, read_state
+
     refuse_overwrite(args.out, {"weights file to convert": args.src})
     state = read_state(args.src)
     layout = detect_layout(state) if args.layout == "auto" else args.layout
@@ -25,25 +28,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(args: argparse.Namespace) -> int:
-    names = set(list_weights(args.pattern))
-    print(f"{'weights':<34} {'layout':<12} {'top-1':>6}  url")
-    for w in KNOWN_WEIGHTS:
-        if w.name in names:
-            top1 = f"{w.top1:.2f}" if w.top1 is not None else "-"
-            print(f"{w.name:<34} {w.layout:<12} {top1:>6}  {w.url}")
-    print("\nthe first weights of a model are its DEFAULT: senet.create_model(NAME, weights='DEFAULT')")
-    return 0
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "convert",
-        help="convert Caffe-port / timm / torchvision weights into a senet weights file",
-        description="Load a .pth (read with weights_only=True, never unpickling code) or safetensors file of "
-        "another layout into a senet model and save it as safetensors with senet's metadata. Missing, "
-        "unexpected or misshapen keys are an error naming them.",
-    )
+    p = command(
+        sub, "convert", run, "convert Caffe-port / timm / torchvision weights into a senet weights file",
+        "Load a .pth (read with weights_only=True, never unpickling code) or safetensors file of another layout into "
+        "a senet model and save it as safetensors with senet's metadata. Missing, unexpected or misshapen keys are "
+        "an error naming them.",
+    )  # fmt: skip
     p.add_argument("src", metavar="SRC", help="the weights file to convert")
     p.add_argument("--from", dest="layout", default="auto", choices=("auto", *LAYOUTS),
                    help="layout of SRC (default: recognised from its key names)")  # fmt: skip
@@ -53,9 +44,3 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mean", type=float, nargs="+", default=list(IMAGENET_MEAN),
                    help="input normalisation recorded with the weights (default ImageNet's)")  # fmt: skip
     p.add_argument("--std", type=float, nargs="+", default=list(IMAGENET_STD))
-    p.set_defaults(func=run)
-
-    w = sub.add_parser("weights", help="list the known published weights", description="List the published "
-                       "weights that create_model(NAME, weights=...) downloads, converts and loads.")  # fmt: skip
-    w.add_argument("pattern", nargs="?", default="*", help="shell-style model pattern, e.g. 'se_*'")
-    w.set_defaults(func=_list)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from senet.cli import command
 from senet.export import FORMATS, export, read_metadata
-from senet.io import load_model, refuse_overwrite
+from senet.factory import load_model, weights_file
+from senet.files import refuse_overwrite
 
 _SUFFIX = {"onnx": ".onnx", "exported-program": ".pt2", "torchscript": ".ts"}
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.weights).with_suffix(_SUFFIX[args.format])
-    refuse_overwrite(out, {"input weights": args.weights})
+    refuse_overwrite(out, {"input weights": weights_file(args.weights)})
     model, meta = load_model(args.weights)
     mean = args.mean if args.mean is not None else meta.get("mean")
     std = args.std if args.std is not None else meta.get("std")
@@ -29,17 +31,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export a senet weights file to ONNX, ExportedProgram or TorchScript",
-        description="Rebuild the model a senet weights file describes and export it with a dynamic batch axis. "
-        "The input normalisation and size are recorded in the exported file (ONNX metadata_props, or senet.json "
-        "in .pt2 / TorchScript archives).",
-    )
+    p = command(
+        sub, "export", run, "export a senet weights file to ONNX, ExportedProgram or TorchScript",
+        "Rebuild the model a senet weights file describes and export it with a dynamic batch axis. The input "
+        "normalisation and size are recorded in the exported file (ONNX metadata_props, or senet.json in .pt2 / "
+        "TorchScript archives).",
+    )  # fmt: skip
     p.add_argument("weights", metavar="WEIGHTS", help="a senet .safetensors file (from training or `senet convert`)")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="default: onnx")
     p.add_argument("--out", help="output file (default: WEIGHTS with .onnx, .pt2 or .ts)")
     p.add_argument("--input-size", type=int, help="height = width of the input (default: the weights' or model's)")
     p.add_argument("--mean", type=float, nargs="+", help="input normalisation (default: the weights' metadata)")
     p.add_argument("--std", type=float, nargs="+")
-    p.set_defaults(func=run)

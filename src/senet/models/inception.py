@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import SEConfig, se_for_block
-from ._base import Classifier
 from ._convs import conv_bn, init_convs, same_padding
-from ._registry import register_twins
-from .resnet import _Residual
+from .base import Classifier, ResidualBlock
+from .registry import register_twins
 
 __all__ = ["Concat", "Inception", "InceptionModule", "InceptionOutputs", "InceptionResNetUnit", "MaxPoolCeil"]
 
@@ -62,7 +61,7 @@ class InceptionModule(nn.Module):
         return out if self.se is None else self.se(out)
 
 
-class InceptionResNetUnit(_Residual):
+class InceptionResNetUnit(ResidualBlock):
     """``relu(x + scale · up(concat(branches(x))))``: an Inception-ResNet unit (Szegedy et al. 2017, Figs. 16-19).
 
     ``up`` is a linear 1×1 convolution (with bias, without BN) back to the unit's width; ``scale`` damps the
@@ -406,8 +405,19 @@ def _inception_resnet_v2(
     )  # fmt: skip
 
 
-register_twins("se_bn_inception", "bn_inception", _bn_inception, family="inception")
-register_twins("se_inception_v3", "inception_v3", _inception_v3, family="inception", input_size=(3, 299, 299))
 register_twins(
-    "se_inception_resnet_v2", "inception_resnet_v2", _inception_resnet_v2, family="inception", input_size=(3, 299, 299)
-)
+    "se_bn_inception", "bn_inception", _bn_inception, family="inception",
+    summaries=("SE-BN-Inception (paper Table 2: 2.04 GFLOPs; released model 23.62% top-1 error)",
+               "BN-Inception (Ioffe & Szegedy, ICML 2015; paper Table 2: 2.03 GFLOPs)"),
+)  # fmt: skip
+register_twins(
+    "se_inception_v3", "inception_v3", _inception_v3, family="inception", input_size=(3, 299, 299),
+    summaries=("SE-Inception-v3: SE after each of Inception-v3's eleven modules",
+               "Inception-v3 (Szegedy et al., CVPR 2016) as in TF-slim and torchvision"),
+)  # fmt: skip
+register_twins(
+    "se_inception_resnet_v2", "inception_resnet_v2", _inception_resnet_v2, family="inception",
+    input_size=(3, 299, 299),
+    summaries=("SE-Inception-ResNet-v2 (paper Table 2: 11.76 GFLOPs by the paper's count; SE on every unit's branch)",
+               "Inception-ResNet-v2 (Szegedy et al., AAAI 2017) as in TF-slim and timm"),
+)  # fmt: skip

@@ -20,42 +20,16 @@ Complexity (224², 1000 classes, r = 16 in every SE unit, the paper's default; `
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..layers import SEConfig, se_for_block
-from ._base import Classifier
 from ._convs import conv_bn, init_convs
-from ._registry import register_twins
-from .resnet import _Residual
+from .base import ResidualBlock, Staged
+from .registry import register_twins
 
 __all__ = ["DepthwiseSeparable", "MobileNet", "ShuffleNet", "ShuffleUnit", "channel_shuffle"]
-
-
-class _Staged(Classifier):
-    """A ``stem`` and then the stages ``layer1``, ``layer2``, ... in order, as senet's ResNets."""
-
-    def _add_stages(
-        self, cin: int, rows: Sequence[tuple[int, int, int]], block: Callable[[int, int, int, int, int], nn.Module]
-    ) -> int:
-        """Add a stage per row (output channels, stride of its first block, blocks), each block made by
-        ``block(cin, cout, stride, stage, index)``; return the last stage's channels."""
-        for stage, (cout, stride, blocks) in enumerate(rows, 1):
-            layers = [block(cin if j == 0 else cout, cout, stride if j == 0 else 1, stage, j) for j in range(blocks)]
-            self.add_module(f"layer{stage}", nn.Sequential(*layers))
-            cin = cout
-        return cin
-
-    def stages(self) -> list[nn.Sequential]:
-        return [module for name, module in self.named_children() if name.startswith("layer")]
-
-    def _features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for stage in self.stages():
-            x = stage(x)
-        return x
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -92,7 +66,7 @@ class DepthwiseSeparable(nn.Module):
         return self.se(x) if self.se_position == "standard" else x
 
 
-class MobileNet(_Staged):
+class MobileNet(Staged):
     """MobileNet v1 (Howard et al. 2017) and SE-MobileNet (paper Table 3: 569 → 572 MMACs); ``width_mult`` is the
     width multiplier α: 1.0 ("1.0 MobileNet-224", the paper's), 0.75, 0.5, 0.25.
 
@@ -150,7 +124,7 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
-class ShuffleUnit(_Residual):
+class ShuffleUnit(ResidualBlock):
     """A ShuffleNet unit (Fig. 2b, c): 1×1 group conv → BN → ReLU → channel shuffle → 3×3 depthwise conv → BN →
     1×1 group conv → BN, added to the input (stride 1) or concatenated with its 3×3 average pool (stride 2); ReLU.
 
@@ -187,7 +161,7 @@ class ShuffleUnit(_Residual):
         return self.se(out) if self.se_position == "post" else out
 
 
-class ShuffleNet(_Staged):
+class ShuffleNet(Staged):
     """ShuffleNet v1 1× (Zhang et al. 2018) and SE-ShuffleNet (paper Table 3: 140 → 142 MMACs); ``groups`` g ∈
     {1, 2, 3, 4, 8}, 3 by default as in the paper.
 
@@ -223,5 +197,13 @@ class ShuffleNet(_Staged):
         init_convs(self)
 
 
-register_twins("se_mobilenet", "mobilenet", MobileNet, family="mobile")
-register_twins("se_shufflenet", "shufflenet", ShuffleNet, family="mobile")
+register_twins(
+    "se_mobilenet", "mobilenet", MobileNet, family="mobile",
+    summaries=("SE-MobileNet (paper Table 3: 572 MFLOPs, 4.7M parameters)",
+               "MobileNet v1 1.0 (Howard et al., 2017; paper Table 3: 569 MFLOPs, 4.2M parameters)"),
+)  # fmt: skip
+register_twins(
+    "se_shufflenet", "shufflenet", ShuffleNet, family="mobile",
+    summaries=("SE-ShuffleNet 1× (g = 3) (paper Table 3: 142 MFLOPs, 2.4M parameters)",
+               "ShuffleNet v1 1× (g = 3) (Zhang et al., CVPR 2018; paper Table 3: 140 MFLOPs, 1.8M parameters)"),
+)  # fmt: skip

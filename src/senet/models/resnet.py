@@ -1,8 +1,8 @@
 """SE-ResNet, SE-ResNeXt, SENet-154 and the CIFAR residual networks (paper §4, Tables 2, 4 and 14).
 
-One `ResNet` class stacks residual blocks in stages; the builders at the end of this file write each network of
-the paper as a row of numbers. The SE unit sits on the residual branch before the addition (paper Fig. 3) unless
-``se_position`` moves it (Fig. 5, Table 15).
+One `ResNet` class stacks residual blocks in stages; each network of the paper is a `ResNetSpec`, a row of numbers,
+in the table at the end of this file. The SE unit sits on the residual branch before the addition (paper Fig. 3)
+unless ``se_position`` moves it (Fig. 5, Table 15).
 
 Two layouts of the ImageNet bottleneck networks exist, chosen by ``layout``:
 
@@ -16,18 +16,19 @@ Two layouts of the ImageNet bottleneck networks exist, chosen by ``layout``:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import POSITIONS, SEConfig, se_for_block
-from ._base import Classifier
-from ._registry import register_twins
+from ..layers import POSITIONS, SEConfig
+from .base import ResidualBlock, Staged
+from .registry import register_twins
 
-__all__ = ["BasicBlock", "Bottleneck", "PreActBasicBlock", "PreActBottleneck", "ResNet"]
+__all__ = ["BasicBlock", "Bottleneck", "PreActBasicBlock", "PreActBottleneck", "ResNet", "ResNetSpec"]
 
 LAYOUTS = ("original", "v1.5")
 
@@ -56,44 +57,7 @@ class PadShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, 0, self.extra))
 
 
-class _Residual(nn.Module):
-    """The addition of a residual block and the SE unit around it; subclasses build the branch.
-
-    ``self.se_position`` is None in a block without SE.
-    """
-
-    post_act = True  # ReLU after the addition (False in pre-activation blocks)
-    se: nn.Module | None
-
-    def _attach_se(self, se: SEConfig | None, stage: int, widths: dict[str, int]) -> None:
-        cfg = se_for_block(se, stage)
-        self.se_position = cfg.position if cfg is not None else None
-        self.se = cfg.make(widths[cfg.position], stage) if cfg is not None else None
-        self.act = nn.ReLU(inplace=True) if self.post_act else nn.Identity()
-
-    def _merge(self, out: Tensor, shortcut: Tensor) -> Tensor:
-        # ``out`` is the branch's own last result (a BN or convolution output that backward does not need), so the
-        # merge writes into it rather than into fresh memory; the SE unit does so only when autograd and hooks let it.
-        pos = self.se_position
-        if pos == "standard":
-            if self.post_act and self.se.kernel == "triton":
-                return self.se(out, shortcut, relu=True)  # relu(s·out + shortcut), one kernel on CUDA
-            out = self.se(out, shortcut, inplace=True)  # s·out + shortcut, fused
-        elif pos == "identity":
-            out += self.se(shortcut)
-        else:
-            out += shortcut
-        out = self.act(out)  # in place
-        return self.se(out, inplace=True) if pos == "post" else out
-
-    def _pre(self, x: Tensor) -> Tensor:
-        return self.se(x) if self.se_position == "pre" else x
-
-    def _mid(self, x: Tensor) -> Tensor:
-        return self.se(x, inplace=True) if self.se_position == "after_3x3" else x
-
-
-class BasicBlock(_Residual):
+class BasicBlock(ResidualBlock):
     """Two 3×3 convolutions, each followed by BN (He et al. 2016); ``stride`` on the first."""
 
     positions = ("standard", "pre", "post", "identity")
@@ -118,7 +82,7 @@ class BasicBlock(_Residual):
         return self._merge(out, shortcut)
 
 
-class Bottleneck(_Residual):
+class Bottleneck(ResidualBlock):
     """1×1 reduce, 3×3 (grouped in ResNeXt), 1×1 expand, each followed by BN.
 
     Args:
@@ -168,7 +132,7 @@ class Bottleneck(_Residual):
         return self._merge(out, shortcut)
 
 
-class PreActBasicBlock(_Residual):
+class PreActBasicBlock(ResidualBlock):
     """Pre-activation basic block (He et al., "Identity Mappings", 2016): BN-ReLU-3×3, BN-ReLU-3×3.
 
     A projection shortcut takes the pre-activated input. ``drop_rate`` is the dropout between the two convolutions
@@ -203,7 +167,7 @@ class PreActBasicBlock(_Residual):
         return self._merge(out, shortcut)
 
 
-class PreActBottleneck(_Residual):
+class PreActBottleneck(ResidualBlock):
     """Pre-activation bottleneck (He et al., "Identity Mappings", 2016): BN-ReLU-1×1, BN-ReLU-3×3, BN-ReLU-1×1."""
 
     positions = POSITIONS
@@ -277,69 +241,90 @@ def _shortcut(kind: str, cin: int, cout: int, stride: int) -> nn.Module:
     return nn.Sequential(conv, nn.BatchNorm2d(cout))
 
 
-class ResNet(Classifier):
+@dataclass(frozen=True)
+class ResNetSpec:
+    """A residual network as data: everything that differs between the networks of the family.
+
+    Bottleneck widths follow ResNeXt: a stage of output width ``cout`` has ``cout / 4`` planes and a 3×3
+    convolution of ``planes · base_width / 64 · groups`` channels (ResNet-50: 64 → 64; ResNeXt-50 32×4d: 64 → 128).
+    """
+
+    name: str  # for messages: "ResNet-50", "CIFAR ResNet-20", ...
+    block: type[ResidualBlock]
+    depths: tuple[int, ...]  # blocks per stage
+    widths: tuple[int, ...]  # output channels of each stage
+    strides: tuple[int, ...] = (1, 2, 2, 2)  # of each stage's first block
+    stem: str = "imagenet"  # see _stem
+    stem_width: int = 64
+    shortcut: str = "conv1x1"  # see _shortcut
+    first_shortcut: str | None = None  # stage 1's where it differs (SENet-154: 1×1)
+    groups: int = 1  # bottlenecks: groups of the 3×3 convolution (ResNeXt's cardinality)
+    base_width: int = 64  # bottlenecks: see above
+    halve_first: bool = False  # bottlenecks: the first 1×1 at half the 3×3's width (SENet-154)
+    final_act: bool = False  # BN and ReLU after the last stage (pre-activation networks)
+
+    def block_args(self, cout: int, *, stride_in_1x1: bool, block_drop_rate: float) -> dict:
+        """The keyword arguments of a block of output width ``cout``."""
+        if self.block is Bottleneck:
+            width = cout // 4 * self.base_width // 64 * self.groups
+            width1 = width // 2 if self.halve_first else None
+            return dict(width=width, groups=self.groups, stride_in_1x1=stride_in_1x1, width1=width1)
+        if self.block is PreActBottleneck:
+            return dict(width=cout // 4)
+        if self.block is PreActBasicBlock:
+            return dict(drop_rate=block_drop_rate)
+        return {}
+
+
+class ResNet(Staged):
     """A residual network: a stem, stages of residual blocks, global average pooling and a linear classifier.
 
     Args:
-        block: the block class, called as ``block(cin, cout, stride, downsample, se=..., stage=..., **block_args)``.
-        depths: blocks per stage.
-        widths: output channels of each stage.
+        spec: the network (see `ResNetSpec`).
         se: the SE configuration, or None for the plain network.
-        strides: stride of each stage's first block.
-        stem: see `_stem`; ``stem_width`` its output channels.
-        shortcut: see `_shortcut`; ``first_shortcut`` overrides it for stage 1 (SENet-154 uses 1×1 there).
-        block_args: a function of the stage's output width giving the block's keyword arguments.
-        final_act: BN and ReLU after the last stage (pre-activation networks).
-        min_size: the smallest input side; the overall stride of the network by default.
+        ceil_pool: the stem's max pool in Caffe's ceil mode without padding (``layout="original"``).
+        stride_in_1x1: the stride of a downsampling bottleneck on its first 1×1 (Caffe's SE-ResNet).
+        zero_init_last: the last BN of every block starts at 0, so that each block starts as the identity.
+        block_drop_rate: dropout between the two convolutions of a pre-activation basic block (wide ResNets).
     """
 
     def __init__(
         self,
-        block: type[_Residual],
-        depths: Sequence[int],
-        widths: Sequence[int],
-        *,
+        spec: ResNetSpec,
         se: SEConfig | None,
+        *,
         num_classes: int,
         in_chans: int,
-        strides: Sequence[int] = (1, 2, 2, 2),
-        stem: str = "imagenet",
-        stem_width: int = 64,
         ceil_pool: bool = False,
-        shortcut: str = "conv1x1",
-        first_shortcut: str | None = None,
-        block_args: Callable[[int], dict] = lambda cout: {},
-        final_act: bool = False,
+        stride_in_1x1: bool = False,
         drop_rate: float = 0.0,
         zero_init_last: bool = False,
-        family: str = "ResNet",
+        block_drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        if not len(depths) == len(widths) == len(strides):
-            raise ValueError(f"depths {depths}, widths {widths} and strides {strides} must have one entry per stage")
+        if not len(spec.depths) == len(spec.widths) == len(spec.strides):
+            raise ValueError(f"{spec.name}: depths, widths and strides must have one entry per stage")
         if se is not None:
-            se.check(len(depths), block.positions, f"{family} with {block.__name__}")
+            se.check(len(spec.depths), spec.block.positions, f"{spec.name} with {spec.block.__name__}")
         self.se_config = se
-        self.stem = _stem(stem, in_chans, stem_width, ceil_pool)
-        cin = stem_width
-        for i, (depth, cout, stride) in enumerate(zip(depths, widths, strides, strict=True), 1):
+        self.stem = _stem(spec.stem, in_chans, spec.stem_width, ceil_pool)
+        cin = spec.stem_width
+        for i, (depth, cout, stride) in enumerate(zip(spec.depths, spec.widths, spec.strides, strict=True), 1):
+            kind = spec.first_shortcut if (i == 1 and spec.first_shortcut) else spec.shortcut
+            args = spec.block_args(cout, stride_in_1x1=stride_in_1x1, block_drop_rate=block_drop_rate)
             blocks = []
             for j in range(depth):
                 s = stride if j == 0 else 1
-                kind = first_shortcut if (i == 1 and first_shortcut) else shortcut
                 down = _shortcut(kind, cin, cout, s) if (s != 1 or cin != cout) else None
-                blocks.append(block(cin, cout, s, down, se=se, stage=i, **block_args(cout)))
+                blocks.append(spec.block(cin, cout, s, down, se=se, stage=i, **args))
                 cin = cout
             self.add_module(f"layer{i}", nn.Sequential(*blocks))
-        self.num_stages = len(depths)
-        self.final_bn = nn.BatchNorm2d(cin) if final_act else None
-        self.final_act = nn.ReLU(inplace=True) if final_act else None
-        total_stride = (4 if stem in ("imagenet", "deep") else 1) * math.prod(strides)
+        self.num_stages = len(spec.depths)
+        self.final_bn = nn.BatchNorm2d(cin) if spec.final_act else None
+        self.final_act = nn.ReLU(inplace=True) if spec.final_act else None
+        total_stride = (4 if spec.stem in ("imagenet", "deep") else 1) * math.prod(spec.strides)
         self._init_head(cin, num_classes, in_chans, drop_rate, min_size=total_stride)
         self._init_weights(zero_init_last)
-
-    def stages(self) -> list[nn.Sequential]:
-        return [getattr(self, f"layer{i}") for i in range(1, self.num_stages + 1)]
 
     def _init_weights(self, zero_init_last: bool) -> None:
         for m in self.modules():
@@ -356,162 +341,57 @@ class ResNet(Classifier):
                         raise ValueError(f"zero_init_last needs a BN at the end of the branch; {type(blk).__name__}")
                     nn.init.zeros_(bn.weight)
 
-    def _features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for stage in self.stages():
-            x = stage(x)
-        if self.final_bn is not None:
-            x = self.final_act(self.final_bn(x))
-        return x
+    def _after_stages(self, x: Tensor) -> Tensor:
+        return x if self.final_bn is None else self.final_act(self.final_bn(x))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The networks. Each builder makes an SE model (se = SEConfig) or its plain twin (se = None).
+# The networks. A builder makes the SE model of a spec (se = SEConfig) or its plain twin (se = None); its keyword
+# arguments are the options `senet.create_model` accepts for the network.
 
 
-def _bottleneck_args(groups: int, base_width: int, stride_in_1x1: bool, halve_first: bool = False):
-    """Block arguments for a stage of output width ``cout``: planes = cout / 4, width = planes·base_width/64·groups."""
-
-    def args(cout: int) -> dict:
-        width = cout // 4 * base_width // 64 * groups
-        return dict(width=width, groups=groups, stride_in_1x1=stride_in_1x1, width1=width // 2 if halve_first else None)
-
-    return args
-
-
-def _check_layout(layout: str) -> None:
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS} (original = the released Caffe models)")
-
-
-def _imagenet(block: type[_Residual], depths: tuple[int, ...], *, groups: int = 1, base_width: int = 64):
-    """A builder for an ImageNet ResNet/ResNeXt of stage widths 64..512 (basic) or 256..2048 (bottleneck)."""
-    widths = (64, 128, 256, 512) if block is BasicBlock else (256, 512, 1024, 2048)
-    resnext = groups > 1
-
-    def build(
-        se: SEConfig | None,
-        *,
-        num_classes: int = 1000,
-        in_chans: int = 3,
-        layout: str = "original",
-        drop_rate: float = 0.0,
-        zero_init_last: bool = False,
-    ) -> ResNet:
-        _check_layout(layout)
-        original = layout == "original"
-        block_args = (
-            _bottleneck_args(groups, base_width, stride_in_1x1=original and not resnext)
-            if block is Bottleneck
-            else (lambda cout: {})
-        )
-        return ResNet(
-            block,
-            depths,
-            widths,
-            se=se,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            ceil_pool=original,
-            block_args=block_args,
-            drop_rate=drop_rate,
-            zero_init_last=zero_init_last,
-            family="ResNeXt" if resnext else "ResNet",
-        )
-
-    return build
-
-
-def _senet154(
+def _imagenet(
+    spec: ResNetSpec,
     se: SEConfig | None,
     *,
     num_classes: int = 1000,
     in_chans: int = 3,
     layout: str = "original",
-    drop_rate: float = 0.2,
+    drop_rate: float = 0.0,
     zero_init_last: bool = False,
 ) -> ResNet:
-    """SENet-154 (paper §6.1, ILSVRC 2017 winner): 64×4d ResNeXt bottlenecks in stages [3, 8, 36, 3].
-
-    The paper's changes to ResNeXt-152: the first 1×1 of each bottleneck has half the width; the 7×7 stem is three
-    3×3 convolutions (64, 64, 128 channels); shortcuts that downsample are 3×3 stride-2 convolutions; dropout 0.2
-    before the classifier. The plain twin ``resnext154_64x4d`` is the same network without SE.
-    """
-    _check_layout(layout)
+    """An ImageNet ResNet, ResNeXt or SENet-154 in the ``layout`` of the released Caffe models or of torchvision."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS} (original = the released Caffe models)")
+    original = layout == "original"
     return ResNet(
-        Bottleneck,
-        (3, 8, 36, 3),
-        (256, 512, 1024, 2048),
-        se=se,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        stem="deep",
-        stem_width=128,
-        ceil_pool=layout == "original",
-        shortcut="conv3x3",
-        first_shortcut="conv1x1",
-        block_args=_bottleneck_args(groups=64, base_width=4, stride_in_1x1=False, halve_first=True),
-        drop_rate=drop_rate,
-        zero_init_last=zero_init_last,
-        family="SENet-154",
-    )
+        spec, se, num_classes=num_classes, in_chans=in_chans, ceil_pool=original,
+        stride_in_1x1=original and spec.groups == 1, drop_rate=drop_rate, zero_init_last=zero_init_last,
+    )  # fmt: skip
 
 
-def _cifar_resnet(depth: int):
-    """He et al.'s CIFAR ResNet-{depth}: 3 stages of (depth-2)/6 basic blocks, 16-32-64 channels, option-A shortcuts."""
-    n = (depth - 2) // 6
-
-    def build(
-        se: SEConfig | None,
-        *,
-        num_classes: int = 10,
-        in_chans: int = 3,
-        drop_rate: float = 0.0,
-        zero_init_last: bool = False,
-    ) -> ResNet:
-        return ResNet(
-            BasicBlock,
-            (n, n, n),
-            (16, 32, 64),
-            se=se,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            strides=(1, 2, 2),
-            stem="cifar",
-            stem_width=16,
-            shortcut="pad",
-            drop_rate=drop_rate,
-            zero_init_last=zero_init_last,
-            family=f"CIFAR ResNet-{depth}",
-        )
-
-    return build
-
-
-def _preact_resnet164(
-    se: SEConfig | None, *, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0
+def _cifar(
+    spec: ResNetSpec,
+    se: SEConfig | None,
+    *,
+    num_classes: int = 10,
+    in_chans: int = 3,
+    drop_rate: float = 0.0,
+    zero_init_last: bool = False,
 ) -> ResNet:
-    """Pre-activation ResNet-164 for CIFAR (He et al., "Identity Mappings"): 3 stages of 18 bottlenecks,
-    output widths 64-128-256, BN-ReLU before pooling."""
+    """A CIFAR ResNet: 32×32 input, no pooling in the stem."""
     return ResNet(
-        PreActBottleneck,
-        (18, 18, 18),
-        (64, 128, 256),
-        se=se,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        strides=(1, 2, 2),
-        stem="cifar_preact",
-        stem_width=16,
-        shortcut="preact",
-        block_args=lambda cout: dict(width=cout // 4),
-        final_act=True,
-        drop_rate=drop_rate,
-        family="pre-activation ResNet-164",
+        spec, se, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, zero_init_last=zero_init_last
     )
 
 
-def _wrn16_8(
+def _preact(spec: ResNetSpec, se: SEConfig | None, *, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0):
+    """A pre-activation CIFAR network (no BN ends a block's branch, so no ``zero_init_last``)."""
+    return ResNet(spec, se, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+
+
+def _wide(
+    spec: ResNetSpec,
     se: SEConfig | None,
     *,
     num_classes: int = 10,
@@ -519,71 +399,86 @@ def _wrn16_8(
     drop_rate: float = 0.0,
     block_drop_rate: float = 0.0,
 ) -> ResNet:
-    """Wide ResNet-16-8 (Zagoruyko & Komodakis 2016): 3 stages of 2 pre-activation basic blocks, widths
-    128-256-512; ``block_drop_rate`` is the dropout between the two convolutions of a block."""
+    """A wide ResNet; ``block_drop_rate`` is the dropout between the two convolutions of a block."""
     return ResNet(
-        PreActBasicBlock,
-        (2, 2, 2),
-        (128, 256, 512),
-        se=se,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        strides=(1, 2, 2),
-        stem="cifar_preact",
-        stem_width=16,
-        shortcut="preact",
-        block_args=lambda cout: dict(drop_rate=block_drop_rate),
-        final_act=True,
-        drop_rate=drop_rate,
-        family="WRN-16-8",
+        spec, se, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, block_drop_rate=block_drop_rate
     )
 
 
-def _resnet18_cifar(se: SEConfig | None, *, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0) -> ResNet:
-    """The source notes' CIFAR SENet-18: a 3×3 stem (conv, BN, ReLU), pre-activation basic blocks in stages
-    [2, 2, 2, 2] of 64-128-256-512 channels, SE by two 1×1 convolutions on the residual branch before the addition,
-    average pooling and a linear classifier. 11.3M parameters."""
-    return ResNet(
-        PreActBasicBlock,
-        (2, 2, 2, 2),
-        (64, 128, 256, 512),
-        se=se,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        strides=(1, 2, 2, 2),
-        stem="cifar",
-        stem_width=64,
-        shortcut="preact",
-        drop_rate=drop_rate,
-        family="CIFAR SENet-18",
-    )
+_BASIC = (64, 128, 256, 512)
+_BOTTLENECK = (256, 512, 1024, 2048)
+_CIFAR = dict(strides=(1, 2, 2), stem="cifar", stem_width=16, shortcut="pad")  # He et al. §4.2, option A
+_PREACT = dict(strides=(1, 2, 2), stem="cifar_preact", stem_width=16, shortcut="preact", final_act=True)
 
 
-#                 SE model               plain twin             builder
-_IMAGENET = [
-    ("se_resnet18", "resnet18", _imagenet(BasicBlock, (2, 2, 2, 2))),
-    ("se_resnet34", "resnet34", _imagenet(BasicBlock, (3, 4, 6, 3))),
-    ("se_resnet50", "resnet50", _imagenet(Bottleneck, (3, 4, 6, 3))),
-    ("se_resnet101", "resnet101", _imagenet(Bottleneck, (3, 4, 23, 3))),
-    ("se_resnet152", "resnet152", _imagenet(Bottleneck, (3, 8, 36, 3))),
-    ("se_resnext50_32x4d", "resnext50_32x4d", _imagenet(Bottleneck, (3, 4, 6, 3), groups=32, base_width=4)),
-    ("se_resnext101_32x4d", "resnext101_32x4d", _imagenet(Bottleneck, (3, 4, 23, 3), groups=32, base_width=4)),
-    ("senet154", "resnext154_64x4d", _senet154),
-]
-_CIFAR = [
-    ("se_resnet20", "resnet20", _cifar_resnet(20)),
-    ("se_resnet32", "resnet32", _cifar_resnet(32)),
-    ("se_resnet56", "resnet56", _cifar_resnet(56)),
-    ("se_resnet110", "resnet110", _cifar_resnet(110)),
-    ("se_preact_resnet164", "preact_resnet164", _preact_resnet164),
-    ("se_wrn16_8", "wrn16_8", _wrn16_8),
-]
+def _cifar_resnet(depth: int) -> ResNetSpec:
+    """He et al.'s CIFAR ResNet-{depth}: 3 stages of (depth - 2) / 6 basic blocks, 16-32-64 channels."""
+    n = (depth - 2) // 6
+    return ResNetSpec(f"CIFAR ResNet-{depth}", BasicBlock, (n, n, n), (16, 32, 64), **_CIFAR)
 
-for _se, _plain, _build in _IMAGENET:
-    register_twins(_se, _plain, _build, family="resnet")
-for _se, _plain, _build in _CIFAR:
-    register_twins(_se, _plain, _build, family="cifar", input_size=(3, 32, 32))
+
+SENET154 = ResNetSpec(
+    "SENet-154", Bottleneck, (3, 8, 36, 3), _BOTTLENECK, stem="deep", stem_width=128, shortcut="conv3x3",
+    first_shortcut="conv1x1", groups=64, base_width=4, halve_first=True,
+)  # fmt: skip
+
+# SE model, plain twin, builder, spec, and what the pair is (the SE model's line first).
+_NETWORKS = [
+    ("se_resnet18", "resnet18", _imagenet, ResNetSpec("ResNet-18", BasicBlock, (2, 2, 2, 2), _BASIC),
+     "ResNet-18 (He et al., CVPR 2016, Table 1) with SE on each basic block's residual branch",
+     "ResNet-18 (He et al., CVPR 2016, Table 1)"),
+    ("se_resnet34", "resnet34", _imagenet, ResNetSpec("ResNet-34", BasicBlock, (3, 4, 6, 3), _BASIC),
+     "ResNet-34 (He et al., CVPR 2016, Table 1) with SE on each basic block's residual branch",
+     "ResNet-34 (He et al., CVPR 2016, Table 1)"),
+    ("se_resnet50", "resnet50", _imagenet, ResNetSpec("ResNet-50", Bottleneck, (3, 4, 6, 3), _BOTTLENECK),
+     "SE-ResNet-50 (paper Table 2: 28.1M parameters, 3.87 GFLOPs; released model 22.37% top-1 error)",
+     "ResNet-50 (He et al., CVPR 2016; paper Table 2: 25.6M parameters, 3.86 GFLOPs)"),
+    ("se_resnet101", "resnet101", _imagenet, ResNetSpec("ResNet-101", Bottleneck, (3, 4, 23, 3), _BOTTLENECK),
+     "SE-ResNet-101 (paper Table 2: 49.3M parameters, 7.60 GFLOPs; released model 21.75% top-1 error)",
+     "ResNet-101 (He et al., CVPR 2016; paper Table 2: 44.5M parameters, 7.58 GFLOPs)"),
+    ("se_resnet152", "resnet152", _imagenet, ResNetSpec("ResNet-152", Bottleneck, (3, 8, 36, 3), _BOTTLENECK),
+     "SE-ResNet-152 (paper Table 2: 66.8M parameters, 11.32 GFLOPs; released model 21.34% top-1 error)",
+     "ResNet-152 (He et al., CVPR 2016; paper Table 2: 60.2M parameters, 11.30 GFLOPs)"),
+    ("se_resnext50_32x4d", "resnext50_32x4d", _imagenet,
+     ResNetSpec("ResNeXt-50", Bottleneck, (3, 4, 6, 3), _BOTTLENECK, groups=32, base_width=4),
+     "SE-ResNeXt-50 32×4d (paper Table 2: 27.6M parameters, 4.25 GFLOPs; released model 20.97% top-1 error)",
+     "ResNeXt-50 32×4d (Xie et al., CVPR 2017; paper Table 2: 25.0M parameters, 4.24 GFLOPs)"),
+    ("se_resnext101_32x4d", "resnext101_32x4d", _imagenet,
+     ResNetSpec("ResNeXt-101", Bottleneck, (3, 4, 23, 3), _BOTTLENECK, groups=32, base_width=4),
+     "SE-ResNeXt-101 32×4d (paper Table 2: 49.0M parameters, 8.00 GFLOPs; released model 19.81% top-1 error)",
+     "ResNeXt-101 32×4d (Xie et al., CVPR 2017; paper Table 2: 44.2M parameters, 7.99 GFLOPs)"),
+    ("senet154", "resnext154_64x4d", functools.partial(_imagenet, drop_rate=0.2), SENET154,
+     "SENet-154 (paper §6.1: the ILSVRC 2017 winner's base model; released model 18.68% top-1 error, 20.7 GFLOPs)",
+     "SENet-154 without SE: ResNeXt-152 64×4d with SENet-154's stem, halved first 1×1s and 3×3 shortcuts"),
+    ("se_resnet20", "resnet20", _cifar, _cifar_resnet(20),
+     "SE-ResNet-20 for CIFAR (paper Table 4 reports ResNet-110 and -164)", "He et al.'s CIFAR ResNet-20 (§4.2)"),
+    ("se_resnet32", "resnet32", _cifar, _cifar_resnet(32),
+     "SE-ResNet-32 for CIFAR", "He et al.'s CIFAR ResNet-32 (§4.2)"),
+    ("se_resnet56", "resnet56", _cifar, _cifar_resnet(56),
+     "SE-ResNet-56 for CIFAR", "He et al.'s CIFAR ResNet-56 (§4.2)"),
+    ("se_resnet110", "resnet110", _cifar, _cifar_resnet(110),
+     "SE-ResNet-110 (paper Table 4: CIFAR-10 error 6.37 → 5.21%)", "He et al.'s CIFAR ResNet-110 (§4.2)"),
+    ("se_preact_resnet164", "preact_resnet164", _preact,
+     ResNetSpec("pre-activation ResNet-164", PreActBottleneck, (18, 18, 18), (64, 128, 256), **_PREACT),
+     "SE pre-activation ResNet-164 (paper Table 4: CIFAR-10 error 5.46 → 4.39%)",
+     "Pre-activation ResNet-164 (He et al., ECCV 2016, 'Identity Mappings'): 3 stages of 18 bottlenecks"),
+    ("se_wrn16_8", "wrn16_8", _wide, ResNetSpec("WRN-16-8", PreActBasicBlock, (2, 2, 2), (128, 256, 512), **_PREACT),
+     "SE-WRN-16-8 (paper Table 4 reports WRN-16-8 on CIFAR)",
+     "Wide ResNet-16-8 (Zagoruyko & Komodakis, BMVC 2016): 3 stages of 2 pre-activation basic blocks"),
+]  # fmt: skip
+# The source notes' CIFAR SENet-18: a 3×3 stem (conv, BN, ReLU), pre-activation basic blocks in stages [2, 2, 2, 2]
+# of 64-128-256-512 channels, SE by two 1×1 convolutions, average pooling and a linear classifier. 11.3M parameters.
+_SEED_18 = ResNetSpec("CIFAR SENet-18", PreActBasicBlock, (2, 2, 2, 2), _BASIC, stem="cifar", shortcut="preact")
+
+for _se, _plain, _build, _spec, _se_doc, _plain_doc in _NETWORKS:
+    _cifar_net = _spec.stem != "imagenet" and _spec.stem != "deep"
+    register_twins(
+        _se, _plain, functools.partial(_build, _spec), family="cifar" if _cifar_net else "resnet",
+        input_size=(3, 32, 32) if _cifar_net else (3, 224, 224), summaries=(_se_doc, _plain_doc),
+    )  # fmt: skip
 register_twins(
-    "se_resnet18_cifar", "resnet18_cifar", _resnet18_cifar, family="cifar", input_size=(3, 32, 32),
-    se_defaults={"se_conv": True},
+    "se_resnet18_cifar", "resnet18_cifar", functools.partial(_preact, _SEED_18), family="cifar",
+    input_size=(3, 32, 32), se_defaults={"se_conv": True},
+    summaries=("The source notes' CIFAR SE-ResNet-18: pre-activation basic blocks, SE as two 1×1 convolutions",
+               "The source notes' CIFAR ResNet-18 without SE"),
 )  # fmt: skip

@@ -17,9 +17,9 @@ from collections import OrderedDict
 from torch import Tensor, nn
 
 from ..layers import SEConfig, se_for_block
-from ._base import Classifier
 from ._convs import conv_bn, init_convs
-from ._registry import register_twins
+from .base import Classifier
+from .registry import register_twins
 
 __all__ = ["VGG"]
 
@@ -81,4 +81,8 @@ class VGG(Classifier):
         return self.pre_logits(self.features(x))
 
 
-register_twins("se_vgg16_bn", "vgg16_bn", VGG, family="vgg")
+register_twins(
+    "se_vgg16_bn", "vgg16_bn", VGG, family="vgg",
+    summaries=("SE-VGG-16 with BN (paper Table 2: 15.48 GFLOPs), SE after every convolution's ReLU",
+               "VGG-16 with BN after every convolution (Simonyan & Zisserman, ICLR 2015; paper Table 2: 15.47 GFLOPs)"),
+)  # fmt: skip

@@ -9,7 +9,7 @@ crash-safe training loop (one or many processes), evaluation, prediction and see
 
 from .compare import Comparison, compare
 from .config import TrainConfig, find_recipe, list_recipes
-from .inference import EvalResult, Inputs, evaluate, predict
+from .evaluation import EvalResult, Inputs, evaluate, predict
 from .trainer import NonFiniteLossError, RunResult, train
 
 __all__ = [

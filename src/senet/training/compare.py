@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..environment import describe
-from ..io import atomic_write_text, check_folder_name, folder_lock
+from ..files import atomic_write_text, check_folder_name, folder_lock
 from ..models import get_entry
 from .config import TrainConfig
-from .report import plot_curves
+from .outputs import plot_curves
 from .trainer import RunResult, train
 
 __all__ = ["Comparison", "ModelSummary", "compare"]

@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 
 from ..data import AUGMENTATIONS, DATASETS
-from ..io import check_folder_name
+from ..files import check_folder_name
 from ..models import get_entry
-from .inference import TTA
+from .evaluation import TTA
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "field_type", "find_recipe", "list_recipes"]
 

@@ -8,7 +8,7 @@ runs that recipe and the short ones of recipes/. A run lives in its folder (``ou
     curves.png         loss and accuracy per epoch
     state.safetensors  everything ``resume`` needs (senet.checkpoint), every epoch and every checkpoint_every steps;
                        state.good.safetensors: the last one known to be usable, where a diverging run goes back to
-    last.safetensors   the weights at the last epoch, best.safetensors at the best test accuracy (senet.io)
+    last.safetensors   the weights at the last epoch, best.safetensors at the best test accuracy (senet.files)
     summary.json       the `RunResult`, written when the run completes
 
 Exact resumption: the data order and augmentation of each batch are derived from (seed, epoch, batch) (see
@@ -33,8 +33,13 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..analysis import profile
-from ..checkpoint import (
+from ..complexity import profile
+from ..data import Batch, DataSpec, EpochBatches, derive_seed, load_datasets
+from ..factory import create_model, model_metadata
+from ..files import atomic_write_text, folder_lock, save_weights
+from ..models import get_entry
+from . import distributed
+from .checkpoint import (
     BEST_FILE,
     LAST_FILE,
     STATE_FILE,
@@ -45,13 +50,9 @@ from ..checkpoint import (
     roll_back,
     save_state,
 )
-from ..data import Batch, DataSpec, EpochBatches, derive_seed, load_datasets
-from ..io import atomic_write_text, folder_lock, model_metadata, save_weights
-from ..models import create_model, get_entry
-from . import distributed
 from .config import TrainConfig
-from .inference import Inputs, check_readable, evaluate, loader
-from .report import Progress, TensorBoard, plot_curves, write_metrics_csv
+from .evaluation import Inputs, check_readable, evaluate, loader
+from .outputs import Progress, TensorBoard, plot_curves, write_metrics_csv
 from .schedule import LRSchedule
 
 __all__ = ["NonFiniteLossError", "RunResult", "train"]

@@ -25,8 +25,6 @@ __all__ = [
     "atomic_write",
     "check_folder_name",
     "folder_lock",
-    "load_model",
-    "model_metadata",
     "read_weights",
     "refuse_overwrite",
     "safe_torch_load",
@@ -143,14 +141,6 @@ def folder_lock(folder: str | os.PathLike, what: str = "folder") -> Iterator[Pat
         os.close(fd)  # releases the lock
 
 
-def model_metadata(model: nn.Module, **extra: Any) -> dict[str, Any]:
-    """What rebuilds ``model`` (made by ``create_model``) plus ``extra`` facts (mean, std, classes, ...)."""
-    config = getattr(model, "model_config", None)
-    if config is None:
-        raise ValueError(f"{type(model).__name__} was not made by senet.create_model; its weights cannot be rebuilt")
-    return {**config, **extra}
-
-
 def save_weights(path: str | os.PathLike, model_or_state: nn.Module | Mapping[str, Tensor], metadata: dict) -> Path:
     """Save weights as safetensors with ``metadata`` (JSON-serialisable) under the ``"senet"`` key, atomically."""
     from safetensors.torch import save
@@ -186,33 +176,15 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, 
             raw = (f.metadata() or {}).get(_META_KEY)
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        hint = " (a pickle? convert it with `senet convert`)" if _looks_like_pickle(path) else ""
+        hint = " (a pickle? convert it with `senet convert`)" if looks_like_pickle(path) else ""
         raise ValueError(f"{str(path)!r} is not a valid safetensors file{hint}: truncated or corrupt ({e})") from None
     return tensors, (json.loads(raw) if raw else {})
 
 
-def _looks_like_pickle(path: Path) -> bool:
+def looks_like_pickle(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(4)
     return head[:1] == b"\x80" or head[:2] == b"PK"  # a raw pickle or torch's zip archive
-
-
-def load_model(path: str | os.PathLike, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a senet weights file describes and load its weights (strictly). Returns (model, metadata)."""
-    from .models import create_model
-
-    tensors, meta = read_weights(path)
-    if "name" not in meta:
-        raise ValueError(f"{str(path)!r} has no senet metadata; load it into a model with senet.load_weights")
-    options = {**meta.get("options", {}), **overrides}
-    model = create_model(meta["name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **options)
-    result = model.load_state_dict(tensors, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"{str(path)!r} does not fit {meta['name']}: missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]}"
-        )
-    return model, meta
 
 
 def safe_torch_load(path: str | os.PathLike) -> Any:

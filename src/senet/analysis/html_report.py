@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..io import atomic_write
+from ..files import atomic_write
 
 __all__ = ["Section", "build_report", "render_html", "write_html"]
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import senet
-from senet.io import atomic_write_text, load_model, read_weights, safe_torch_load, save_weights
+from senet.factory import load_model
+from senet.files import atomic_write_text, read_weights, safe_torch_load, save_weights
 
 
 def test_round_trip_rebuilds_model_with_options(tmp_path):
@@ -55,7 +56,7 @@ def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
         tmp.write_text("partial")
         raise RuntimeError("killed")
 
-    from senet.io import atomic_write
+    from senet.files import atomic_write
 
     with pytest.raises(RuntimeError):
         atomic_write(path, boom)

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..layers import SqueezeExcite
+from .layers import SqueezeExcite
+from .models import build_model, get_entry
 
-__all__ = ["LayerCost", "Profile", "profile"]
+__all__ = ["LayerCost", "Overhead", "Profile", "overhead", "profile"]
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def _macs(m: nn.Module, inputs: tuple, out: Tensor) -> int:
         return per_image * m.in_features
     # SqueezeExcite: one per element to pool (two for avg+max, none without a squeeze) and one to scale;
     # its FCs are counted as rows of their own and folded in afterwards.
-    squeeze = {"avg": 1, "max": 1, "avgmax": 2, "none": 0}[m.squeeze]
+    squeeze = {"avg": 1, "max": 1, "avgmax": 2, "none": 0}[m.squeeze_kind]
     return (squeeze + 1) * per_image
 
 
@@ -146,3 +147,41 @@ def profile(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> Prof
         input_size=input_size,
         layers=layers,
     )
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """An SE model's complexity beside its plain twin's."""
+
+    se_model: str
+    plain_model: str
+    input_size: tuple[int, int, int]
+    se_params: int
+    plain_params: int
+    se_macs: int
+    plain_macs: int
+
+    @property
+    def params_pct(self) -> float:
+        return 100.0 * (self.se_params / self.plain_params - 1)
+
+    @property
+    def macs_pct(self) -> float:
+        return 100.0 * (self.se_macs / self.plain_macs - 1)
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "params_pct": self.params_pct, "macs_pct": self.macs_pct}
+
+
+def overhead(name: str, input_size: tuple[int, int, int] | None = None, num_classes: int | None = None) -> Overhead:
+    """Profile ``name`` and its twin (either may be given) at ``input_size`` (the model's default if None)."""
+    entry = get_entry(name)
+    se_name, plain_name = (entry.name, entry.twin) if entry.has_se else (entry.twin, entry.name)
+    size = input_size or entry.input_size
+    counts = []
+    for n in (se_name, plain_name):
+        with torch.device("meta"):  # no weights are allocated
+            model = build_model(n, num_classes=num_classes, in_chans=size[0])
+        counts.append(profile(model, size))
+    se, plain = counts
+    return Overhead(se_name, plain_name, tuple(size), se.params, plain.params, se.macs, plain.macs)

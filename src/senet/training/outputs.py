@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..io import atomic_write, atomic_write_text
+from ..files import atomic_write, atomic_write_text
 
 __all__ = ["METRICS", "Progress", "TensorBoard", "plot_curves", "write_metrics_csv"]
 

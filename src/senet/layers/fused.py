@@ -3,8 +3,9 @@
 In eager PyTorch the block's tail is two kernels forward (``addcmul``, then the in-place ReLU: five passes over
 the map). Here it is one forward kernel (read u and the shortcut, write the output: three passes) and one backward
 kernel, which reads g, the output (for the ReLU mask) and u once, writes ∂L/∂shortcut (the masked g) and reduces
-∂L/∂s = Σ_HW g·u on the way. Inside `SqueezeExcite.forward` it leaves ∂L/∂u to the squeeze's backward, which writes
-g·s + ∂L/∂z / HW with the forward kernel (a per-channel bias in place of the shortcut); alone, it writes g·s itself.
+∂L/∂s = Σ_HW g·u on the way. Inside `SqueezeExcite.forward` it leaves ∂L/∂u to the squeeze's backward (through a
+`senet.layers.fast.GradHandoff`), which writes g·s + ∂L/∂z / HW with the forward kernel (a per-channel bias in place
+of the shortcut); alone, it writes g·s itself.
 
 Measured on an H200 (docs/performance.md): SE-ResNet-50 inference at batch 256 takes 0.99× ResNet-50's time with
 the kernels against 1.26× without; at small batches the launches cost more than they save, training gains nothing,
@@ -141,7 +142,7 @@ def _tiles(direction: str, u: Tensor) -> tuple[int, int, int]:
 
 class _ScaleAddReLU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, s, shortcut, relu, bias, box):
+    def forward(ctx, u, s, shortcut, relu, bias, handoff):
         u = _dense(u)
         B, C, H, W = u.shape
         s2 = s.reshape(B, C).contiguous()
@@ -158,7 +159,7 @@ class _ScaleAddReLU(torch.autograd.Function):
         forward[grid](u, s2, u if shortcut is None else shortcut, s2 if bias2 is None else bias2, out, C, H * W,
                       *_strides(u), HAS_RES=shortcut is not None, HAS_BIAS=bias2 is not None, RELU=relu,
                       BLOCK_HW=block_hw, BLOCK_C=block_c, num_warps=warps)  # fmt: skip
-        ctx.relu, ctx.box = relu, box
+        ctx.relu, ctx.handoff = relu, handoff
         ctx.s_shape, ctx.s_dtype = s.shape, s.dtype
         ctx.shortcut_dtype = None if shortcut is None else shortcut.dtype
         ctx.save_for_backward(u, s2, out if relu else None)
@@ -171,9 +172,9 @@ class _ScaleAddReLU(torch.autograd.Function):
         need_u, need_s, need_r = ctx.needs_input_grad[:3]
         g = _like(_dense(g), u)
         B, C, H, W = u.shape
-        # With a box, ∂L/∂u is left to the squeeze's backward, which needs the (ReLU-masked) g: the kernel writes it
-        # as ∂L/∂shortcut, or into a buffer of its own where there is no shortcut and a ReLU masks g.
-        handed = need_u and ctx.box is not None
+        # With a handoff, ∂L/∂u is left to the squeeze's backward, which needs the (ReLU-masked) g: the kernel writes
+        # it as ∂L/∂shortcut, or into a buffer of its own where there is no shortcut and a ReLU masks g.
+        handed = need_u and ctx.handoff is not None and ctx.handoff.accepts()
         masked = ctx.relu and handed and not need_r
         du = torch.empty_like(u) if need_u and not handed else None
         dr = torch.empty_like(g) if (need_r and ctx.shortcut_dtype is not None) or masked else None
@@ -191,14 +192,21 @@ class _ScaleAddReLU(torch.autograd.Function):
             BLOCK_HW=block_hw, BLOCK_C=block_c, num_warps=warps,
         )  # fmt: skip
         if handed:
-            ctx.box.g, ctx.box.s, ctx.box.kernel = (g if dr is None else dr), s2, "triton"
+            g_u = g if dr is None else dr
+            ctx.handoff.finish = lambda gz: scale_add(g_u, s2, None, bias=gz)  # g·s + ∂L/∂z / HW, one kernel
         ds = ds.sum(1) if splits > 1 else ds.squeeze(1)
         ds = ds.to(ctx.s_dtype).reshape(ctx.s_shape) if need_s else None
         return du, ds, (dr if need_r else None), None, None, None
 
 
 def scale_add(
-    u: Tensor, s: Tensor, shortcut: Tensor | None = None, *, relu: bool = False, bias: Tensor | None = None, box=None
+    u: Tensor,
+    s: Tensor,
+    shortcut: Tensor | None = None,
+    *,
+    relu: bool = False,
+    bias: Tensor | None = None,
+    handoff=None,
 ) -> Tensor:
     """``relu(s·u + shortcut + bias)`` (ReLU, shortcut and bias optional) in one Triton kernel, differentiable.
 
@@ -208,7 +216,8 @@ def scale_add(
         shortcut: a map of ``u``'s shape, or None.
         relu: apply ReLU to the result.
         bias: one value per (sample, channel), (B, C, 1, 1) or (B, C), or None; not differentiated.
-        box: a `senet.layers._GradBox` from `SqueezeExcite.forward`, whose squeeze then completes ∂L/∂u.
+        handoff: a `senet.layers.fast.GradHandoff` from `SqueezeExcite.forward`: its squeeze's backward then
+            completes ∂L/∂u.
 
     The arithmetic is done in float32 and rounded once to the promoted dtype of u, s and the shortcut, as
     ``torch.addcmul`` does, so results match the eager operations to the last bit or within one rounding.
@@ -226,7 +235,7 @@ def scale_add(
         raise ValueError(f"shortcut of shape {tuple(shortcut.shape)} must have u's shape {tuple(u.shape)}")
     if not available(u.device):
         raise RuntimeError(f"senet.fused needs triton and a CUDA device; u is on {u.device} (use the torch path)")
-    return _ScaleAddReLU.apply(u, s, shortcut, relu, None if bias is None else bias.detach(), box)
+    return _ScaleAddReLU.apply(u, s, shortcut, relu, None if bias is None else bias.detach(), handoff)
 
 
 def use_triton(model: nn.Module, enabled: bool = True) -> nn.Module:
@@ -235,7 +244,7 @@ def use_triton(model: nn.Module, enabled: bool = True) -> nn.Module:
     Raises RuntimeError where triton cannot be imported. Units run the torch operations on CPU tensors, under
     `torch.compile` and in export whatever this says.
     """
-    from .layers import SqueezeExcite
+    from .se import SqueezeExcite  # the units this switches (se.py uses this module through senet.layers.fast)
 
     if enabled and _triton() is None:
         raise RuntimeError("senet.fused.use_triton needs triton (pip install triton, on Linux with a CUDA GPU)")

@@ -1,8 +1,11 @@
 """The model registry: every network by name, each SE model beside its plain twin.
 
 A family registers a pair with `register_twins`: one builder ``build(se, *, num_classes, in_chans, **arch)`` makes
-both, with ``se=None`` for the plain twin. ``create_model`` checks the options where the user passed them: the SE
-options (`SE_OPTIONS`) are accepted by SE models only, architecture options by both.
+both, with ``se=None`` for the plain twin, and a one-line summary of each. `build_model` checks the options where
+the user passed them (the SE options, `SE_OPTIONS`, are accepted by SE models only, architecture options by both)
+and builds the network with fresh weights; `senet.create_model` builds on it and loads published weights.
+
+This module is the bottom of the model zoo: it knows nothing of weights files, downloads or training.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from torch import nn
 
 from ..layers import SEConfig, SqueezeExcite
 
-__all__ = ["SE_OPTIONS", "ModelEntry", "create_model", "get_entry", "list_models", "register_twins"]
+__all__ = ["SE_OPTIONS", "ModelEntry", "build_model", "get_entry", "list_models", "register_twins"]
 
 # Keyword options of every SE model, mapped onto SEConfig (see SEConfig.from_options).
 SE_OPTIONS = (
@@ -39,8 +42,14 @@ class ModelEntry:
     build: Callable[..., nn.Module]
     arch_options: tuple[str, ...]  # options besides num_classes, in_chans and the SE ones
     input_size: tuple[int, int, int]  # the size the paper measures it at
-    doc: str
+    summary: str  # one line: what the network is, its paper and table
+    family_doc: str  # the builder's docstring, shared by the pair
     se_defaults: tuple[tuple[str, object], ...] = ()  # SE options this model defaults differently
+
+    @property
+    def doc(self) -> str:
+        """The summary, then the family's description (what `senet models` and ``torch.hub.help`` show)."""
+        return f"{self.summary}\n\n{self.family_doc}" if self.family_doc else self.summary
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -82,25 +91,34 @@ def register_twins(
     build: Callable[..., nn.Module],
     *,
     family: str,
+    summaries: tuple[str, str],
     input_size: tuple[int, int, int] = (3, 224, 224),
-    doc: str = "",
     se_defaults: dict[str, object] | None = None,
 ) -> None:
     """Register an SE model and its plain twin, both made by ``build(se, *, num_classes, in_chans, **arch)``.
 
-    Raises ValueError if either name is taken.
+    Args:
+        summaries: one line for the SE model and one for its twin: what each is, with its paper and table.
+        input_size: the input the paper measures the network at (C, H, W).
+        se_defaults: SE options this model defaults differently from `SEConfig` (e.g. ``{"se_conv": True}``).
+
+    Raises ValueError if either name is taken or a summary is empty.
     """
     params = inspect.signature(build).parameters
     arch = tuple(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n not in _COMMON)
-    for name in (se_name, plain_name):
+    for name, summary in zip((se_name, plain_name), summaries, strict=True):
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} is already registered (by family {_REGISTRY[name].family!r})")
-    doc = doc or inspect.getdoc(build) or ""
+        if not summary.strip():
+            raise ValueError(f"model {name!r} needs a one-line summary (what it is, its paper and table)")
+    family_doc = inspect.getdoc(getattr(build, "func", build)) or ""  # a functools.partial's function
     defaults = tuple((se_defaults or {}).items())
     if any(k not in SE_OPTIONS for k, _ in defaults):
         raise ValueError(f"se_defaults {dict(defaults)} may only set {SE_OPTIONS}")
-    _REGISTRY[se_name] = ModelEntry(se_name, family, True, plain_name, build, arch, input_size, doc, defaults)
-    _REGISTRY[plain_name] = ModelEntry(plain_name, family, False, se_name, build, arch, input_size, doc)
+    se_summary, plain_summary = summaries
+    common = (build, arch, input_size)
+    _REGISTRY[se_name] = ModelEntry(se_name, family, True, plain_name, *common, se_summary, family_doc, defaults)
+    _REGISTRY[plain_name] = ModelEntry(plain_name, family, False, se_name, *common, plain_summary, family_doc)
 
 
 def list_models(
@@ -132,32 +150,15 @@ def get_entry(name: str) -> ModelEntry:
         raise ValueError(f"unknown model {name!r}; {hint}; see senet.list_models()") from None
 
 
-def create_model(
-    name: str, *, num_classes: int | None = None, in_chans: int = 3, weights: str | None = None, **options
-) -> nn.Module:
-    """Build a registered model with fresh weights, or with published ones (``weights``).
+def build_model(name: str, *, num_classes: int | None = None, in_chans: int = 3, **options) -> nn.Module:
+    """Build a registered model with fresh weights (`senet.create_model` without ``weights``).
 
-    Args:
-        name: a name from `list_models()`, e.g. ``"se_resnet50"`` or its plain twin ``"resnet50"``.
-        num_classes: outputs of the classifier; by default the model's dataset's (1000 for ImageNet models, 10 for
-            the CIFAR ones).
-        in_chans: input channels (1 for grayscale).
-        **options: architecture options of the family (e.g. ``layout="v1.5"``, ``drop_rate=0.2``) and, for SE
-            models, the SE options: ``r`` (one ratio, or one per stage), ``se_position`` (standard, pre, post,
-            identity, after_3x3), ``se_stages`` (1-based stages with SE), ``se_squeeze``, ``se_gate``,
-            ``se_rounding``, ``se_reduced``, ``se_bias``, ``se_conv``, ``se_init`` (``"identity"``: every unit
-            starts with its gate exactly 1; needs ``se_gate="sigmoid_x2"`` or ``"relu"``).
-        weights: ``"DEFAULT"`` or a tag of `senet.weights.list_weights(name)`: download (torch.hub's cache,
-            checksum checked), convert and load the published weights; see `senet.weights.pretrained`.
+    Records ``model.model_name`` and ``model.model_config`` (what rebuilds it: name, options, classes, channels).
 
     Raises:
         ValueError: unknown name (close matches named) or a bad option value.
         TypeError: an option the model does not take (the valid ones named).
     """
-    if weights is not None:
-        from ..weights import pretrained  # senet.weights builds on this module
-
-        return pretrained(name, weights, num_classes=num_classes, in_chans=in_chans, **options)
     entry = get_entry(name)
     unknown = [k for k in options if k not in entry.options]
     if unknown:
@@ -180,5 +181,5 @@ def create_model(
             if isinstance(m, SqueezeExcite):
                 m.reset_to_identity()
     model.model_name = name
-    model.model_config = {**config, "num_classes": model.num_classes}  # what rebuilds it (see senet.io)
+    model.model_config = {**config, "num_classes": model.num_classes}  # what rebuilds it (see senet.factory)
     return model

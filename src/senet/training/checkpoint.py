@@ -1,15 +1,15 @@
 """Training checkpoints that resume a run exactly and never unpickle anything.
 
-A run folder holds these files, each written atomically (`senet.io.atomic_write`: temporary file, fsync, rename),
+A run folder holds these files, each written atomically (`senet.files.atomic_write`: temporary file, fsync, rename),
 so a crash at any moment leaves the previous version of each whole:
 
 * ``state.safetensors``: everything ``--resume`` needs: the weights (``model/…``), the EMA weights (``ema/…``),
   the optimizer, gradient-scaler and schedule state and the progress counters. Tensors are safetensors entries,
   everything else plain JSON in the file's metadata (`pack_state` turns a nested state dict into the two).
 * ``state.good.safetensors``: a hard link to the last state known to be usable (`GOOD_STATE_FILE`);
-* ``last.safetensors`` and ``best.safetensors``: plain senet weights files (`senet.io.save_weights`, the model to
+* ``last.safetensors`` and ``best.safetensors``: plain senet weights files (`senet.files.save_weights`, the model to
   evaluate: the EMA weights when EMA is on) with the metadata that rebuilds the model and preprocesses its input,
-  for ``senet eval`` / ``senet predict`` / `senet.io.load_model`.
+  for ``senet eval`` / ``senet predict`` / `senet.files.load_model`.
 
 Randomness needs no saving: the data order and augmentation of every batch and the generator used by each step
 are derived from (seed, epoch, step) — see senet.data.EpochBatches and the trainer.
@@ -24,9 +24,14 @@ from typing import Any
 
 from torch import Tensor
 
-from .io import read_weights, save_weights
+from ..constants import BEST_FILE, GOOD_STATE_FILE, LAST_FILE, STATE_FILE
+from ..files import read_weights, save_weights
 
 __all__ = [
+    "BEST_FILE",
+    "GOOD_STATE_FILE",
+    "LAST_FILE",
+    "STATE_FILE",
     "STATE_FORMAT",
     "TrainingState",
     "clean_partial_writes",
@@ -39,11 +44,9 @@ __all__ = [
 ]
 
 STATE_FORMAT = "senet-training-state/1"
-STATE_FILE, LAST_FILE, BEST_FILE = "state.safetensors", "last.safetensors", "best.safetensors"
-# The last state known to be usable: the start of the run, or an epoch end whose evaluation gave a finite loss.
-# A hard link to state.safetensors taken at that moment (no copy); a run whose loss becomes non-finite rolls back
-# to it (`roll_back`), since the checkpoints just before a divergence can hold finite but useless weights.
-GOOD_STATE_FILE = "state.good.safetensors"
+# GOOD_STATE_FILE: the last state known to be usable, the start of the run or an epoch end whose evaluation gave a
+# finite loss. A hard link to state.safetensors taken at that moment (no copy); a run whose loss becomes non-finite
+# rolls back to it (`roll_back`), since the checkpoints just before a divergence can hold finite but useless weights.
 
 
 def pack_state(obj: Any, prefix: str, tensors: dict[str, Tensor]) -> Any:

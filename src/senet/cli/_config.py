@@ -1,0 +1,74 @@
+"""What several commands share: the TrainConfig fields as flags (train, compare, ablate), and small argument types."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from senet.training import TrainConfig, list_recipes
+from senet.training.config import field_type
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def recipe_help() -> str:
+    return f"a recipe name ({', '.join(list_recipes()) or 'none found'}) or a YAML file; default: built-in defaults"
+
+
+def _parse(name: str):
+    """A flag's value parser: strings stay strings; numbers, booleans, lists and mappings are read as YAML."""
+    kind, optional = field_type(name)
+
+    def parse(text: str) -> Any:
+        if kind is str:
+            return None if optional and text in ("null", "None") else text
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise argparse.ArgumentTypeError(f"cannot read {text!r} as a value for {name}") from None
+
+    parse.__name__ = name  # argparse names the field in its error
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field (``--batch-size``); only given flags override the recipe."""
+    group = parser.add_argument_group("recipe fields (each overrides the recipe; see docs/training.md)")
+    defaults = TrainConfig()
+    for name, text in TrainConfig.field_help().items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        help_ = f"{text} (default {getattr(defaults, name)!r})" if text else f"default {getattr(defaults, name)!r}"
+        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_.replace("%", "%%")}
+        if field_type(name)[0] is bool:
+            kwargs |= {"nargs": "?", "const": True, "metavar": "BOOL"}
+        group.add_argument(flag, type=_parse(name), **kwargs)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields given on the command line."""
+    names = set(TrainConfig.field_names())
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's configuration: the recipe (or a resumed run's saved config.yaml) with the given flags on top."""
+    given = overrides(args)
+    resume = getattr(args, "resume", None)
+    if resume not in (None, True):  # a run folder: its saved config is the recipe, its place the run's
+        folder = Path(resume)
+        if not (folder / "config.yaml").is_file():
+            raise FileNotFoundError(f"{str(folder)!r} is not a run folder (no config.yaml)")
+        given = {"out_dir": str(folder.parent), "name": folder.name, **given}
+        return TrainConfig.from_recipe(folder / "config.yaml", **given)
+    return TrainConfig.from_recipe(args.recipe, **given)

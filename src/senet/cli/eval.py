@@ -1,0 +1,91 @@
+"""``senet eval``: top-1 / top-5 accuracy and loss of trained weights on the test set of their dataset, as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from senet.cli import command
+from senet.training.evaluation import TTA
+
+_STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from senet.data import load_datasets
+    from senet.factory import create_model, load_model, weights_file
+    from senet.files import atomic_write_text, refuse_overwrite
+    from senet.training import Inputs, evaluate
+    from senet.weights import load_weights
+
+    state_dict = Path(args.weights).suffix in _STATE_DICT_SUFFIXES
+    if args.json:
+        refuse_overwrite(
+            args.json, {"weights file": args.weights if state_dict else weights_file(args.weights)}, "--json"
+        )
+    model, meta = (None, {}) if state_dict else load_model(args.weights)
+    dataset = args.dataset or meta.get("dataset")
+    if not dataset:
+        raise ValueError(f"{args.weights!r} does not say which dataset it was trained on; pass --dataset")
+    _, test, spec = load_datasets(
+        dataset,
+        data_dir=args.data_dir or meta.get("recipe", {}).get("data_dir"),
+        download=args.download,
+        image_size=meta.get("image_size", 0),
+        augment="none",
+        test_subset=args.test_subset,
+        in_chans=meta.get("in_chans", 3),
+    )
+    if model is None:  # a plain PyTorch state dict: read with weights_only=True, every key checked
+        if not args.model:
+            raise ValueError(f"{args.weights!r} is a PyTorch state dict without senet metadata; name its model with "
+                             "--model (or convert it first: senet convert)")  # fmt: skip
+        model = load_weights(
+            create_model(args.model, num_classes=spec.num_classes, in_chans=spec.in_chans), args.weights
+        )
+    if spec.num_classes != model.num_classes:
+        raise ValueError(f"{args.weights!r} has {model.num_classes} classes, {dataset} has {spec.num_classes}")
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    inputs = Inputs(
+        torch.device("cuda" if cuda else "cpu"), tuple(meta.get("mean", spec.mean)), tuple(meta.get("std", spec.std)),
+        amp=args.amp,
+    )  # fmt: skip
+    tta = args.tta or meta.get("recipe", {}).get("tta", "none")
+    result = evaluate(
+        model.to(inputs.device), test, inputs, batch_size=args.batch_size, workers=args.workers,
+        skip_bad_images=args.skip_bad_images, tta=tta,
+    )  # fmt: skip
+    out = {"weights": str(args.weights), "model": model.model_config["name"], "dataset": dataset, "images": result.n}
+    out |= {"top1": result.acc, "top5": result.acc5, "loss": result.loss, "skipped": result.skipped, "tta": tta}
+    text = json.dumps(out, indent=1)
+    print(text)
+    if args.json:
+        atomic_write_text(args.json, text + "\n")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    e = command(
+        sub, "eval", run, "top-1 / top-5 accuracy and loss of trained weights on a test set (JSON)",
+        "Evaluate a senet weights file (or run folder) on the test set of the dataset it was trained on; prints "
+        "JSON. A plain PyTorch state dict (.pth) needs --model and --dataset and is loaded without unpickling objects.",
+    )  # fmt: skip
+    e.add_argument("weights", help="a .safetensors weights file, a run folder, or a .pth state dict")
+    e.add_argument("--dataset", help="default: the one in the weights' metadata")
+    e.add_argument("--model", help="the model of a .pth state dict")
+    e.add_argument("--data-dir", help="where the dataset's files are")
+    e.add_argument("--download", action="store_true", help="download the dataset through torchvision if missing")
+    e.add_argument("--test-subset", type=int, default=0, help="evaluate a fixed random subset of N images")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--workers", type=int, default=0)
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    e.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    e.add_argument(
+        "--tta", choices=TTA, help="flip: mean of the image's and its mirror image's probabilities; none: the image "
+        "alone (default: as the run was evaluated, else none)",
+    )  # fmt: skip
+    e.add_argument("--skip-bad-images", action="store_true", help="skip and count unreadable image files")
+    e.add_argument("--json", metavar="PATH", help="also write the JSON to PATH")

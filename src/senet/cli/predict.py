@@ -1,0 +1,39 @@
+"""``senet predict``: the top-k labels of image files, preprocessed as the model's training images were."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from senet.cli import command
+
+
+def run(args: argparse.Namespace) -> int:
+    from senet.factory import load_model
+    from senet.training import predict
+
+    model, meta = load_model(args.weights)
+    missing = [k for k in ("classes", "mean", "std", "image_size", "dataset") if k not in meta]
+    if missing:
+        raise ValueError(
+            f"{args.weights!r} lacks {', '.join(missing)} in its metadata; predict needs senet-trained weights"
+        )
+    results = predict(model, args.images, meta, top_k=args.top_k)
+    if args.json:
+        pairs = zip(args.images, results, strict=True)
+        print(json.dumps({p: [{"label": lab, "p": prob} for lab, prob in r] for p, r in pairs}))
+        return 0
+    for path, r in zip(args.images, results, strict=True):
+        print(f"{path}: " + ", ".join(f"{lab} {100 * prob:.1f}%" for lab, prob in r))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = command(
+        sub, "predict", run, "top-k labels of image files",
+        "Classify image files with senet-trained weights (resized and normalised as in training).",
+    )  # fmt: skip
+    p.add_argument("weights", help="a .safetensors weights file or a run folder")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="print JSON")

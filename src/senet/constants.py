@@ -1,0 +1,12 @@
+"""Names and numbers that several layers of senet share."""
+
+# The input normalisation of ImageNet models, per RGB channel on the 0–1 scale: the mean and standard deviation of the
+# ImageNet-1k training images, used by torchvision, timm and the PyTorch port of the paper's released models alike.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The files of a training run's folder that other commands read (senet.training.checkpoint describes them all).
+STATE_FILE = "state.safetensors"  # everything --resume needs
+GOOD_STATE_FILE = "state.good.safetensors"  # the last state known to be usable
+LAST_FILE = "last.safetensors"  # the weights after the last epoch: what a run folder means to eval, predict, export
+BEST_FILE = "best.safetensors"  # the weights at the best test accuracy

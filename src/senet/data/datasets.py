@@ -1,0 +1,273 @@
+"""The datasets senet trains and evaluates on, as uint8 batches (B, C, H, W) with int64 labels, and their `DataSpec`.
+
+* ``fashion-mnist``, ``cifar10``, ``cifar100``: held in memory (`TensorImages`), augmented per batch in one gather
+  (pad, random crop, mirror; random erasing on request).
+* ``imagefolder``: ImageNet-style ``train/CLASS/*.jpg`` and ``val/CLASS/*.jpg`` (`ImageFolder`), decoded per image and
+  transformed with the paper's ImageNet recipe.
+* ``synthetic``: random images, for smoke runs and speed measurements.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from .sampling import Batch, BatchKey, derive_seed
+from .sources import cifar_arrays, fashion_mnist_arrays, missing_files
+from .transforms import imagenet_transforms, random_crop_flip, random_erase
+
+__all__ = ["AUGMENTATIONS", "DATASETS", "DataSpec", "ImageFolder", "TensorImages", "load_datasets"]
+
+DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
+AUGMENTATIONS = ("auto", "none", "crop-flip", "imagenet")  # auto: imagenet for image folders, crop-flip otherwise
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
+
+# Per-channel mean and std of the training images, on the 0–1 scale.
+_STATS = {
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagefolder": (IMAGENET_MEAN, IMAGENET_STD),
+    "synthetic": ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model trained on a dataset must know to be used again: stored with its weights."""
+
+    dataset: str
+    classes: tuple[str, ...]
+    in_chans: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+class TensorImages(Dataset):
+    """Images held in memory as one uint8 tensor (N, C, H, W) with int64 labels (N,).
+
+    ``padding`` turns on the pad-crop-flip augmentation (`random_crop_flip`; 0: flips only, None: off) and
+    ``erasing`` random erasing with that probability per image (`random_erase`), both drawn from each batch's seed;
+    ``size`` resizes (bilinear, antialiased) when the model wants another size than the files have.
+    """
+
+    def __init__(
+        self, images: Tensor, labels: Tensor, *, padding: int | None = None, size: int = 0, erasing: float = 0.0
+    ) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
+            raise ValueError(f"expected uint8 images (N, C, H, W) and N labels, got {images.shape} and {labels.shape}")
+        self.images, self.labels = images, labels.long()
+        self.padding, self.size, self.erasing = padding, size, erasing
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        batch = self.__getitems__(BatchKey(0, [index]))
+        return batch.images[0], int(batch.labels[0])
+
+    def __getitems__(self, key: BatchKey) -> Batch:
+        idx = torch.as_tensor(key.indices, dtype=torch.long)
+        images = self.images[idx]
+        if self.size and self.size != images.shape[-1]:
+            from torchvision.transforms import v2
+
+            images = v2.functional.resize(images, [self.size, self.size], antialias=True)
+        generator = torch.Generator().manual_seed(key.seed)
+        if self.padding is not None:
+            images = random_crop_flip(images, self.padding, generator)
+        if self.erasing > 0:
+            images = random_erase(images, self.erasing, generator)
+        return Batch(images, self.labels[idx])
+
+
+class ImageFolder(Dataset):
+    """Images in class folders (``root/CLASS/*.jpg``), decoded per image with PIL and transformed with
+    torchvision.transforms.v2. A file that cannot be decoded is left out of its batch and named in
+    `Batch.unreadable`, so the trainer can stop with its name or skip and count it."""
+
+    def __init__(self, root: Path, classes: Sequence[str], transform: torch.nn.Module, *, in_chans: int, size: int):
+        self.root, self.classes, self.transform, self.in_chans, self.size = (
+            root,
+            tuple(classes),
+            transform,
+            in_chans,
+            size,
+        )
+        index = {c: i for i, c in enumerate(self.classes)}
+        extra = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in index)
+        if extra:
+            raise ValueError(f"{str(root)!r} has class folders the training set lacks: {extra[:5]}")
+        self.samples: list[tuple[str, int]] = [
+            (str(p), index[c])
+            for c in self.classes
+            if (root / c).is_dir()
+            for p in sorted((root / c).rglob("*"))
+            if p.suffix.lower() in IMAGE_EXTENSIONS
+        ]
+        if not self.samples:
+            raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root)!r}")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        batch = self.__getitems__(BatchKey(0, [index]))
+        if batch.unreadable:
+            raise ValueError(f"unreadable image {batch.unreadable[0]!r}")
+        return batch.images[0], int(batch.labels[0])
+
+    def _load(self, path: str) -> Tensor:
+        from PIL import Image
+        from torchvision.transforms import v2
+
+        with Image.open(path) as img:
+            img = img.convert("L" if self.in_chans == 1 else "RGB")
+        return v2.functional.pil_to_tensor(img)
+
+    def __getitems__(self, key: BatchKey) -> Batch:
+        images, labels, bad = [], [], []
+        for j, i in enumerate(key.indices):
+            path, label = self.samples[i]
+            try:
+                img = self._load(path)
+            except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for broken or non-image files
+                bad.append(f"{path} ({type(e).__name__}: {e})")
+                continue
+            with torch.random.fork_rng(devices=[]):  # v2 draws from the global generator
+                torch.manual_seed(derive_seed(key.seed, j))
+                images.append(self.transform(img))
+            labels.append(label)
+        shape = (0, self.in_chans, self.size, self.size)
+        stacked = torch.stack(images) if images else torch.empty(shape, dtype=torch.uint8)
+        return Batch(stacked, torch.tensor(labels, dtype=torch.long), tuple(bad))
+
+
+def _subset(n: int, keep: int) -> Tensor | None:
+    """A fixed random subset of ``keep`` of ``n`` indices (the same for every run), or None for all."""
+    if not keep or keep >= n:
+        return None
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:keep].sort().values
+
+
+def _image_folder(
+    data_dir: str | None, size: int, in_chans: int, augment: str, subsets: tuple[int, int]
+) -> tuple[Dataset, Dataset, DataSpec]:
+    if not data_dir:
+        raise ValueError("the imagefolder dataset needs --data-dir DIR with train/CLASS/*.jpg and val/CLASS/*.jpg")
+    root = Path(data_dir).expanduser()
+    if not (root / "train").is_dir() or not (root / "val").is_dir():
+        raise missing_files(
+            "an image folder", [root / "train", root / "val"], "arrange it as train/CLASS/*.jpg, val/CLASS/*.jpg"
+        )
+    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+    size = size or 224
+    train = ImageFolder(
+        root / "train", classes, imagenet_transforms(size, augment == "imagenet"), in_chans=in_chans, size=size
+    )
+    test = ImageFolder(root / "val", classes, imagenet_transforms(size, False), in_chans=in_chans, size=size)
+    mean, std = _STATS["imagefolder"]
+    if in_chans == 1:
+        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    spec = DataSpec("imagefolder", tuple(classes), in_chans, size, mean, std)
+    return _take(train, subsets[0]), _take(test, subsets[1]), spec
+
+
+def _take(ds: Dataset, keep: int) -> Dataset:
+    idx = _subset(len(ds), keep)
+    if idx is None:
+        return ds
+    if isinstance(ds, ImageFolder):
+        ds.samples = [ds.samples[i] for i in idx.tolist()]
+        return ds
+    return TensorImages(ds.images[idx], ds.labels[idx], padding=ds.padding, size=ds.size, erasing=ds.erasing)
+
+
+def load_datasets(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    download: bool = False,
+    image_size: int = 0,
+    augment: str = "auto",
+    crop_padding: int = 4,
+    random_erasing: float = 0.0,
+    train_subset: int = 0,
+    test_subset: int = 0,
+    in_chans: int = 3,
+) -> tuple[Dataset, Dataset, DataSpec]:
+    """The training and test sets of a dataset, and its `DataSpec`.
+
+    Args:
+        name: one of `DATASETS`.
+        data_dir: where the files are; by default the dataset's usual places (see the module docstring).
+        download: fetch the dataset through torchvision if it is not found (needs the network).
+        image_size: the side the model sees; 0 for the dataset's own (28, 32, 224 for image folders).
+        augment: ``crop-flip`` (pad ``crop_padding`` px, random crop, mirror) for in-memory datasets, ``imagenet``
+            (the paper's) for image folders, ``none``, or ``auto`` (the one that applies).
+        random_erasing: probability of erasing a random rectangle of each training image (`random_erase`);
+            in-memory datasets only.
+        train_subset, test_subset: keep a fixed random subset of that many images (0: all).
+        in_chans: channels of image-folder and synthetic images (3 RGB, 1 grayscale).
+
+    Raises:
+        ValueError: unknown dataset or augmentation, corrupt files.
+        FileNotFoundError: no files, with where it looked and how to get them.
+    """
+    if name not in DATASETS:
+        hints = difflib.get_close_matches(name, DATASETS, n=2)
+        hint = f" (did you mean {hints[0]!r}?)" if hints else ""
+        raise ValueError(f"unknown dataset {name!r}{hint}; choose from {', '.join(DATASETS)}")
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augment {augment!r}; choose from {', '.join(AUGMENTATIONS)}")
+    if augment == "auto":
+        augment = "imagenet" if name == "imagefolder" else "crop-flip"
+    if (augment == "imagenet") != (name == "imagefolder") and augment != "none":
+        want = "imagenet" if name == "imagefolder" else "crop-flip"
+        raise ValueError(f"augment {augment!r} does not apply to {name}; use {want!r} or 'none'")
+    if not 0.0 <= random_erasing <= 1.0:
+        raise ValueError(f"random_erasing={random_erasing!r} is a probability; use a value in [0, 1]")
+    if name == "imagefolder" and random_erasing:
+        raise ValueError("random_erasing applies to in-memory datasets (fashion-mnist, cifar10/100, synthetic) only")
+    if name == "imagefolder":
+        return _image_folder(data_dir, image_size, in_chans, augment, (train_subset, test_subset))
+    if name == "synthetic":
+        size = image_size or 32
+        g = torch.Generator().manual_seed(0)
+        n_train, n_test = train_subset or 10_000, test_subset or 1_000
+        images = torch.randint(0, 256, (n_train + n_test, in_chans, size, size), dtype=torch.uint8, generator=g)
+        labels = torch.randint(0, 10, (n_train + n_test,), generator=g)
+        splits = {"train": (images[:n_train], labels[:n_train]), "test": (images[n_train:], labels[n_train:])}
+        classes = tuple(str(i) for i in range(10))
+        mean, std = _STATS["synthetic"][0][:in_chans], _STATS["synthetic"][1][:in_chans]
+        spec = DataSpec(name, classes, in_chans, size, mean, std)
+    else:
+        if name == "fashion-mnist":
+            arrays, classes = fashion_mnist_arrays(data_dir, download)
+        else:
+            arrays, classes = cifar_arrays(name, data_dir, download)
+        splits = {k: (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)) for k, (x, y) in arrays.items()}
+        native = splits["train"][0].shape[-1]
+        mean, std = _STATS[name]
+        spec = DataSpec(name, tuple(classes), splits["train"][0].shape[1], image_size or native, mean, std)
+    padding = crop_padding if augment == "crop-flip" else None
+    train = TensorImages(*splits["train"], padding=padding, size=spec.image_size, erasing=random_erasing)
+    test = TensorImages(*splits["test"], size=spec.image_size)
+    bad = int(max(train.labels.max(), test.labels.max()))
+    if bad >= spec.num_classes or min(train.labels.min(), test.labels.min()) < 0:
+        raise ValueError(f"{name} labels out of range 0..{spec.num_classes - 1} (found {bad})")
+    return _take(train, train_subset), _take(test, test_subset), spec

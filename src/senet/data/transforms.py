@@ -1,0 +1,88 @@
+"""Transforms of uint8 image batches: the CIFAR augmentation done as one gather per batch, random erasing, the
+paper's ImageNet augmentation and evaluation crop, and the normalisation that runs on the training device."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["PixelJitter", "imagenet_transforms", "normalize", "random_crop_flip", "random_erase"]
+
+
+def random_crop_flip(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
+    """The CIFAR augmentation on a batch: zero-pad by ``padding``, crop back at a random offset per image, and
+    mirror half of the images at random. One gather for the whole batch. (B, C, H, W) in and out."""
+    b, _, h, w = images.shape
+    if padding > 0:
+        images = F.pad(images, (padding, padding, padding, padding))
+    dy = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator)
+    flip = torch.rand(b, 1, generator=generator) < 0.5
+    rows = dy + torch.arange(h)  # (B, H)
+    cols = dx + torch.arange(w)  # (B, W)
+    cols = torch.where(flip, cols.flip(1), cols)
+    channels = torch.arange(images.shape[1])[None, :, None, None]
+    return images[torch.arange(b)[:, None, None, None], channels, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def random_erase(images: Tensor, p: float, generator: torch.Generator) -> Tensor:
+    """Random erasing (Zhong et al., 2017) on a uint8 batch: with probability ``p`` per image, one rectangle of 2–33%
+    of the area, aspect ratio 0.3–3.3, at a random place, is filled with random values. (B, C, H, W) in and out."""
+    b, _, h, w = images.shape
+    area = torch.empty(b).uniform_(0.02, 0.33, generator=generator) * h * w
+    aspect = torch.empty(b).uniform_(math.log(0.3), math.log(3.3), generator=generator).exp()
+    eh = (area * aspect).sqrt().round().clamp(1, h).long()
+    ew = (area / aspect).sqrt().round().clamp(1, w).long()
+    y0 = (torch.rand(b, generator=generator) * (h - eh + 1)).long()
+    x0 = (torch.rand(b, generator=generator) * (w - ew + 1)).long()
+    erase = torch.rand(b, generator=generator) < p
+    rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
+    inside_r = (rows >= y0[:, None]) & (rows < (y0 + eh)[:, None])  # (B, H)
+    inside_c = (cols >= x0[:, None]) & (cols < (x0 + ew)[:, None])  # (B, W)
+    mask = (inside_r[:, :, None] & inside_c[:, None, :] & erase[:, None, None])[:, None]  # (B, 1, H, W)
+    noise = torch.randint(0, 256, images.shape, generator=generator, dtype=torch.uint8)
+    return torch.where(mask, noise, images)
+
+
+def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """uint8 (B, C, H, W) on any device → float32 normalised by the dataset's per-channel mean and std."""
+    from torchvision.transforms import v2
+
+    # Standard strides: a one-channel batch with channels-last strides counts as contiguous, yet would send every
+    # layer to slow kernels; .to(memory_format=...) lays it out anew.
+    x = images.to(torch.float32, memory_format=torch.contiguous_format).div_(255)
+    return v2.functional.normalize(x, list(mean), list(std))
+
+
+class PixelJitter(torch.nn.Module):
+    """Add one random offset in [-amount, amount] (0–255 scale) to each channel of a uint8 image: our reading of
+    the "pixel jitter ±20" of the released SENet models' training."""
+
+    def __init__(self, amount: int = 20) -> None:
+        super().__init__()
+        self.amount = amount
+
+    def forward(self, img: Tensor) -> Tensor:
+        offset = torch.randint(-self.amount, self.amount + 1, (img.shape[0], 1, 1))
+        return (img.to(torch.int16) + offset).clamp_(0, 255).to(torch.uint8)
+
+
+def imagenet_transforms(size: int, train: bool) -> torch.nn.Module:
+    """Per-image transforms of uint8 tensors: the paper's training augmentation, or its single-crop evaluation
+    (shorter side resized to size / 0.875, i.e. 256 for 224, then the centre crop)."""
+    from torchvision.transforms import v2
+
+    if train:
+        return v2.Compose(
+            [
+                v2.RandomResizedCrop(size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.RandomRotation(10),
+                PixelJitter(20),
+            ]
+        )
+    return v2.Compose([v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size)])

@@ -1,0 +1,96 @@
+"""Making models: `create_model` builds a registered network and loads published weights into it when asked;
+`load_model` rebuilds the network a senet weights file describes. The one place where models meet weights.
+
+A model made here carries ``model.model_config`` (its name, options, classes and input channels); `model_metadata`
+writes that into a weights file, so that `load_model` can build the same network again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .constants import GOOD_STATE_FILE, LAST_FILE, STATE_FILE
+from .files import read_weights, safe_torch_load
+from .models import build_model
+from .weights import convert_state_dict, fetch, get_weights, load_weights
+
+__all__ = ["create_model", "load_model", "model_metadata", "weights_file"]
+
+
+def create_model(
+    name: str, *, num_classes: int | None = None, in_chans: int = 3, weights: str | None = None, **options: Any
+) -> nn.Module:
+    """Build a registered model with fresh weights, or with published ones (``weights``).
+
+    Args:
+        name: a name from `senet.list_models()`, e.g. ``"se_resnet50"`` or its plain twin ``"resnet50"``.
+        num_classes: outputs of the classifier; by default the model's dataset's (1000 for ImageNet models, 10 for
+            the CIFAR ones), or the weights'. With published weights, another number keeps the pretrained features
+            and starts a new classifier (``fc``).
+        in_chans: input channels (1 for grayscale).
+        weights: ``"DEFAULT"`` or a tag of `senet.list_weights(name)`: download (torch.hub's cache, checksum
+            checked), convert and load the published weights; ``model.weights_meta`` then records their
+            normalisation and origin (`senet.weights.KnownWeights.metadata`).
+        **options: architecture options of the family (e.g. ``layout="v1.5"``, ``drop_rate=0.2``) and, for SE
+            models, the SE options: ``r`` (one ratio, or one per stage), ``se_position`` (standard, pre, post,
+            identity, after_3x3), ``se_stages`` (1-based stages with SE), ``se_squeeze``, ``se_gate``,
+            ``se_rounding``, ``se_reduced``, ``se_bias``, ``se_conv``, ``se_init`` (``"identity"``: every unit
+            starts with its gate exactly 1; needs ``se_gate="sigmoid_x2"`` or ``"relu"``).
+
+    Raises:
+        ValueError: unknown name (close matches named), a bad option value, or options the weights do not fit.
+        TypeError: an option the model does not take (the valid ones named).
+    """
+    if weights is None:
+        return build_model(name, num_classes=num_classes, in_chans=in_chans, **options)
+    spec = get_weights(name, weights)
+    if in_chans != 3:
+        raise ValueError(f"{spec.name} are weights for RGB input; use in_chans=3 (repeat a grey channel 3 times)")
+    for key, value in spec.options.items():
+        if key in options and options[key] != value:
+            raise ValueError(f"{spec.name} need {key}={value!r}; got {key}={options[key]!r}")
+    num_classes = spec.num_classes if num_classes is None else num_classes
+    model = build_model(name, num_classes=num_classes, in_chans=in_chans, **{**options, **spec.options})
+    new_head = model.num_classes != spec.num_classes
+    load_weights(model, safe_torch_load(fetch(spec)), spec.layout, skip=("fc.",) if new_head else ())
+    model.weights_meta = spec.metadata()
+    return model
+
+
+def model_metadata(model: nn.Module, **extra: Any) -> dict[str, Any]:
+    """What rebuilds ``model`` (made by `create_model`) plus ``extra`` facts (mean, std, classes, ...)."""
+    config = getattr(model, "model_config", None)
+    if config is None:
+        raise ValueError(f"{type(model).__name__} was not made by senet.create_model; its weights cannot be rebuilt")
+    return {**config, **extra}
+
+
+def weights_file(path: str | os.PathLike) -> Path:
+    """The weights file ``path`` names: itself, or a run folder's ``last.safetensors``."""
+    path = Path(path)
+    if path.name in (STATE_FILE, GOOD_STATE_FILE):
+        raise ValueError(f"{str(path)!r} is a training state (for --resume); use {LAST_FILE} or the run folder")
+    return path / LAST_FILE if path.is_dir() else path
+
+
+def load_model(path: str | os.PathLike, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a senet weights file (or a run folder) describes and load its weights (strictly).
+
+    Returns (model, metadata). ``overrides`` replace options the file records.
+
+    Raises:
+        ValueError: the file is not a senet weights file, or its tensors do not fit the model it names (each key
+            named: missing, unexpected, or of another shape or kind).
+    """
+    path = weights_file(path)
+    tensors, meta = read_weights(path)
+    if "name" not in meta:
+        raise ValueError(f"{str(path)!r} has no senet metadata; load it into a model with senet.load_weights")
+    options = {**meta.get("options", {}), **overrides}
+    model = create_model(meta["name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **options)
+    model.load_state_dict(convert_state_dict(tensors, model, "senet", what=repr(str(path))), strict=True)
+    return model, meta
