@@ -10,6 +10,7 @@ its registry); `weights` (conversion, published weights); `factory` (`create_mod
 `export`, `optimize` and `data`; `training`; `analysis`; `cli`.
 """
 
+from ._version import __version__
 from .complexity import Profile, profile
 from .export import export
 from .factory import create_model, load_model
@@ -20,8 +21,6 @@ from .retrofit import add_se
 from .training import RunResult, TrainConfig, compare, evaluate, train
 from .weights import list_weights, load_weights
 
-__version__ = "0.1.0"
-
 __all__ = [
     "Classifier",
     "Profile",
@@ -29,6 +28,7 @@ __all__ = [
     "SEConfig",
     "SqueezeExcite",
     "TrainConfig",
+    "__version__",
     "add_se",
     "compare",
     "create_model",

@@ -26,6 +26,7 @@ import torch
 from ..factory import create_model
 from ..files import atomic_write, atomic_write_text, folder_lock
 from ..models import get_entry
+from ..training import TrainConfig, train
 
 __all__ = ["STUDIES", "StudyResult", "Variant", "run_study", "study_variants"]
 
@@ -206,7 +207,7 @@ class StudyResult:
 
 def run_study(
     study: str,
-    base: Any,
+    base: TrainConfig,
     *,
     seeds: Sequence[int] = (0, 1, 2),
     out_dir: str | os.PathLike,
@@ -229,15 +230,13 @@ def run_study(
 
 def _run_study(
     study: str,
-    base: Any,
+    base: TrainConfig,
     variants: list[Variant],
     seeds: Sequence[int],
     folder: Path,
     runs_dir: str | os.PathLike | None,
     log: Callable[[str], None],
 ) -> StudyResult:
-    from ..training import train
-
     result = StudyResult(study, base.model, folder, [])
     for v in variants:
         result.rows.append({**asdict(v), "seeds": len(seeds), "errors": [], "runs": [], "params": None, "macs": None})

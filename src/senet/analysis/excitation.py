@@ -24,8 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..data import EpochBatches, load_datasets
+from ..factory import load_model
 from ..files import atomic_write
 from ..layers import SqueezeExcite
+from ..training.evaluation import Inputs, loader
 
 __all__ = ["ExcitationStats", "default_units", "paper_name", "plot_class_means", "plot_spread", "record_excitations"]
 
@@ -267,13 +270,7 @@ def record_from_weights(
 
     The dataset, input size, normalisation and class names come from the weights' metadata.
     """
-    from ..data import EpochBatches, load_datasets
-    from ..factory import load_model
-    from ..training.checkpoint import LAST_FILE
-    from ..training.evaluation import Inputs, loader
-
-    path = Path(weights)
-    model, meta = load_model(path / LAST_FILE if path.is_dir() else path)
+    model, meta = load_model(weights)
     if "dataset" not in meta:
         raise ValueError(f"{str(weights)!r} does not say which dataset it was trained on (no 'dataset' in metadata)")
     _, test, spec = load_datasets(

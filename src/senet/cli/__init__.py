@@ -41,7 +41,7 @@ def command(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="senet", description="Squeeze-and-Excitation networks: models, training, analysis.")
-    from senet import __version__
+    from senet._version import __version__
 
     parser.add_argument("--version", action="version", version=f"senet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

@@ -8,10 +8,9 @@ config.yaml, which is itself a recipe: ``senet train --recipe runs/NAME/config.y
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import difflib
-import inspect
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,63 +30,74 @@ SCHEDULES = ("cosine", "linear", "step", "plateau", "constant")
 AMP = ("none", "bf16", "fp16")
 
 
+def option(default: Any, help: str) -> Any:
+    """A `TrainConfig` field: its default and a short help (unit, choices), which ``senet train --help`` shows."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides a training run. Learning rates are per ``lr_batch`` images and scale linearly with
     the global batch (batch_size × accum_steps × processes), as the paper's 0.6 per 1024 (§5)."""
 
     # model
-    model: str = "se_resnet20"
-    model_options: dict[str, Any] = field(default_factory=dict)  # create_model options, e.g. {r: 8}
+    model: str = option("se_resnet20", "a registered model (senet models)")
+    model_options: dict[str, Any] = option({}, "create_model options, e.g. {r: 8}")
     # data
-    dataset: str = "fashion-mnist"  # fashion-mnist, cifar10, cifar100, imagefolder, synthetic
-    data_dir: str | None = None  # None: the dataset's usual places
-    download: bool = False  # fetch through torchvision when missing (needs the network)
-    image_size: int = 0  # pixels; 0: the dataset's own
-    in_chans: int = 3  # channels of image-folder and synthetic images (others have their own)
-    augment: str = "auto"  # auto, none, crop-flip (small images), imagenet (image folders); auto: the one that applies
-    crop_padding: int = 4  # pixels of zero padding before the random crop (crop-flip; 0: flips only)
-    random_erasing: float = 0.0  # probability of erasing a random rectangle per training image (in-memory data)
-    train_subset: int = 0  # train on a fixed random subset of this many images; 0: all
-    test_subset: int = 0  # evaluate on a fixed random subset; 0: all
-    tta: str = "none"  # test-time augmentation of every evaluation: none, or flip (mean of image and mirror image)
-    skip_bad_images: bool = False  # image folders: skip and count unreadable files instead of stopping
-    workers: int = 0  # data-loading processes per training process
+    dataset: str = option("fashion-mnist", "fashion-mnist, cifar10, cifar100, imagefolder, synthetic")
+    data_dir: str | None = option(None, "None: the dataset's usual places")
+    download: bool = option(False, "fetch through torchvision when missing (needs the network)")
+    image_size: int = option(0, "pixels; 0: the dataset's own")
+    in_chans: int = option(3, "channels of image-folder and synthetic images (others have their own)")
+    augment: str = option(
+        "auto", "auto, none, crop-flip (small images), imagenet (image folders); auto: the one that applies"
+    )
+    crop_padding: int = option(4, "pixels of zero padding before the random crop (crop-flip; 0: flips only)")
+    random_erasing: float = option(0.0, "probability of erasing a random rectangle per training image (in-memory data)")
+    train_subset: int = option(0, "train on a fixed random subset of this many images; 0: all")
+    test_subset: int = option(0, "evaluate on a fixed random subset; 0: all")
+    tta: str = option(
+        "none", "test-time augmentation of every evaluation: none, or flip (mean of image and mirror image)"
+    )
+    skip_bad_images: bool = option(False, "image folders: skip and count unreadable files instead of stopping")
+    workers: int = option(0, "data-loading processes per training process")
     # optimisation
-    epochs: int = 10
-    batch_size: int = 128  # images per process and per step (before accumulation)
-    accum_steps: int = 1  # micro-batches per optimizer step
-    optimizer: str = "sgd"  # sgd (momentum) or adamw
-    lr: float = 0.1  # peak learning rate per lr_batch images
-    lr_batch: int = 256  # images per step at which lr applies
-    momentum: float = 0.9  # SGD momentum; AdamW's beta1
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    no_decay_norm_bias: bool = False  # no weight decay on BatchNorm weights and biases
-    schedule: str = "cosine"  # cosine, linear (to min_lr), step (× gamma at milestones), plateau, constant
-    warmup_epochs: float = 0.0  # linear warm-up from 0, in epochs (fractions allowed)
-    min_lr: float = 0.0  # final fraction of the peak lr (cosine, linear)
-    milestones: list[int] = field(default_factory=lambda: [30, 60, 90])  # step: epochs at which lr *= gamma
-    gamma: float = 0.1  # step and plateau decay factor
-    patience: int = 2  # plateau: epochs without a better test loss before lr *= gamma
-    label_smoothing: float = 0.0
-    ema_decay: float = 0.0  # exponential moving average of the weights; 0: off. Evaluated and saved when on
+    epochs: int = option(10, "training epochs")
+    batch_size: int = option(128, "images per process and per step (before accumulation)")
+    accum_steps: int = option(1, "micro-batches per optimizer step")
+    optimizer: str = option("sgd", "sgd (momentum) or adamw")
+    lr: float = option(0.1, "peak learning rate per lr_batch images")
+    lr_batch: int = option(256, "images per step at which lr applies")
+    momentum: float = option(0.9, "SGD momentum; AdamW's beta1")
+    nesterov: bool = option(False, "Nesterov momentum (SGD)")
+    weight_decay: float = option(5e-4, "L2 weight decay (decoupled for AdamW)")
+    no_decay_norm_bias: bool = option(False, "no weight decay on BatchNorm weights and biases")
+    schedule: str = option("cosine", "cosine, linear (to min_lr), step (× gamma at milestones), plateau, constant")
+    warmup_epochs: float = option(0.0, "linear warm-up from 0, in epochs (fractions allowed)")
+    min_lr: float = option(0.0, "final fraction of the peak lr (cosine, linear)")
+    milestones: list[int] = option([30, 60, 90], "step: epochs at which lr *= gamma")
+    gamma: float = option(0.1, "step and plateau decay factor")
+    patience: int = option(2, "plateau: epochs without a better test loss before lr *= gamma")
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy, in [0, 1)")
+    ema_decay: float = option(0.0, "exponential moving average of the weights; 0: off. Evaluated and saved when on")
     # speed
-    amp: str = "none"  # none, bf16 (CPU or CUDA), fp16 (CUDA, with a gradient scaler)
-    channels_last: bool = False
-    compile: bool = False  # torch.compile the model
-    sync_bn: bool = False  # SyncBatchNorm across processes
-    device: str = "auto"  # auto (CUDA when present), cpu, cuda
-    threads: int = 0  # CPU threads per process; 0: cores / processes
+    amp: str = option("none", "none, bf16 (CPU or CUDA), fp16 (CUDA, with a gradient scaler)")
+    channels_last: bool = option(False, "NHWC memory layout")
+    compile: bool = option(False, "torch.compile the model")
+    sync_bn: bool = option(False, "SyncBatchNorm across processes")
+    device: str = option("auto", "auto (CUDA when present), cpu, cuda")
+    threads: int = option(0, "CPU threads per process; 0: cores / processes")
     # reproducibility and output
-    seed: int = 0
-    deterministic: bool = False  # deterministic kernels only (bit-identical reruns and resumes)
-    out_dir: str = "runs"
-    name: str = ""  # run folder under out_dir; "": MODEL-DATASET-sSEED
-    checkpoint_every: int = 0  # also checkpoint every N optimizer steps (0: at epoch ends only)
-    eval_every: int = 1  # epochs between test-set evaluations (the last epoch is always evaluated)
-    tensorboard: bool = True  # write TensorBoard events when tensorboard is installed
-    progress: str = "auto"  # auto (a bar on a terminal, one line per epoch otherwise), bar, epoch, none
+    seed: int = option(0, "the run's seed: initialisation, data order, augmentation, dropout")
+    deterministic: bool = option(False, "deterministic kernels only (bit-identical reruns and resumes)")
+    out_dir: str = option("runs", "the folder that holds run folders")
+    name: str = option("", 'run folder under out_dir; "": MODEL-DATASET-sSEED')
+    checkpoint_every: int = option(0, "also checkpoint every N optimizer steps (0: at epoch ends only)")
+    eval_every: int = option(1, "epochs between test-set evaluations (the last epoch is always evaluated)")
+    tensorboard: bool = option(True, "write TensorBoard events when tensorboard is installed")
+    progress: str = option("auto", "auto (a bar on a terminal, one line per epoch otherwise), bar, epoch, none")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -100,9 +110,8 @@ class TrainConfig:
 
     @classmethod
     def field_help(cls) -> dict[str, str]:
-        """Each field's comment in the class body above (its unit or choices): the command line's help."""
-        found = re.findall(r"^    (\w+): [^=\n]+ = .*?(?:  # (.*))?$", inspect.getsource(cls), re.M)
-        return {name: text for name, text in found}
+        """Each field's help (its unit, choices or meaning): the command line's ``--FIELD`` help."""
+        return {f.name: f.metadata["help"] for f in dataclasses.fields(cls)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -175,70 +176,233 @@ def _check_resumable(state: TrainingState, model: nn.Module, path: Path) -> None
         )
 
 
+@dataclass
+class Totals:
+    """What the epoch has added up so far, over all processes: the training loss summed over images, the images
+    classified right, the images seen and the unreadable files skipped. Checkpointed, so a resumed epoch goes on."""
+
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    seen: float = 0.0
+    skipped: float = 0.0
+
+    def add(self, loss_sum: float, correct: float, seen: float, skipped: float) -> None:
+        self.loss_sum, self.correct = self.loss_sum + loss_sum, self.correct + correct
+        self.seen, self.skipped = self.seen + seen, self.skipped + skipped
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.seen
+
+    @property
+    def acc(self) -> float:
+        return self.correct / self.seen
+
+    @classmethod
+    def restore(cls, saved: dict[str, float] | list[float]) -> Totals:
+        """From a checkpoint (a list in the order of the fields in states written before the totals had names)."""
+        return cls(*saved) if isinstance(saved, list) else cls(**saved)
+
+
 class _Run:
-    """One training session of a run folder: builds everything from the config, then `fit` trains."""
+    """One training session of a run folder: `__init__` builds data, model and optimizer from the config and
+    restores the folder's checkpoint; `fit` trains the remaining epochs."""
 
     def __init__(self, config: TrainConfig, dist: distributed.Dist, resume: bool | Literal["auto"]) -> None:
         self.t0 = time.monotonic()
         self.config = c = config
-        self.dist = d = dist
+        self.dist = dist
         self.run_dir = c.run_dir
-        self.progress = Progress(c.progress if d.main else "none")
+        self.progress = Progress(c.progress if dist.main else "none")
 
-        train_ds, self.test_ds, self.spec = load_datasets(
-            c.dataset, data_dir=c.data_dir, download=c.download and d.main, image_size=c.image_size,
+        # data: the training and test sets, and how a batch reaches the model
+        train_set, self.test_set, self.spec = load_datasets(
+            c.dataset, data_dir=c.data_dir, download=c.download and dist.main, image_size=c.image_size,
             augment=c.augment, crop_padding=c.crop_padding, random_erasing=c.random_erasing,
-            train_subset=c.train_subset,
-            test_subset=c.test_subset, in_chans=c.in_chans,
+            train_subset=c.train_subset, test_subset=c.test_subset, in_chans=c.in_chans,
         )  # fmt: skip
-        self.inputs = Inputs(d.device, self.spec.mean, self.spec.std, c.channels_last, c.amp)
-
-        torch.manual_seed(derive_seed(c.seed, "init"))
-        s = self.spec
-        m = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **c.model_options)
-        if s.image_size < getattr(m, "min_size", 1):
-            raise ValueError(f"{c.model} needs images of at least {m.min_size} px; the data has {s.image_size}")
-        with torch.device("meta"):  # count parameters and multiply-adds without a second set of weights
-            meta = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **c.model_options)
-        self.cost = profile(meta, (s.in_chans, s.image_size, s.image_size))
-        if d.enabled and c.sync_bn:
-            if d.device.type != "cuda":
-                raise ValueError("sync_bn needs CUDA devices: PyTorch's SyncBatchNorm runs on GPUs only")
-            m = nn.SyncBatchNorm.convert_sync_batchnorm(m)
-        m.to(d.device, memory_format=torch.channels_last if c.channels_last else torch.preserve_format)
-        self.model = m
-        self.ema = ModelEMA(m, c.ema_decay) if c.ema_decay > 0 else None
-
-        self.sampler = EpochBatches(len(train_ds), c.batch_size, shuffle=True, seed=c.seed, rank=d.rank, world=d.world)
-        self.train_loader = loader(train_ds, self.sampler, c.workers, d.device.type == "cuda")
-        self.batches = len(self.sampler) // c.accum_steps * c.accum_steps  # per epoch, whole optimizer steps
+        self.inputs = Inputs(dist.device, self.spec.mean, self.spec.std, c.channels_last, c.amp)
+        self.sampler = EpochBatches(
+            len(train_set), c.batch_size, shuffle=True, seed=c.seed, rank=dist.rank, world=dist.world
+        )
+        self.train_loader = loader(train_set, self.sampler, c.workers, dist.device.type == "cuda")
+        self.batches = len(self.sampler) // c.accum_steps * c.accum_steps  # per epoch: whole optimizer steps
         if self.batches == 0:
             raise ValueError(f"an epoch has {len(self.sampler)} batches, fewer than accum_steps={c.accum_steps}")
+
+        # the model, its EMA, and what runs it (DistributedDataParallel, torch.compile)
+        self.model = self._build_model()
+        self.ema = ModelEMA(self.model, c.ema_decay) if c.ema_decay > 0 else None
+        net: nn.Module = self.model
+        if dist.enabled:
+            ids = [dist.device.index] if dist.device.type == "cuda" else None
+            net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.net = torch.compile(net) if c.compile else net
+
+        # optimisation: lr scaled with the global batch (the paper's 0.6 per 1024, §5), the schedule over steps
         steps_per_epoch = self.batches // c.accum_steps
-        global_batch = c.batch_size * c.accum_steps * d.world
-        self.base_lr = c.lr * global_batch / c.lr_batch
-        self.optimizer = _optimizer(c, m, self.base_lr)
-        self.scaler = torch.amp.GradScaler(d.device.type, enabled=c.amp == "fp16")
+        self.base_lr = c.lr * c.batch_size * c.accum_steps * dist.world / c.lr_batch
+        self.optimizer = _optimizer(c, self.model, self.base_lr)
+        self.scaler = torch.amp.GradScaler(dist.device.type, enabled=c.amp == "fp16")
         self.schedule = LRSchedule(
             c.schedule, total_steps=steps_per_epoch * c.epochs, steps_per_epoch=steps_per_epoch,
             warmup_epochs=c.warmup_epochs, min_lr=c.min_lr, milestones=c.milestones, gamma=c.gamma,
             patience=c.patience,
         )  # fmt: skip
         self.criterion = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
-        net: nn.Module = m
-        if d.enabled:
-            ids = [d.device.index] if d.device.type == "cuda" else None
-            net = nn.parallel.DistributedDataParallel(m, device_ids=ids)
-        self.net = torch.compile(net) if c.compile else net
 
-        # progress: epoch and batch position, optimizer steps, partial sums of the epoch, history
+        # where the run stands: epoch and batch within it, optimizer steps, the epoch's totals, per-epoch history
         self.epoch, self.batch, self.step = 0, 0, 0
-        self.sums = [0.0, 0.0, 0.0, 0.0]  # this epoch so far: train loss sum, correct, images, skipped files
+        self.totals = Totals()
         self.elapsed_before, self.best_acc = 0.0, -1.0
         self.history: list[dict[str, Any]] = []
         self._start(resume)
 
-    # -- run folder ----------------------------------------------------------------------------------------------
+    def _build_model(self) -> nn.Module:
+        """The model of the config for the data, on the device; its cost counted on the meta device."""
+        c, s, device = self.config, self.spec, self.dist.device
+        torch.manual_seed(derive_seed(c.seed, "init"))
+        model = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **c.model_options)
+        if s.image_size < getattr(model, "min_size", 1):
+            raise ValueError(f"{c.model} needs images of at least {model.min_size} px; the data has {s.image_size}")
+        with torch.device("meta"):  # count parameters and multiply-adds without a second set of weights
+            meta = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **c.model_options)
+        self.cost = profile(meta, (s.in_chans, s.image_size, s.image_size))
+        if self.dist.enabled and c.sync_bn:
+            if device.type != "cuda":
+                raise ValueError("sync_bn needs CUDA devices: PyTorch's SyncBatchNorm runs on GPUs only")
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return model.to(device, memory_format=torch.channels_last if c.channels_last else torch.preserve_format)
+
+    # -- training ------------------------------------------------------------------------------------------------
+
+    def fit(self) -> RunResult:
+        """Train the remaining epochs: each one's batches, then its evaluation, checkpoint and outputs."""
+        c, dist = self.config, self.dist
+        self.tb = TensorBoard(self.run_dir, c.tensorboard and dist.main)
+        try:
+            while self.epoch < c.epochs:
+                self.sampler.set_epoch(self.epoch, start=self.batch)  # a resumed epoch skips what it has done
+                self.net.train()
+                self.progress.start_epoch(self.batch)
+                started, seen_before = time.monotonic(), self.totals.seen
+                for i, batch in enumerate(self.train_loader, start=self.batch):
+                    if i >= self.batches:
+                        break
+                    self._train_step(i, batch)
+                    self.batch = i + 1
+                    speed = (self.totals.seen - seen_before) / max(time.monotonic() - started, 1e-9)
+                    t = self.totals
+                    self.progress.step(self.epoch + 1, c.epochs, self.batch, self.batches, t.loss, t.acc, speed)
+                    stepped = self.batch % c.accum_steps == 0
+                    if c.checkpoint_every and stepped and self.step % c.checkpoint_every == 0 and i + 1 < self.batches:
+                        self._save_state()  # (the epoch's end saves anyway)
+                self._end_epoch(time.monotonic() - started, self.totals.seen - seen_before)
+        finally:
+            self.tb.close()
+        return self._result()
+
+    def _train_step(self, i: int, batch: Batch) -> None:
+        """Micro-batch ``i`` of the epoch: forward, loss and backward; after every ``accum_steps`` micro-batches,
+        one optimizer step at the schedule's learning rate."""
+        c, dist = self.config, self.dist
+        last_micro = (i + 1) % c.accum_steps == 0
+        skipped = check_readable(batch, c.skip_bad_images)
+        torch.manual_seed(derive_seed(c.seed, "step", dist.rank, self.epoch, i))  # dropout & co., resume-exact
+        x, y = self.inputs.prepare(batch.images), batch.labels.to(dist.device, non_blocking=True)
+        # Gradients are averaged across processes at the last micro-batch of a step only.
+        with contextlib.nullcontext() if last_micro or not dist.enabled else self.net.no_sync():
+            with self.inputs.autocast():
+                logits = self.net(x)
+                loss = self.criterion(logits, y)
+            self.scaler.scale(loss / c.accum_steps).backward()
+        loss_sum, correct, seen, skipped = dist.sum(
+            [loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y), skipped]
+        )
+        if not math.isfinite(loss_sum):
+            where = f"step {self.step + 1} (epoch {self.epoch + 1}, batch {i + 1})"
+            raise self._stop_non_finite(f"training loss is {loss_sum / seen} at {where}")
+        self.totals.add(loss_sum, correct, seen, skipped)
+        if last_micro:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.base_lr * self.schedule(self.step)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            if self.ema is not None:
+                self.ema.update(self.model, self.step)
+
+    def _end_epoch(self, spent_s: float, images: float) -> None:
+        """Evaluate (every ``eval_every`` epochs and at the last), record the epoch, checkpoint, write the outputs."""
+        c, t = self.config, self.totals
+        row: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "step": self.step,
+            "lr": self.base_lr * self.schedule(max(self.step - 1, 0)),
+            "train_loss": t.loss,
+            "train_acc": t.acc,
+            "test_loss": "",
+            "test_acc": "",
+            "test_acc5": "",
+            "images_per_s": images / max(spent_s, 1e-9),
+            "skipped": t.skipped,
+        }
+        model = self.ema.module if self.ema else self.model
+        self.dist.sync_buffers(model)
+        if (self.epoch + 1) % c.eval_every == 0 or self.epoch + 1 == c.epochs:
+            r = evaluate(
+                model, self.test_set, self.inputs, batch_size=2 * c.batch_size, workers=c.workers, dist=self.dist,
+                skip_bad_images=c.skip_bad_images, tta=c.tta,
+            )  # fmt: skip
+            row |= {"test_loss": r.loss, "test_acc": r.acc, "test_acc5": r.acc5, "test_images": r.n}
+            row["skipped"] += r.skipped
+            if not math.isfinite(r.loss):
+                raise self._stop_non_finite(f"the test loss after epoch {self.epoch + 1} is {r.loss}")
+            self.schedule.observe(r.loss)
+        row["elapsed_s"] = self._elapsed()
+        row["epoch_s"] = row["elapsed_s"] - (self.history[-1]["elapsed_s"] if self.history else 0.0)
+        self.history.append(row)
+        self.epoch, self.batch, self.totals = self.epoch + 1, 0, Totals()
+        self._save_state()
+        if self.dist.main:
+            if row["test_acc"] != "":  # evaluated with a finite loss: a state to go back to
+                mark_good(self.run_dir)
+            self._write_outputs(row, model)
+        self.progress.end_epoch(row, c.epochs)
+
+    def _write_outputs(self, row: dict[str, Any], model: nn.Module) -> None:
+        if row["test_acc"] != "":
+            save_weights(self.run_dir / LAST_FILE, model, self._metadata(row))
+            if row["test_acc"] > self.best_acc:
+                self.best_acc = row["test_acc"]
+                save_weights(self.run_dir / BEST_FILE, model, self._metadata(row))
+        write_metrics_csv(self.run_dir / "metrics.csv", self.history)
+        plot_curves(self.run_dir / "curves.png", {self.config.model: self.history}, title=str(self.run_dir))
+        self.tb.log(row)
+
+    def _result(self) -> RunResult:
+        last = self.history[-1]
+        model = self.ema.module if self.ema else self.model
+        result = RunResult(
+            run_dir=self.run_dir,
+            config=self.config,
+            history=self.history,
+            test_acc=last["test_acc"],
+            best_acc=max(r["test_acc"] for r in self.history if r["test_acc"] != ""),
+            params=self.cost.params,
+            macs=self.cost.macs,
+            wall_s=last["elapsed_s"],
+            images_per_s=statistics.median(r["images_per_s"] for r in self.history),
+            fingerprints=self.dist.fingerprints(model),
+            skipped_images=int(last["skipped"]),
+        )
+        if self.dist.main:
+            atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(result.to_dict(), indent=1))
+        self.dist.barrier()
+        return result
+
+    # -- the run folder ------------------------------------------------------------------------------------------
 
     def _start(self, resume: bool | Literal["auto"]) -> None:
         state_path = self.run_dir / STATE_FILE
@@ -274,7 +438,8 @@ class _Run:
         self.scaler.load_state_dict(x["scaler"])
         self.schedule.load_state_dict(x["schedule"])
         self.epoch, self.batch, self.step = x["epoch"], x["batch"], x["step"]
-        self.sums, self.elapsed_before, self.best_acc = x["sums"], x["elapsed_s"], x["best_acc"]
+        self.totals = Totals.restore(x["totals"] if "totals" in x else x["sums"])
+        self.elapsed_before, self.best_acc = x["elapsed_s"], x["best_acc"]
         self.history = x["history"]
         note = f"; changed: {_describe(changed)}" if changed else ""
         self.progress.message(f"resuming {self.run_dir} at epoch {self.epoch + 1}, batch {self.batch}{note}")
@@ -284,8 +449,8 @@ class _Run:
 
     def _stop_non_finite(self, what: str) -> NonFiniteLossError:
         """The error that stops a run whose loss or weights are no longer finite. The run folder's state goes back
-        to the last good one (`senet.checkpoint.GOOD_STATE_FILE`): checkpoints taken just before a divergence
-        can hold finite weights that diverge again at any learning rate."""
+        to the last good one (`senet.training.checkpoint.roll_back`): checkpoints taken just before a divergence can
+        hold finite weights that diverge again at any learning rate."""
         state = roll_back(self.run_dir) if self.dist.main else self.run_dir / STATE_FILE
         self.dist.barrier()
         if state is None:
@@ -317,7 +482,7 @@ class _Run:
             "epoch": self.epoch,
             "batch": self.batch,
             "step": self.step,
-            "sums": self.sums,
+            "totals": dataclasses.asdict(self.totals),
             "elapsed_s": self._elapsed(),
             "best_acc": self.best_acc,
             "history": self.history,
@@ -332,134 +497,6 @@ class _Run:
             self.model, dataset=s.dataset, classes=list(s.classes), image_size=s.image_size, mean=list(s.mean),
             std=list(s.std), recipe=self.config.to_dict(), epoch=row["epoch"], test_acc=row["test_acc"],
         )  # fmt: skip
-
-    # -- training ------------------------------------------------------------------------------------------------
-
-    def _train_batch(self, i: int, batch: Batch) -> None:
-        c, d = self.config, self.dist
-        last_micro = (i + 1) % c.accum_steps == 0
-        skipped = check_readable(batch, c.skip_bad_images)
-        torch.manual_seed(derive_seed(c.seed, "step", d.rank, self.epoch, i))  # dropout & co., resume-exact
-        x, y = self.inputs.prepare(batch.images), batch.labels.to(d.device, non_blocking=True)
-        sync = contextlib.nullcontext() if last_micro or not d.enabled else self.net.no_sync()
-        with sync:
-            with self.inputs.autocast():
-                logits = self.net(x)
-                loss = self.criterion(logits, y)
-            self.scaler.scale(loss / c.accum_steps).backward()
-        n = len(y)
-        stats = d.sum([loss.item() * n, (logits.argmax(1) == y).sum().item(), n, skipped])
-        if not math.isfinite(stats[0]):
-            where = f"step {self.step + 1} (epoch {self.epoch + 1}, batch {i + 1})"
-            raise self._stop_non_finite(f"training loss is {stats[0] / stats[2]} at {where}")
-        self.sums = [a + b for a, b in zip(self.sums, stats, strict=True)]
-        if last_micro:
-            lr = self.base_lr * self.schedule(self.step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.step += 1
-            if self.ema is not None:
-                self.ema.update(self.model, self.step)
-
-    def _epoch(self) -> dict[str, Any]:
-        c = self.config
-        self.sampler.set_epoch(self.epoch, self.batch)
-        self.net.train()
-        self.progress.start_epoch(self.batch)
-        t_epoch = time.monotonic()
-        images_before = self.sums[2]
-        for i, batch in enumerate(self.train_loader, start=self.batch):
-            if i >= self.batches:
-                break
-            self._train_batch(i, batch)
-            self.batch = i + 1
-            s = self.sums
-            ips = (s[2] - images_before) / max(time.monotonic() - t_epoch, 1e-9)
-            self.progress.step(self.epoch + 1, c.epochs, self.batch, self.batches, s[0] / s[2], s[1] / s[2], ips)
-            on_step = self.batch % c.accum_steps == 0 and self.step % max(c.checkpoint_every, 1) == 0
-            if c.checkpoint_every and on_step and self.batch < self.batches:  # the epoch's end saves anyway
-                self._save_state()
-        return self._end_epoch(time.monotonic() - t_epoch, self.sums[2] - images_before)
-
-    def _end_epoch(self, spent: float, images: float) -> dict[str, Any]:
-        c = self.config
-        loss_sum, correct, seen, skipped = self.sums
-        row: dict[str, Any] = {
-            "epoch": self.epoch + 1,
-            "step": self.step,
-            "lr": self.base_lr * self.schedule(max(self.step - 1, 0)),
-            "train_loss": loss_sum / seen,
-            "train_acc": correct / seen,
-            "test_loss": "",
-            "test_acc": "",
-            "test_acc5": "",
-            "images_per_s": images / max(spent, 1e-9),
-            "skipped": skipped,
-        }
-        model = self.ema.module if self.ema else self.model
-        self.dist.sync_buffers(model)
-        if (self.epoch + 1) % c.eval_every == 0 or self.epoch + 1 == c.epochs:
-            r = evaluate(
-                model, self.test_ds, self.inputs, batch_size=2 * c.batch_size, workers=c.workers, dist=self.dist,
-                skip_bad_images=c.skip_bad_images, tta=c.tta,
-            )  # fmt: skip
-            row |= {"test_loss": r.loss, "test_acc": r.acc, "test_acc5": r.acc5, "test_images": r.n}
-            row["skipped"] += r.skipped
-            if not math.isfinite(r.loss):
-                raise self._stop_non_finite(f"the test loss after epoch {self.epoch + 1} is {r.loss}")
-            self.schedule.observe(r.loss)
-        row["elapsed_s"] = self._elapsed()
-        row["epoch_s"] = row["elapsed_s"] - (self.history[-1]["elapsed_s"] if self.history else 0.0)
-        self.history.append(row)
-        self.epoch, self.batch, self.sums = self.epoch + 1, 0, [0.0, 0.0, 0.0, 0.0]
-        self._save_state()
-        if self.dist.main:
-            if row["test_acc"] != "":  # evaluated with a finite loss: a state to go back to
-                mark_good(self.run_dir)
-            self._write_outputs(row)
-        self.progress.end_epoch(row, c.epochs)
-        return row
-
-    def _write_outputs(self, row: dict[str, Any]) -> None:
-        model = self.ema.module if self.ema else self.model
-        if row["test_acc"] != "":
-            save_weights(self.run_dir / LAST_FILE, model, self._metadata(row))
-            if row["test_acc"] > self.best_acc:
-                self.best_acc = row["test_acc"]
-                save_weights(self.run_dir / BEST_FILE, model, self._metadata(row))
-        write_metrics_csv(self.run_dir / "metrics.csv", self.history)
-        plot_curves(self.run_dir / "curves.png", {self.config.model: self.history}, title=str(self.run_dir))
-        self.tb.log(row)
-
-    def fit(self) -> RunResult:
-        c, d = self.config, self.dist
-        self.tb = TensorBoard(self.run_dir, c.tensorboard and d.main)
-        try:
-            while self.epoch < c.epochs:
-                self._epoch()
-        finally:
-            self.tb.close()
-        last = self.history[-1]
-        result = RunResult(
-            run_dir=self.run_dir,
-            config=c,
-            history=self.history,
-            test_acc=last["test_acc"],
-            best_acc=max(r["test_acc"] for r in self.history if r["test_acc"] != ""),
-            params=self.cost.params,
-            macs=self.cost.macs,
-            wall_s=last["elapsed_s"],
-            images_per_s=statistics.median(r["images_per_s"] for r in self.history),
-            fingerprints=d.fingerprints(self.ema.module if self.ema else self.model),
-            skipped_images=int(last["skipped"]),
-        )
-        if d.main:
-            atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(result.to_dict(), indent=1))
-        d.barrier()
-        return result
 
 
 def train(config: TrainConfig, *, resume: bool | Literal["auto"] = False) -> RunResult:
