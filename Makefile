@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data browser test lint demo clean
+.PHONY: install data browser test test-fast lint demo clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,13 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The whole suite (what CI runs), and the fast tier for the edit-test loop: everything not marked slow (under a
+# minute on 2 cores; tests/conftest.py says what is slow).
 test: install data browser lint
 	$(PY) -m pytest -q
+
+test-fast: install data browser
+	$(PY) -m pytest -q -m "not slow"
 
 # SE-ResNet-20 and its plain twin, 2 epochs each of the fast Fashion-MNIST recipe: about 5 minutes on 2 CPU cores.
 demo: install data

@@ -14,3 +14,19 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# The fast tier (`make test-fast`, `pytest -m "not slow"`) runs everything but what is marked slow: runs of real
+# training in subprocesses, and the repetition of a per-model check over every registered model, of which it keeps
+# one model per family.
+slow = pytest.mark.slow
+
+
+def one_per_family(names: list[str]) -> list:
+    """``names`` as pytest params, all but the first model of each family marked slow."""
+    import senet
+
+    first = {}
+    for n in names:
+        first.setdefault(senet.get_entry(n).family, n)
+    return [pytest.param(n, marks=() if n in first.values() else slow) for n in names]

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import slow
 
 from senet.analysis.ablate import StudyResult, study_variants
 from senet.analysis.html_report import build_report
@@ -41,6 +42,7 @@ def study(tmp_path_factory):
     return folder, before, stamp, done.stdout
 
 
+@slow
 def test_interrupted_study_resumes_without_redoing_runs(study):
     folder, before, stamp, _ = study
     assert [len(r["errors"]) for r in before.rows] == [1, 0, 0]  # killed after the baseline's run

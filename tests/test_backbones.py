@@ -1,5 +1,5 @@
 """SE-BN-Inception, SE-Inception-v3, SE-Inception-ResNet-v2, SE-MobileNet, SE-ShuffleNet, SE-VGG-16: complexity
-against the paper (shared/REFERENCE.md §2, paper Tables 2 and 3), outputs against torchvision and timm, and where
+against the paper (docs/reference.md §2, paper Tables 2 and 3), outputs against torchvision and timm, and where
 each SE unit sits."""
 
 import math
@@ -56,7 +56,7 @@ def ported(reference, name, order=None, **options):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Complexity. "paper" figures are the paper's (Tables 2, 3), rounded as printed; "counted" ones are REFERENCE.md's.
+# Complexity. "paper" figures are the paper's (Tables 2, 3), rounded as printed; "counted" ones are docs/reference.md's.
 
 # (SE model, plain params counted, plain GMACs counted, paper GMACs plain, paper GMACs SE)
 PAPER = [

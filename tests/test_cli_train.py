@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import slow
 from test_data import needs_fmnist, write_fake_fmnist
 
 import senet
@@ -54,6 +55,7 @@ def reference(tmp_path_factory):
     return tmp / "ref"
 
 
+@slow
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, reference):
     victim = subprocess.Popen(senet_cmd("train", *RUN, *run_dir_args(tmp_path, "v")), stderr=subprocess.PIPE)
     state_file = tmp_path / "v" / STATE_FILE
@@ -72,6 +74,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, reference):
     assert metrics_without_times(tmp_path / "v") == metrics_without_times(reference)
 
 
+@slow
 def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, reference):
     # The third write of state.safetensors (steps 0, 3, 6) is torn half-way and the process SIGKILLed inside it.
     script = textwrap.dedent(f"""
@@ -101,6 +104,7 @@ def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, refere
     assert same_weights(run / LAST_FILE, reference / LAST_FILE)
 
 
+@slow
 def test_train_eval_predict(tmp_path, capsys, reference):
     out = json.loads(_ok(capsys, "eval", str(reference), "--test-subset", "128"))
     summary = json.loads((reference / "summary.json").read_text())
@@ -132,6 +136,7 @@ def test_eval_takes_the_runs_own_tta_unless_told(tmp_path, capsys):
     assert own == flip and own["tta"] == "flip" and none["tta"] == "none" and none["loss"] != pytest.approx(own["loss"])
 
 
+@slow
 def test_compare_table_and_outputs(tmp_path, capsys):
     text = _ok(capsys, "compare", "se_resnet20", "resnet20", "--seeds", "2", "--train-subset", "256",
                "--test-subset", "64", "--batch-size", "64", "--epochs", "1", "--progress", "none",
@@ -233,6 +238,7 @@ def test_bad_inputs_one_line_exit_2(tmp_path, capsys):
     assert "is back at the start of the run (step 0" in err and load_state(tmp_path / "nan").extra["step"] == 0
 
 
+@slow
 def test_bad_images_named_or_skipped_and_counted(tmp_path, capsys):
     _image_folder(tmp_path / "imgs", broken=True)
     base = ["train", "--model", "resnet20", "--dataset", "imagefolder", "--data-dir", str(tmp_path / "imgs"),
@@ -243,6 +249,7 @@ def test_bad_images_named_or_skipped_and_counted(tmp_path, capsys):
     assert "skipped 1 unreadable image(s)" in text
 
 
+@slow
 def test_checkpoints_of_another_model_and_malicious_pickles(tmp_path, capsys, reference):
     # resuming a resnet20 run as an SE-ResNet-20
     err = _fails(capsys, "train", "--resume", str(reference), "--model", "se_resnet20")
@@ -269,6 +276,7 @@ def test_checkpoints_of_another_model_and_malicious_pickles(tmp_path, capsys, re
     assert "not a valid safetensors file (a pickle?" in _fails(capsys, "predict", str(tmp_path / "evil.pth"), "x.png")
 
 
+@slow
 def test_errors_in_a_real_process_have_no_traceback(tmp_path):
     for argv, needle in [
         (["train", "--bogus"], "unrecognized arguments: --bogus"),

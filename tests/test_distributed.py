@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import slow
 from test_data import needs_fmnist
 
 from senet.data import load_datasets
@@ -38,6 +39,7 @@ def fingerprint(path) -> str:
     return h.hexdigest()
 
 
+@slow
 def test_two_process_gloo_run_trains_syncs_checkpoints_and_resumes(tmp_path):
     args = ["--model", "se_resnet20", "--model-options", "{r: 4}", "--train-subset", "512", "--test-subset", "301",
             "--batch-size", "32", "--lr", "0.4", "--epochs", "1", "--checkpoint-every", "4", "--out-dir", str(tmp_path),

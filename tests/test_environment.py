@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import slow
 
 from senet.environment import describe
 
@@ -73,6 +74,7 @@ def test_describe_names_the_machine():
 
 
 @glibc_only
+@slow
 def test_keeping_freed_memory_stops_the_page_faults_of_each_step():
     default, kept = _child("default", SENET_MALLOC=""), _child("keep", SENET_MALLOC="")
     assert default["kept"] is None and default["mapped"] is True and default["returned"] is True  # glibc's own
@@ -83,6 +85,7 @@ def test_keeping_freed_memory_stops_the_page_faults_of_each_step():
 
 
 @glibc_only
+@slow
 def test_senet_malloc_system_leaves_malloc_alone():
     out = _child("keep", SENET_MALLOC="system")
     assert out["kept"] is False and out["again"] is False and out["recorded"] is False
@@ -90,6 +93,7 @@ def test_senet_malloc_system_leaves_malloc_alone():
 
 
 @glibc_only
+@slow
 def test_the_senet_command_keeps_freed_memory_and_library_calls_do_not():
     code = (
         "from senet.environment import describe; from senet.training import TrainConfig, train; "

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torchvision
 from _interop import trained_like
+from conftest import one_per_family, slow
 
 import senet
 from senet.cli import main
@@ -43,7 +44,7 @@ def assert_matches(got, expected, tol):
     assert err <= tol, f"max difference {err:.2e} of the output's scale (> {tol:.0e})"
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", one_per_family(ALL))
 def test_onnx_matches_pytorch_in_onnxruntime(name, tmp_path):
     """onnxruntime's output is within 1e-4 (of the output's scale) of the exact output, computed in float64; where
     a random deep network amplifies float32 rounding beyond that (PyTorch's own float32 output then misses the exact
@@ -78,6 +79,7 @@ def test_exported_program_reloads_and_matches(name, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@slow
 def test_torchscript_and_dynamo_onnx(tmp_path):
     model, x = _model_and_input("se_resnet20", 32)  # exported at the model's default size, 32
     with torch.no_grad():
@@ -93,6 +95,7 @@ def test_torchscript_and_dynamo_onnx(tmp_path):
     assert read_metadata(path)["name"] == "se_resnet20"
 
 
+@slow
 def test_retrofitted_torchvision_model_exports(tmp_path):
     x = torch.randn(3, 3, 64, 64)
     model = trained_like(senet.add_se(torchvision.models.resnet18(num_classes=10)))

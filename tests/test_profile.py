@@ -1,4 +1,4 @@
-"""senet.profile against the paper's figures and the counted references (shared/REFERENCE.md §2, Tables 10, 13)."""
+"""senet.profile against the paper's figures and the counted references (docs/reference.md §2, Tables 10, 13)."""
 
 import pytest
 import torch

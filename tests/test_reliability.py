@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from conftest import slow
 from test_cli_train import TINY, _fails, _ok, run_dir_args, senet_cmd
 from test_data import needs_fmnist
 
@@ -29,6 +30,7 @@ def test_compare_name_stays_inside_the_output_folder(tmp_path, capsys, name):
     assert _tree(tmp_path) == ["deep", "deep/out"] and not os.path.exists("/tmp/senet-absolute-name")
 
 
+@slow
 def test_a_diverging_run_rolls_back_to_its_last_evaluated_state_and_resumes_with_another_schedule(tmp_path, capsys):
     """Epoch 1 trains at lr 0.1; the step schedule then multiplies it by 1e30, and the run diverges in epoch 2, with
     checkpoints every step. The run folder's state must be the end of epoch 1 (finite, evaluated), not the last
@@ -57,6 +59,7 @@ def test_a_second_writer_of_a_run_folder_is_refused_naming_the_holder(tmp_path, 
     _ok(capsys, "train", *TINY, "--progress", "none", *run_dir_args(tmp_path, "busy"))  # free again
 
 
+@slow
 def test_two_processes_started_together_one_trains_the_other_is_refused(tmp_path):
     """The issue's case: two `senet train --name same` a moment apart. One exits 0, the other 2 naming the
     holder; the folder holds one whole run."""
@@ -81,6 +84,7 @@ def weights(tmp_path_factory):
     return tmp / "r" / LAST_FILE
 
 
+@slow
 def test_outputs_that_would_replace_an_input_are_refused(tmp_path, capsys, weights):
     w = tmp_path / "w.safetensors"
     w.write_bytes(weights.read_bytes())
@@ -101,6 +105,7 @@ def test_outputs_that_would_replace_an_input_are_refused(tmp_path, capsys, weigh
     assert {p: p.read_bytes() for p in (w, onnx_named)} == before
 
 
+@slow
 def test_weights_files_get_the_permissions_of_an_ordinary_file(weights):
     umask = os.umask(0)
     os.umask(umask)

@@ -65,7 +65,7 @@ def test_insertion_keeps_outputs_adds_the_se_arithmetic_and_trains(name):
 
 
 def test_resnet50_gains_the_papers_se_parameters():
-    """REFERENCE.md §2: SE adds Σ 2C²/r = 2,514,944 weights and 16,048 biases to ResNet-50 (r = 16)."""
+    """docs/reference.md §2: SE adds Σ 2C²/r = 2,514,944 weights and 16,048 biases to ResNet-50 (r = 16)."""
     model = torchvision.models.resnet50()
     params = n_params(model)
     senet.add_se(model)

@@ -8,6 +8,7 @@ import types
 
 import pytest
 import torch
+from conftest import slow
 from test_data import needs_fmnist
 
 import senet
@@ -99,6 +100,7 @@ def test_optimizer_state_survives_packing(opt):
 
 
 @needs_fmnist
+@slow
 def test_short_run_learns_and_writes_its_folder(tmp_path):
     cfg = tiny(tmp_path, model="se_resnet20", epochs=2, train_subset=2048, model_options={"r": 4}, amp="bf16")
     result = train(cfg)
@@ -152,6 +154,7 @@ def test_flip_tta_takes_the_mean_probability_of_image_and_mirror_image():
 
 
 @needs_fmnist
+@slow
 def test_resume_rules_and_run_cache(tmp_path):
     cfg = tiny(tmp_path)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
@@ -167,6 +170,7 @@ def test_resume_rules_and_run_cache(tmp_path):
 
 
 @needs_fmnist
+@slow
 def test_checkpoint_from_another_model_is_refused(tmp_path):
     train(tiny(tmp_path, name="run"))
     with pytest.raises(
@@ -192,6 +196,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 @needs_fmnist
+@slow
 def test_ema_weights_are_the_ones_saved_and_evaluated(tmp_path):
     cfg = tiny(tmp_path, ema_decay=0.9)
     train(cfg)
@@ -202,6 +207,7 @@ def test_ema_weights_are_the_ones_saved_and_evaluated(tmp_path):
 
 
 @needs_fmnist
+@slow
 def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
     result = train(tiny(tmp_path, batch_size=32, accum_steps=2))
     assert result.history[-1]["step"] == 512 // 64  # 16 micro-batches of 32, one optimizer step per two

@@ -15,6 +15,7 @@ import timm
 import torch
 import torchvision
 from _interop import trained_like
+from conftest import slow
 
 import senet
 import senet.weights as W
@@ -136,6 +137,7 @@ class _Evil:
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+@slow
 def test_malicious_pickle_and_truncated_safetensors_are_refused(tmp_path):
     evil = tmp_path / "evil.pth"
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "x": _Evil()}, evil)

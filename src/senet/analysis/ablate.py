@@ -7,7 +7,7 @@ checkpoint. So a study that is stopped, for any reason, picks up where it stoppe
 
 Results are written after every run (``study.json``, ``study.md``, ``study.png``), in the paper's table form:
 variant, top-1 error mean ± std over seeds, parameters, MACs; beside the paper's SE-ResNet-50 ImageNet figure
-for the same variant (shared/REFERENCE.md §3) to compare orderings, not values.
+for the same variant (docs/reference.md §3) to compare orderings, not values.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Variant:
 
 
 # Each study: (what it varies, the paper's table, variants as (label, SE options, paper top-1 error on ImageNet)).
-# Paper values are those of shared/REFERENCE.md §3 (SE-ResNet-50; ResNet-50 baseline 23.30).
+# Paper values are those of docs/reference.md §3 (SE-ResNet-50; ResNet-50 baseline 23.30).
 _R = {2: 22.29, 4: 22.25, 8: 22.26, 16: 22.28, 32: 22.72}
 STUDIES: dict[str, tuple[str, str, Callable[[Sequence[Any] | None], list[tuple[str, dict, float | None]]]]] = {
     "reduction": (

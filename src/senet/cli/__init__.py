@@ -1,9 +1,12 @@
 """The ``senet`` command line: one module per command, named after it, each of which parses, calls the library and
 prints.
 
-A command module defines ``add_parser(subparsers)``, which registers the command with `command` (its ``run`` is
-called with the parsed arguments). A user error (ValueError, TypeError, a missing file) prints one line on stderr and
-exits with status 2; set SENET_DEBUG=1 to see the traceback.
+A command module's docstring is its help: the first line is its line in ``senet --help``, the rest the top of
+``senet CMD --help``. It defines ``arguments(parser)``, which adds its arguments, ``run(args)``, which does the work
+and returns the exit status, and optionally ``USAGE``.
+
+A user error (ValueError, TypeError, a missing file) prints one line on stderr and exits with status 2; set
+SENET_DEBUG=1 to see the traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 # The command modules, in the order `senet --help` lists them.
 COMMANDS = [
@@ -30,15 +33,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
-def command(
-    sub: argparse._SubParsersAction, name: str, run: Callable[[argparse.Namespace], int], help: str, description: str
-) -> argparse.ArgumentParser:
-    """Register the command ``name``: its parser, whose arguments the caller adds, and the function it runs."""
-    parser = sub.add_parser(name, help=help, description=description)
-    parser.set_defaults(func=run)
-    return parser
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="senet", description="Squeeze-and-Excitation networks: models, training, analysis.")
     from senet._version import __version__
@@ -47,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+        module = importlib.import_module(f"{__name__}.{name}")
+        summary, _, description = module.__doc__.partition("\n\n")
+        command = sub.add_parser(name, help=summary, description=description, usage=getattr(module, "USAGE", None))
+        module.arguments(command)
+        command.set_defaults(func=module.run)
     return parser
 
 

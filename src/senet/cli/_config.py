@@ -20,6 +20,17 @@ def positive(text: str) -> int:
     return value
 
 
+def add_input_size_flags(parser: argparse.ArgumentParser) -> None:
+    """``--input-size`` and ``--in-chans``: the input a model is measured at (`input_size` reads them)."""
+    parser.add_argument("--input-size", type=positive, help="input height = width (default: the size the paper uses)")
+    parser.add_argument("--in-chans", type=positive, default=3, help="input channels with --input-size (default 3)")
+
+
+def input_size(args: argparse.Namespace) -> tuple[int, int, int] | None:
+    """(C, H, W) from `add_input_size_flags`' flags; None for the model's own."""
+    return None if args.input_size is None else (args.in_chans, args.input_size, args.input_size)
+
+
 def recipe_help() -> str:
     return f"a recipe name ({', '.join(list_recipes()) or 'none found'}) or a YAML file; default: built-in defaults"
 

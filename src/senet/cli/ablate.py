@@ -1,12 +1,32 @@
-"""``senet ablate``: the paper's ablation studies (Tables 10–16), K seeds, cached and resumable."""
+"""the paper's ablation studies, K seeds, cached and resumable
+
+Train every variant of a study (and the plain twin) over K seeds with one recipe; each run is cached in its own
+folder, so an interrupted study resumes where it stopped.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from senet.cli import command
 from senet.cli._config import add_config_flags, config_from_args, positive, recipe_help
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    from senet.analysis.ablate import STUDIES
+
+    studies = "; ".join(f"{k} ({v[0]}, paper {v[1]})" for k, v in STUDIES.items())
+    parser.add_argument("study", choices=list(STUDIES), metavar="STUDY", help=studies)
+    parser.add_argument("--recipe", default="fmnist-fast", help=f"{recipe_help()} (default fmnist-fast)")
+    parser.add_argument("--seeds", type=positive, default=3, help="seeds 0..K-1 (default 3)")
+    parser.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
+    parser.add_argument("--values", nargs="+", help="the study's values, e.g. --values 2 4 8 16 for reduction")
+    parser.add_argument("--no-baseline", action="store_true", help="leave out the plain twin")
+    parser.add_argument("--out", metavar="DIR", help="study folder (default OUT_DIR/ablate-STUDY-MODEL-DATASET)")
+    parser.add_argument("--runs-dir", metavar="DIR", help="where the runs go (default STUDY/runs); share it between "
+                   "studies of one recipe to train common runs, such as the baseline, once")  # fmt: skip
+    add_config_flags(parser, skip=("seed", "name"))
+    parser.set_defaults(resume=None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,25 +42,3 @@ def run(args: argparse.Namespace) -> int:
     print(result.markdown())
     print(f"\nstudy folder: {out} (study.md, study.json, study.png; `senet report {out}` for an HTML page)")
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from senet.analysis.ablate import STUDIES
-
-    studies = "; ".join(f"{k} ({v[0]}, paper {v[1]})" for k, v in STUDIES.items())
-    a = command(
-        sub, "ablate", run, "the paper's ablation studies, K seeds, cached and resumable",
-        "Train every variant of a study (and the plain twin) over K seeds with one recipe; each run is cached in its "
-        f"own folder, so an interrupted study resumes where it stopped. Studies: {studies}. {recipe_help()}",
-    )  # fmt: skip
-    a.add_argument("study", choices=list(STUDIES), metavar="STUDY", help=", ".join(STUDIES))
-    a.add_argument("--recipe", default="fmnist-fast", help="recipe name or YAML path (default fmnist-fast)")
-    a.add_argument("--seeds", type=positive, default=3, help="seeds 0..K-1 (default 3)")
-    a.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
-    a.add_argument("--values", nargs="+", help="the study's values, e.g. --values 2 4 8 16 for reduction")
-    a.add_argument("--no-baseline", action="store_true", help="leave out the plain twin")
-    a.add_argument("--out", metavar="DIR", help="study folder (default OUT_DIR/ablate-STUDY-MODEL-DATASET)")
-    a.add_argument("--runs-dir", metavar="DIR", help="where the runs go (default STUDY/runs); share it between "
-                   "studies of one recipe to train common runs, such as the baseline, once")  # fmt: skip
-    add_config_flags(a, skip=("seed", "name"))
-    a.set_defaults(resume=None)

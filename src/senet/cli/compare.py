@@ -1,11 +1,24 @@
-"""``senet compare``: train models (an SE model and its plain twin) over K seeds with one recipe and compare them."""
+"""train models (an SE model and its twin) over K seeds and compare test accuracy
+
+Train each MODEL with one recipe over --seeds seeds; print last-epoch test accuracy mean ± std, params, MACs and
+training speed; plot both curves. Interrupted comparisons resume.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from senet.cli import command
 from senet.cli._config import add_config_flags, overrides, recipe_help
+
+USAGE = "senet compare MODEL [MODEL ...] [--seeds K] [--recipe RECIPE] [--name NAME] [--FIELD VALUE ...]"
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", nargs="+", metavar="MODEL")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 (default 3)")
+    parser.add_argument("--recipe", help=recipe_help())
+    parser.add_argument("--name", dest="name_", default="", help="the comparison's folder under --out-dir")
+    add_config_flags(parser, skip=("model", "seed", "name"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,17 +32,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{differences}\n")
     print(f"curves: {result.plot}\nreport: {result.report} (numbers: {result.data}; runs in {result.folder}/)")
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    c = command(
-        sub, "compare", run, "train models (an SE model and its twin) over K seeds and compare test accuracy",
-        "Train each MODEL with one recipe over --seeds seeds; print last-epoch test accuracy mean ± std, params, MACs "
-        "and training speed; plot both curves. Interrupted comparisons resume.",
-    )  # fmt: skip
-    c.usage = "senet compare MODEL [MODEL ...] [--seeds K] [--recipe RECIPE] [--name NAME] [--FIELD VALUE ...]"
-    c.add_argument("models", nargs="+", metavar="MODEL")
-    c.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 (default 3)")
-    c.add_argument("--recipe", help=recipe_help())
-    c.add_argument("--name", dest="name_", default="", help="the comparison's folder under --out-dir")
-    add_config_flags(c, skip=("model", "seed", "name"))

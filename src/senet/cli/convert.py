@@ -1,12 +1,28 @@
-"""``senet convert``: weights of another layout (Caffe port, timm, torchvision) into a senet weights file."""
+"""convert Caffe-port / timm / torchvision weights into a senet weights file
+
+Load a .pth (read with weights_only=True, never unpickling code) or safetensors file of another layout into a senet
+model and save it as safetensors with senet's metadata. Missing, unexpected or misshapen keys are an error naming
+them.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from senet.cli import command
 from senet.constants import IMAGENET_MEAN, IMAGENET_STD
 from senet.weights import LAYOUTS
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", metavar="SRC", help="the weights file to convert")
+    parser.add_argument("--from", dest="layout", default="auto", choices=("auto", *LAYOUTS),
+                   help="layout of SRC (default: recognised from its key names)")  # fmt: skip
+    parser.add_argument("--model", required=True, help="senet model name, e.g. se_resnet50 (see `senet models`)")
+    parser.add_argument("--out", required=True, metavar="DST", help="output .safetensors file (written atomically)")
+    parser.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the model's, 1000)")
+    parser.add_argument("--mean", type=float, nargs="+", default=list(IMAGENET_MEAN),
+                   help="input normalisation recorded with the weights (default ImageNet's)")  # fmt: skip
+    parser.add_argument("--std", type=float, nargs="+", default=list(IMAGENET_STD))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,21 +42,3 @@ def run(args: argparse.Namespace) -> int:
     save_weights(args.out, model, meta)
     print(f"{args.src} ({layout} layout) -> {args.out}: {args.model} {options or ''}, {len(state)} tensors")
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = command(
-        sub, "convert", run, "convert Caffe-port / timm / torchvision weights into a senet weights file",
-        "Load a .pth (read with weights_only=True, never unpickling code) or safetensors file of another layout into "
-        "a senet model and save it as safetensors with senet's metadata. Missing, unexpected or misshapen keys are "
-        "an error naming them.",
-    )  # fmt: skip
-    p.add_argument("src", metavar="SRC", help="the weights file to convert")
-    p.add_argument("--from", dest="layout", default="auto", choices=("auto", *LAYOUTS),
-                   help="layout of SRC (default: recognised from its key names)")  # fmt: skip
-    p.add_argument("--model", required=True, help="senet model name, e.g. se_resnet50 (see `senet models`)")
-    p.add_argument("--out", required=True, metavar="DST", help="output .safetensors file (written atomically)")
-    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the model's, 1000)")
-    p.add_argument("--mean", type=float, nargs="+", default=list(IMAGENET_MEAN),
-                   help="input normalisation recorded with the weights (default ImageNet's)")  # fmt: skip
-    p.add_argument("--std", type=float, nargs="+", default=list(IMAGENET_STD))

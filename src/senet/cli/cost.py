@@ -1,4 +1,8 @@
-"""``senet cost``: the measured cost of SE, each SE model beside its plain twin in one process, interleaved."""
+"""measured cost of SE: params, MACs, latency, training step, memory
+
+Measure each SE model beside its plain twin in one process, interleaved: params, MACs, inference latency per batch
+size, training-step time, activation memory (and CUDA peak memory).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,20 @@ from pathlib import Path
 
 import torch
 
-from senet.cli import command
-from senet.cli._config import positive
+from senet.cli._config import add_input_size_flags, input_size, positive
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="models (SE or plain; the twin is added)")
+    parser.add_argument("--batch", type=positive, nargs="+", default=[1, 8], help="inference batch sizes (default 1 8)")
+    parser.add_argument("--train-batch", type=positive, default=8, help="training-step batch size (default 8)")
+    parser.add_argument("--repeats", type=positive, default=15, help="timed rounds; figures are medians (default 15)")
+    parser.add_argument("--threads", type=positive, help="intra-op threads (default: torch's, all cores)")
+    add_input_size_flags(parser)
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
+    parser.add_argument("--no-train", action="store_true", help="skip the training-step timing")
+    parser.add_argument("--out", metavar="DIR", help="write cost.md and cost.json there")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,12 +35,11 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    size = None if args.input_size is None else (args.in_chans, args.input_size, args.input_size)
     rows, env = measure_cost(
         args.models,
         batch_sizes=args.batch,
         train_batch=args.train_batch,
-        input_size=size,
+        input_size=input_size(args),
         repeats=args.repeats,
         train=not args.no_train,
         device=device,
@@ -38,22 +53,3 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(out / "cost.json", json.dumps({"env": env, "rows": [r.to_dict() for r in rows]}, indent=1))
         print(f"\nwrote {out / 'cost.md'} and {out / 'cost.json'}")
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = command(
-        sub, "cost", run, "measured cost of SE: params, MACs, latency, training step, memory",
-        "Measure each SE model beside its plain twin in one process, interleaved: params, MACs, inference latency per "
-        "batch size, training-step time, activation memory (and CUDA peak memory).",
-    )  # fmt: skip
-    p.add_argument("models", nargs="+", metavar="MODEL", help="models (SE or plain; the twin is added)")
-    p.add_argument("--batch", type=positive, nargs="+", default=[1, 8], help="inference batch sizes (default 1 8)")
-    p.add_argument("--train-batch", type=positive, default=8, help="training-step batch size (default 8)")
-    p.add_argument("--repeats", type=positive, default=15, help="timed rounds; figures are medians (default 15)")
-    p.add_argument("--threads", type=positive, help="intra-op threads (default: torch's, all cores)")
-    p.add_argument("--input-size", type=positive, help="input height = width (default: the model's)")
-    p.add_argument("--in-chans", type=positive, default=3, help="input channels (default 3)")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
-    p.add_argument("--no-train", action="store_true", help="skip the training-step timing")
-    p.add_argument("--out", metavar="DIR", help="write cost.md and cost.json there")

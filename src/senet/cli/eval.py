@@ -1,4 +1,8 @@
-"""``senet eval``: top-1 / top-5 accuracy and loss of trained weights on the test set of their dataset, as JSON."""
+"""top-1 / top-5 accuracy and loss of trained weights on a test set (JSON)
+
+Evaluate a senet weights file (or run folder) on the test set of the dataset it was trained on; prints JSON. A plain
+PyTorch state dict (.pth) needs --model and --dataset and is loaded without unpickling objects.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,28 @@ import argparse
 import json
 from pathlib import Path
 
-from senet.cli import command
 from senet.training.evaluation import TTA
 
 _STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin")
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("weights", help="a .safetensors weights file, a run folder, or a .pth state dict")
+    parser.add_argument("--dataset", help="default: the one in the weights' metadata")
+    parser.add_argument("--model", help="the model of a .pth state dict")
+    parser.add_argument("--data-dir", help="where the dataset's files are")
+    parser.add_argument("--download", action="store_true", help="download the dataset through torchvision if missing")
+    parser.add_argument("--test-subset", type=int, default=0, help="evaluate a fixed random subset of N images")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    parser.add_argument(
+        "--tta", choices=TTA, help="flip: mean of the image's and its mirror image's probabilities; none: the image "
+        "alone (default: as the run was evaluated, else none)",
+    )  # fmt: skip
+    parser.add_argument("--skip-bad-images", action="store_true", help="skip and count unreadable image files")
+    parser.add_argument("--json", metavar="PATH", help="also write the JSON to PATH")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,27 +87,3 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_text(args.json, text + "\n")
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    e = command(
-        sub, "eval", run, "top-1 / top-5 accuracy and loss of trained weights on a test set (JSON)",
-        "Evaluate a senet weights file (or run folder) on the test set of the dataset it was trained on; prints "
-        "JSON. A plain PyTorch state dict (.pth) needs --model and --dataset and is loaded without unpickling objects.",
-    )  # fmt: skip
-    e.add_argument("weights", help="a .safetensors weights file, a run folder, or a .pth state dict")
-    e.add_argument("--dataset", help="default: the one in the weights' metadata")
-    e.add_argument("--model", help="the model of a .pth state dict")
-    e.add_argument("--data-dir", help="where the dataset's files are")
-    e.add_argument("--download", action="store_true", help="download the dataset through torchvision if missing")
-    e.add_argument("--test-subset", type=int, default=0, help="evaluate a fixed random subset of N images")
-    e.add_argument("--batch-size", type=int, default=256)
-    e.add_argument("--workers", type=int, default=0)
-    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    e.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
-    e.add_argument(
-        "--tta", choices=TTA, help="flip: mean of the image's and its mirror image's probabilities; none: the image "
-        "alone (default: as the run was evaluated, else none)",
-    )  # fmt: skip
-    e.add_argument("--skip-bad-images", action="store_true", help="skip and count unreadable image files")
-    e.add_argument("--json", metavar="PATH", help="also write the JSON to PATH")

@@ -1,12 +1,26 @@
-"""``senet excitation``: the SE gates of a trained model over its test set, as the paper's Figs. 6 and 7 draw them."""
+"""record SE gate statistics of a trained model over its test set (paper Figs. 6-7)
+
+Run a trained model over its dataset's test set, record the SE gates at chosen units and draw the paper's figures:
+mean excitation per channel for several classes at early, middle and late depth, and the spread within a class.
+Writes excitations.npz / .csv and two PNGs.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from senet.cli import command
 from senet.cli._config import positive
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("weights", help="a senet weights file or a run folder")
+    parser.add_argument("--units", nargs="+", help="SE module names, e.g. layer3.2.se (default: the paper's choice)")
+    parser.add_argument("--classes", type=int, nargs="+", default=[0, 1, 2, 3], help="class indices to draw")
+    parser.add_argument("--data-dir", help="where the dataset is (default: as the weights' recipe)")
+    parser.add_argument("--test-subset", type=int, default=0, help="use a fixed subset of N test images (0: all)")
+    parser.add_argument("--batch-size", type=positive, default=256)
+    parser.add_argument("--out", metavar="DIR", help="default: RUN/excitation beside the weights")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,19 +44,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{u:<16} {paper_name(u):<8} {m.size:>8} {m.mean():>10.3f} {spread[u]:>13.4f} {spec[u]:>11.3f}")
     print(f"\n{int(stats.counts.sum())} test images; wrote " + ", ".join(str(f) for f in files))
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    e = command(
-        sub, "excitation", run, "record SE gate statistics of a trained model over its test set (paper Figs. 6-7)",
-        "Run a trained model over its dataset's test set, record the SE gates at chosen units and draw the paper's "
-        "figures: mean excitation per channel for several classes at early, middle and late depth, and the spread "
-        "within a class. Writes excitations.npz / .csv and two PNGs.",
-    )  # fmt: skip
-    e.add_argument("weights", help="a senet weights file or a run folder")
-    e.add_argument("--units", nargs="+", help="SE module names, e.g. layer3.2.se (default: the paper's choice)")
-    e.add_argument("--classes", type=int, nargs="+", default=[0, 1, 2, 3], help="class indices to draw")
-    e.add_argument("--data-dir", help="where the dataset is (default: as the weights' recipe)")
-    e.add_argument("--test-subset", type=int, default=0, help="use a fixed subset of N test images (0: all)")
-    e.add_argument("--batch-size", type=positive, default=256)
-    e.add_argument("--out", metavar="DIR", help="default: RUN/excitation beside the weights")

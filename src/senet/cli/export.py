@@ -1,16 +1,30 @@
-"""``senet export``: a senet weights file as ONNX, a torch.export ExportedProgram or TorchScript."""
+"""export a senet weights file to ONNX, ExportedProgram or TorchScript
+
+Rebuild the model a senet weights file describes and export it with a dynamic batch axis. The input normalisation
+and size are recorded in the exported file (ONNX metadata_props, or senet.json in .pt2 / TorchScript archives).
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from senet.cli import command
 from senet.export import FORMATS, export, read_metadata
 from senet.factory import load_model, weights_file
 from senet.files import refuse_overwrite
 
 _SUFFIX = {"onnx": ".onnx", "exported-program": ".pt2", "torchscript": ".ts"}
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "weights", metavar="WEIGHTS", help="a senet .safetensors file (from training or `senet convert`)"
+    )
+    parser.add_argument("--format", choices=FORMATS, default="onnx", help="default: onnx")
+    parser.add_argument("--out", help="output file (default: WEIGHTS with .onnx, .pt2 or .ts)")
+    parser.add_argument("--input-size", type=int, help="height = width of the input (default: the weights' or model's)")
+    parser.add_argument("--mean", type=float, nargs="+", help="input normalisation (default: the weights' metadata)")
+    parser.add_argument("--std", type=float, nargs="+")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,18 +42,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.weights} -> {path} ({args.format}, input (N, {', '.join(map(str, recorded['input_size']))}), "
           f"dynamic N; mean {recorded['mean']}, std {recorded['std']})")  # fmt: skip
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = command(
-        sub, "export", run, "export a senet weights file to ONNX, ExportedProgram or TorchScript",
-        "Rebuild the model a senet weights file describes and export it with a dynamic batch axis. The input "
-        "normalisation and size are recorded in the exported file (ONNX metadata_props, or senet.json in .pt2 / "
-        "TorchScript archives).",
-    )  # fmt: skip
-    p.add_argument("weights", metavar="WEIGHTS", help="a senet .safetensors file (from training or `senet convert`)")
-    p.add_argument("--format", choices=FORMATS, default="onnx", help="default: onnx")
-    p.add_argument("--out", help="output file (default: WEIGHTS with .onnx, .pt2 or .ts)")
-    p.add_argument("--input-size", type=int, help="height = width of the input (default: the weights' or model's)")
-    p.add_argument("--mean", type=float, nargs="+", help="input normalisation (default: the weights' metadata)")
-    p.add_argument("--std", type=float, nargs="+")

@@ -1,10 +1,15 @@
-"""``senet models``: the registered models, each with its family, plain twin and what it is."""
+"""list registered models
+
+List registered models with their twins.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from senet.cli import command
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'se_resnext*'")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -17,8 +22,3 @@ def run(args: argparse.Namespace) -> int:
         e = get_entry(name)
         print(f"{name:<24} {e.family:<10} {'SE' if e.has_se else 'plain':<6} twin {e.twin:<24} {e.summary}")
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    m = command(sub, "models", run, "list registered models", "List registered models with their twins.")
-    m.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'se_resnext*'")

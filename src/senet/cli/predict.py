@@ -1,11 +1,19 @@
-"""``senet predict``: the top-k labels of image files, preprocessed as the model's training images were."""
+"""top-k labels of image files
+
+Classify image files with senet-trained weights (resized and normalised as in training).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from senet.cli import command
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("weights", help="a .safetensors weights file or a run folder")
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,14 +34,3 @@ def run(args: argparse.Namespace) -> int:
     for path, r in zip(args.images, results, strict=True):
         print(f"{path}: " + ", ".join(f"{lab} {100 * prob:.1f}%" for lab, prob in r))
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = command(
-        sub, "predict", run, "top-k labels of image files",
-        "Classify image files with senet-trained weights (resized and normalised as in training).",
-    )  # fmt: skip
-    p.add_argument("weights", help="a .safetensors weights file or a run folder")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--json", action="store_true", help="print JSON")

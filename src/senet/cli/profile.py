@@ -1,11 +1,22 @@
-"""``senet profile``: parameters and multiply-adds of SE models beside their plain twins (paper Table 2)."""
+"""params and MACs of SE models and their plain twins
+
+Print each SE model's parameters and multiply-adds beside its plain twin's, with the overhead of SE. With no MODEL,
+every SE model in the registry, grouped by family.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from senet.cli import command
+from senet.cli._config import add_input_size_flags, input_size
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", nargs="*", metavar="MODEL", help="model names (SE or plain); see `senet models`")
+    add_input_size_flags(parser)
+    parser.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's, 1000 on ImageNet)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
 
 
 def format_table(rows: list) -> str:
@@ -28,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from senet.models import get_entry, list_models
 
     names = args.models or list_models(se=True, sort=False)
-    size = None if args.input_size is None else (args.in_chans, args.input_size, args.input_size)
+    size = input_size(args)
     pairs = dict.fromkeys(get_entry(n).name if get_entry(n).has_se else get_entry(n).twin for n in names)
     rows = [overhead(n, size, args.num_classes) for n in pairs]
     by_family: dict[str, list] = {}
@@ -42,16 +53,3 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.json, json.dumps([o.to_dict() for o in rows], indent=2))
         print(f"\nwrote {args.json}")
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = command(
-        sub, "profile", run, "params and MACs of SE models and their plain twins",
-        "Print each SE model's parameters and multiply-adds beside its plain twin's, with the overhead of SE. With no "
-        "MODEL, every SE model in the registry, grouped by family.",
-    )  # fmt: skip
-    p.add_argument("models", nargs="*", metavar="MODEL", help="model names (SE or plain); see `senet models`")
-    p.add_argument("--input-size", type=int, help="input height = width (default: the size the paper uses)")
-    p.add_argument("--in-chans", type=int, default=3, help="input channels with --input-size (default 3)")
-    p.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's, 1000 on ImageNet)")
-    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")

@@ -1,10 +1,15 @@
-"""``senet report``: one self-contained HTML page for a training run, a comparison or an ablation study."""
+"""one self-contained HTML page for a run, a comparison or a study
+
+Write report.html (tables and plots embedded) into a training run, comparison or ablation study folder.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from senet.cli import command
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="a run, comparison or study folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -12,11 +17,3 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"wrote {build_report(args.folder)}")
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    r = command(
-        sub, "report", run, "one self-contained HTML page for a run, a comparison or a study",
-        "Write report.html (tables and plots embedded) into a training run, comparison or ablation study folder.",
-    )  # fmt: skip
-    r.add_argument("folder", help="a run, comparison or study folder")

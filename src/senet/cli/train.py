@@ -1,15 +1,28 @@
-"""``senet train``: train a model with a recipe on real data (crash-safe, resumable, torchrun-ready).
+"""train a model on real data (crash-safe, resumable, torchrun-ready)
 
-Every field of senet.TrainConfig is a flag (``--lr 0.2``, ``--model-options '{r: 8}'``, ``--deterministic``); a recipe
-(``--recipe fmnist-fast`` or a YAML path) sets the starting values.
+Train a model with a recipe. Writes config.yaml, metrics.csv, curves.png and checkpoints (state/last/best
+.safetensors) to OUT_DIR/NAME. Several processes: torchrun --nproc_per_node=N -m senet train ...
 """
 
 from __future__ import annotations
 
 import argparse
 
-from senet.cli import command
 from senet.cli._config import add_config_flags, config_from_args, recipe_help
+
+USAGE = "senet train [--recipe RECIPE] [--resume [RUN_DIR]] [--FIELD VALUE ...]"
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", help=recipe_help())
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        metavar="RUN_DIR",
+        help="continue a run from its last checkpoint: the run named by the flags, or RUN_DIR with its saved config",
+    )
+    add_config_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,22 +39,3 @@ def run(args: argparse.Namespace) -> int:
     if result.skipped_images:
         print(f"skipped {result.skipped_images} unreadable image(s) per epoch (--skip-bad-images)")
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    t = command(
-        sub, "train", run, "train a model on real data (crash-safe, resumable, torchrun-ready)",
-        "Train a model with a recipe. Writes config.yaml, metrics.csv, curves.png and checkpoints "
-        "(state/last/best .safetensors) to OUT_DIR/NAME. Several processes: torchrun --nproc_per_node=N -m senet "
-        "train ...",
-    )  # fmt: skip
-    t.usage = "senet train [--recipe RECIPE] [--resume [RUN_DIR]] [--FIELD VALUE ...]"
-    t.add_argument("--recipe", help=recipe_help())
-    t.add_argument(
-        "--resume",
-        nargs="?",
-        const=True,
-        metavar="RUN_DIR",
-        help="continue a run from its last checkpoint: the run named by the flags, or RUN_DIR with its saved config",
-    )
-    add_config_flags(t)

@@ -1,10 +1,15 @@
-"""``senet weights``: the published weights that ``senet.create_model(NAME, weights=...)`` downloads and loads."""
+"""list the known published weights
+
+List the published weights that create_model(NAME, weights=...) downloads, converts and loads.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from senet.cli import command
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pattern", nargs="?", default="*", help="shell-style model pattern, e.g. 'se_*'")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,11 +23,3 @@ def run(args: argparse.Namespace) -> int:
             print(f"{w.name:<34} {w.layout:<12} {top1:>6}  {w.url}")
     print("\nthe first weights of a model are its DEFAULT: senet.create_model(NAME, weights='DEFAULT')")
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    w = command(
-        sub, "weights", run, "list the known published weights",
-        "List the published weights that create_model(NAME, weights=...) downloads, converts and loads.",
-    )  # fmt: skip
-    w.add_argument("pattern", nargs="?", default="*", help="shell-style model pattern, e.g. 'se_*'")

@@ -9,7 +9,7 @@ so a crash at any moment leaves the previous version of each whole:
 * ``state.good.safetensors``: a hard link to the last state known to be usable (`GOOD_STATE_FILE`);
 * ``last.safetensors`` and ``best.safetensors``: plain senet weights files (`senet.files.save_weights`, the model to
   evaluate: the EMA weights when EMA is on) with the metadata that rebuilds the model and preprocesses its input,
-  for ``senet eval`` / ``senet predict`` / `senet.files.load_model`.
+  for ``senet eval`` / ``senet predict`` / `senet.load_model`.
 
 Randomness needs no saving: the data order and augmentation of every batch and the generator used by each step
 are derived from (seed, epoch, step) — see senet.data.EpochBatches and the trainer.

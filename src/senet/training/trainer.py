@@ -4,11 +4,11 @@ The paper trains with synchronous SGD, momentum 0.9, a step schedule and the usu
 runs that recipe and the short ones of recipes/. A run lives in its folder (``out_dir/name``):
 
     config.yaml        the resolved configuration (a recipe that repeats the run)
-    metrics.csv        one row per epoch (senet.training.report.METRICS); tb/ with TensorBoard when installed
+    metrics.csv        one row per epoch (senet.training.outputs.METRICS); tb/ with TensorBoard when installed
     curves.png         loss and accuracy per epoch
-    state.safetensors  everything ``resume`` needs (senet.checkpoint), every epoch and every checkpoint_every steps;
-                       state.good.safetensors: the last one known to be usable, where a diverging run goes back to
-    last.safetensors   the weights at the last epoch, best.safetensors at the best test accuracy (senet.files)
+    state.safetensors  everything ``resume`` needs (senet.training.checkpoint), at epoch ends and every
+                       checkpoint_every steps; state.good.safetensors: the last state known to be usable
+    last.safetensors   the weights at the last epoch, best.safetensors at the best test accuracy
     summary.json       the `RunResult`, written when the run completes
 
 Exact resumption: the data order and augmentation of each batch are derived from (seed, epoch, batch) (see
@@ -63,7 +63,7 @@ SUMMARY_FILE = "summary.json"
 
 class NonFiniteLossError(ValueError):
     """The training loss or weights became NaN or infinite; the run stopped, its checkpoint back at the last state
-    known to be usable (`senet.checkpoint.GOOD_STATE_FILE`)."""
+    known to be usable (`senet.training.checkpoint.GOOD_STATE_FILE`)."""
 
 
 @dataclass
