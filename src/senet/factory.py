@@ -11,11 +11,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .constants import GOOD_STATE_FILE, LAST_FILE, STATE_FILE
 from .files import read_weights, safe_torch_load
 from .models import build_model
+from .validate import check_weights_metadata
 from .weights import convert_state_dict, fetch, get_weights, load_weights
 
 __all__ = ["create_model", "load_model", "model_metadata", "weights_file"]
@@ -88,9 +90,15 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> tuple[nn.Module, di
     """
     path = weights_file(path)
     tensors, meta = read_weights(path)
-    if "name" not in meta:
+    if not meta:
         raise ValueError(f"{str(path)!r} has no senet metadata; load it into a model with senet.load_weights")
+    meta = check_weights_metadata(meta, repr(str(path)))
     options = {**meta.get("options", {}), **overrides}
+    # The model the metadata describes, first without memory (the meta device): its tensors are checked against
+    # the file's, so metadata that describes another or a huge network is refused before anything is allocated.
+    with torch.device("meta"):
+        shape = create_model(meta["name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **options)
+    convert_state_dict(tensors, shape, "senet", what=repr(str(path)))
     model = create_model(meta["name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **options)
     model.load_state_dict(convert_state_dict(tensors, model, "senet", what=repr(str(path))), strict=True)
     return model, meta

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from urllib.parse import urlparse
 import torch
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..files import download_retrying
 from ..models import get_entry, list_models
 from .convert import model_options
 
@@ -157,7 +157,8 @@ def fetch(weights: KnownWeights, *, progress: bool = True) -> Path:
 
     Raises:
         ValueError: the download's checksum does not match (the file is discarded).
-        ConnectionError: the file could not be downloaded (offline?); the message says where to put a copy.
+        ConnectionError: the file could not be downloaded (offline, or no data for ``$SENET_DOWNLOAD_TIMEOUT`` seconds
+            in each of 3 attempts); the message says where to put a copy.
     """
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     path = folder / weights.filename
@@ -165,17 +166,20 @@ def fetch(weights: KnownWeights, *, progress: bool = True) -> Path:
         return path
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(weights.url, str(path), hash_prefix=weights.hash_prefix, progress=progress)
+        download_retrying(
+            lambda: torch.hub.download_url_to_file(
+                weights.url, str(path), hash_prefix=weights.hash_prefix, progress=progress
+            ),
+            f"{weights.name} from {weights.url}",
+        )
     except RuntimeError as e:
         if "invalid hash value" not in str(e):
             raise
         raise ValueError(f"download of {weights.name} from {weights.url} failed its checksum ({e}); the file was "
                          "discarded. Retry; if it persists, the file at that URL has changed") from None  # fmt: skip
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
+    except ConnectionError as e:
         raise ConnectionError(
-            f"cannot download {weights.name} from {weights.url} ({reason}). Offline? Copy the file (SHA-256 "
-            f"starting {weights.hash_prefix}) to {path}, or load a local copy with "
-            f"senet.load_weights(model, PATH, layout={weights.layout!r})"
+            f"{e}. Offline? Copy the file (SHA-256 starting {weights.hash_prefix}) to {path}, or load a local copy "
+            f"with senet.load_weights(model, PATH, layout={weights.layout!r})"
         ) from None
     return path
