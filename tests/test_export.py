@@ -67,7 +67,7 @@ def test_onnx_matches_pytorch_in_onnxruntime(name, tmp_path):
     assert meta["input_size"] == [3, model.min_size, model.min_size]
 
 
-@pytest.mark.parametrize("name", PER_FAMILY)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "se_resnet20" else slow) for n in PER_FAMILY])
 def test_exported_program_reloads_and_matches(name, tmp_path):
     model, x = _model_and_input(name)
     path = export(model, tmp_path / "m.pt2", format="exported-program", input_size=model.min_size, mean=MEAN, std=STD)
