@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from senet.environment import keep_freed_memory
+    from senet.environment import MissingExtraError, keep_freed_memory
 
     keep_freed_memory()  # CPU work reuses freed tensor memory (see its docstring); SENET_MALLOC=system opts out
     try:
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(e, file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OSError, KeyError, MemoryError, RuntimeError) as e:
+    except (ValueError, TypeError, OSError, KeyError, MissingExtraError, MemoryError, RuntimeError) as e:
         if os.environ.get("SENET_DEBUG") or (isinstance(e, RuntimeError) and not _out_of_memory(e)):
             raise
         print(f"senet: error: {_one_line(e)}", file=sys.stderr)

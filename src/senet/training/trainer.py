@@ -1,7 +1,8 @@
 """The training loop: `train(config) -> RunResult`, crash-safe and resumable, on one or many processes.
 
 The paper trains with synchronous SGD, momentum 0.9, a step schedule and the usual augmentation (§5); this loop
-runs that recipe and the short ones of recipes/. A run lives in its folder (``out_dir/name``):
+runs that recipe and the short ones that ship with senet (senet/training/recipes/). A run lives in its folder
+(``out_dir/name``):
 
     config.yaml        the resolved configuration (a recipe that repeats the run)
     metrics.csv        one row per epoch (senet.training.outputs.METRICS); tb/ with TensorBoard when installed
