@@ -286,7 +286,7 @@ def download_retrying(action: Callable[[], T], what: str, attempts: int = DOWNLO
         finally:
             socket.setdefaulttimeout(previous)
         if attempt < attempts:
-            time.sleep(min(timeout, 2.0 * attempt))
+            time.sleep(min(timeout, float(attempt)))  # 1 s, then 2 s
     raise ConnectionError(
         f"cannot download {what}: {attempts} attempts failed, the last with: {reason}. Check the network, or set "
         "SENET_DOWNLOAD_TIMEOUT (seconds, default 60) for a slow connection"

@@ -237,6 +237,11 @@ class StudyResult:
         self.plot(self.folder / "study.png")
 
 
+def _options(v: Variant, base: TrainConfig) -> dict[str, Any]:
+    """The options of variant ``v``'s model: those of the recipe its model shares, then the variant's own."""
+    return {**get_entry(v.model).shared_options(base.model_options), **v.options}
+
+
 def run_study(
     study: str,
     base: TrainConfig,
@@ -255,6 +260,9 @@ def run_study(
     common, such as the plain baseline, is then trained once.
     """
     variants = study_variants(study, base.model, values, baseline)
+    for v in variants:  # the recipe's options with each variant's: a misfit fails now, before any training
+        with torch.device("meta"):
+            create_model(v.model, **_options(v, base))
     folder = Path(out_dir)
     with folder_lock(folder, "--out"):
         return _run_study(study, base, variants, seeds, folder, runs_dir, log)
@@ -276,12 +284,11 @@ def _run_study(
     total = len(variants) * len(seeds)
     done = 0
     for v, row in zip(variants, result.rows, strict=True):
-        entry = get_entry(v.model)
         for seed in seeds:
             done += 1
             cfg = base.replace(
                 model=v.model,
-                model_options={**entry.shared_options(base.model_options), **v.options},
+                model_options=_options(v, base),
                 seed=seed,
                 out_dir=str(runs_dir or folder / "runs"),
                 name=v.run_name(seed),

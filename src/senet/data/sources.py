@@ -95,6 +95,11 @@ def fashion_mnist_arrays(data_dir: str | None, download: bool) -> tuple[Splits, 
         images, labels = _idx(found, f"{prefix}-images-idx3-ubyte"), _idx(found, f"{prefix}-labels-idx1-ubyte")
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise ValueError(f"Fashion-MNIST files in {found} disagree: images {images.shape}, labels {labels.shape}")
+        if images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+            raise ValueError(
+                f"{prefix}-images-idx3-ubyte in {found} holds {images.dtype} images of {images.shape[1:]}; "
+                "Fashion-MNIST's are uint8, 28 × 28: fetch the dataset again"
+            )
         splits[split] = (images[:, None], labels)
     return splits, FASHION_MNIST_CLASSES
 

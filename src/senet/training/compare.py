@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..environment import describe
+from ..factory import create_model
 from ..files import atomic_write_text, check_folder_name, folder_lock
 from ..models import get_entry
 from ..validate import MAX_SEEDS, Float, Int, Json, List, Map, Str, json_text
@@ -176,8 +179,9 @@ def compare(
     """
     if len(models) < 1:
         raise ValueError("compare needs at least one model")
-    for m in models:
-        get_entry(m)  # unknown names fail before any training
+    for m in models:  # unknown names and options fail before any training
+        with torch.device("meta"):
+            create_model(m, **get_entry(m).shared_options(config.model_options))
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ValueError(f"seeds={seeds!r}: give at least one seed")

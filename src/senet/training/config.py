@@ -50,7 +50,7 @@ _BELOW_ONE = Float(0.0, 1.0, hi_open=True)
 # float must be finite (a NaN learning rate would train until the loss is NaN). Threads and workers are checked
 # against the machine when a run starts (`senet.environment.check_parallelism`).
 _BOUNDS: dict[str, Spec] = {
-    "model_options": Map(others=Json(max_depth=3, max_items=1000), max_len=100),
+    "model_options": Map(others=Json(max_depth=2, max_items=1000), max_len=100),  # option: value or list
     "image_size": Int(0, MAX_IMAGE_SIDE),
     "crop_padding": Int(0, MAX_IMAGE_SIDE),
     "random_erasing": _FRACTION,
