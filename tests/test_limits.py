@@ -326,7 +326,7 @@ def test_a_decompression_bomb_image_is_named_or_skipped(tmp_path, capsys, where)
             str(tmp_path)]  # fmt: skip
     if where == "train":
         err = _fails(capsys, "train", *base, "--name", "a")
-        assert "unreadable image" in err and "bomb.png" in err and "100000 × 100000 pixels" in err
+        assert "unreadable image" in err and "bomb.png" in err and "decompression bomb" in err
         assert "--skip-bad-images" in err
         assert "skipped 1 unreadable image(s)" in _ok(capsys, "train", *base, "--name", "b", "--skip-bad-images")
         return
@@ -350,3 +350,24 @@ def test_absurd_sizes_are_refused_before_anything_is_allocated(tmp_path, capsys)
     assert "whole number from 1 to 8,192" in _fails(capsys, "profile", "resnet20", "--input-size", "100000")
     assert "whole number from 1 to 65,536" in _fails(capsys, "cost", "resnet20", "--batch", "10000000")
     assert not (tmp_path / "r").exists()
+
+
+def test_read_image_checks_the_declared_size_before_decoding(tmp_path):
+    from senet.data import UnreadableImage, read_image
+
+    assert read_image(_write(tmp_path / "ok.png", _png_declaring(64, 32)), 1).shape == (
+        1,
+        32,
+        64,
+    )  # (and its imports are done before the measurement)
+    for (w, h), needle in [((9000, 9000), "9000 × 9000 pixels, more than the 67,108,864 senet decodes"),
+                           ((100_000, 100_000), "could be decompression bomb")]:  # fmt: skip
+        path = _write(tmp_path / f"{w}.png", _png_declaring(w, h))
+        tracemalloc.start()
+        try:
+            with pytest.raises(UnreadableImage, match=needle) as e:
+                read_image(path, 3)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert e.value.path == str(path) and peak < 16 << 20

@@ -39,6 +39,7 @@ __all__ = ["FORMATS", "export", "read_metadata"]
 FORMATS = ("onnx", "exported-program", "torchscript")
 _META = "senet"  # ONNX metadata key
 _EXTRA = "senet.json"  # extra file in .pt2 and TorchScript archives
+_ONNX_MAX_BYTES = 2**31  # a protobuf message is at most 2 GiB
 OPSET = 17  # ONNX opset: every operator senet uses, and runtimes from 2022 on (onnxruntime >= 1.11)
 
 
@@ -178,6 +179,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             raise ValueError(f"{str(path)!r} is a damaged ExportedProgram or TorchScript archive ({e})") from None
     else:
         onnx = require("onnx", "onnx", "reading an ONNX file")
+        if path.stat().st_size > _ONNX_MAX_BYTES:  # onnx reads the whole file into memory
+            raise ValueError(f"{str(path)!r} is larger than an ONNX file can be (2 GiB, protobuf's limit)")
         try:
             proto = onnx.load_model(str(path), load_external_data=False)
         except Exception as e:  # protobuf raises its own DecodeError
