@@ -31,6 +31,7 @@ from safetensors.torch import save_file
 from test_data import write_fake_fmnist
 
 from senet.cli import COMMANDS, build_parser, main
+from senet.environment import usable_cores
 from senet.files import LOCK_FILE, read_weights
 from senet.training.config import TrainConfig, field_type
 
@@ -72,27 +73,27 @@ def _quiet():
         yield
 
 
-def _snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
-    """Every file under ``root`` with its size, modification time and inode: a changed or replaced file differs."""
+def _snapshot(root: Path) -> dict[str, tuple]:
+    """Every file under ``root`` with its size, modification time and inode (a changed or replaced file differs),
+    and every folder (a folder's own time changes with what is created in it, which the new entries show)."""
     out = {}
     for p in sorted(root.rglob("*")):
-        rel = str(p.relative_to(root))
-        if p.name in skip:
-            continue
         st_ = p.lstat()
-        out[rel] = (p.is_dir(), st_.st_size, st_.st_mtime_ns, st_.st_ino)
+        out[str(p.relative_to(root))] = (True,) if p.is_dir() else (st_.st_size, st_.st_mtime_ns, st_.st_ino)
     return out
 
 
-def refused(ws: Path, case: Path, argv: list[str], *, writable: Path | None = None) -> str:
+def refused(ws: Path, case: Path, argv: list[str], *, root: Path | None = None) -> str:
     """Run ``senet ARGV`` in-process from an empty working folder, with its home and caches inside ``case``; assert
-    exit status 2, one line on stderr and no traceback, no file under the workspace or ``case`` changed or created
-    except inside ``case/out`` (and ``writable``, a run folder being resumed: its lock file aside); return the line."""
+    exit status 2, one line on stderr and no traceback; and that no file under the workspace or ``root`` (default
+    ``case``: it holds the command's input files) was changed, replaced or removed, and none created but inside
+    ``case/out`` (a run folder's lock file aside: a refused resume may have taken it). Returns the line."""
+    root = root or case
     out, cwd, home = case / "out", case / "cwd", case / "home"
     for d in (cwd, home):
         d.mkdir(parents=True, exist_ok=True)
     argv = [a.replace(OUT, str(out)) for a in argv]
-    before = _snapshot(ws), _snapshot(case, skip=(LOCK_FILE,))
+    before = _snapshot(ws), _snapshot(root)
     env = {"TORCH_HOME": str(home / "torch"), "SENET_DATA": str(home / "data"), "HOME": str(home)}
     saved = {k: os.environ.get(k) for k in env}
     err = io.StringIO()
@@ -103,18 +104,19 @@ def refused(ws: Path, case: Path, argv: list[str], *, writable: Path | None = No
     finally:
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    text = err.getvalue()
-    assert rc == 2, f"senet {' '.join(argv)} exited {rc}: {text}"
-    assert len(text.strip().splitlines()) == 1 and "Traceback" not in text, f"senet {' '.join(argv)}: {text}"
-    after = _snapshot(ws), _snapshot(case, skip=(LOCK_FILE,))
-    assert after[0] == before[0], f"senet {' '.join(argv)} changed the workspace"
-    inside = {k: v for k, v in after[1].items() if not k.startswith(("out/", "out")) or k in before[1]}
-    if writable is not None:
-        w = str(writable.relative_to(case))
-        inside = {k: v for k, v in inside.items() if k not in after[1] or k in before[1] or not k.startswith(w)}
-    assert inside == before[1], f"senet {' '.join(argv)} wrote outside its output folder: " + ", ".join(
-        sorted(set(inside) ^ set(before[1]) | {k for k in inside if before[1].get(k) != inside[k]})
-    )
+    text, command = err.getvalue(), f"senet {' '.join(argv)}"
+    assert rc == 2, f"{command} exited {rc}: {text}"
+    assert len(text.strip().splitlines()) == 1 and "Traceback" not in text, f"{command}: {text}"
+    assert _snapshot(ws) == before[0], f"{command} changed the workspace"
+    after = _snapshot(root)
+
+    def created_where_allowed(rel: str) -> bool:
+        path = root / rel
+        return rel not in before[1] and (path == out or out in path.parents)
+
+    changed = {k for k in before[1].keys() | after.keys() if before[1].get(k) != after.get(k)}
+    changed = {k for k in changed if not created_where_allowed(k) and Path(k).name != LOCK_FILE}
+    assert not changed, f"{command} changed, removed or created outside its output folder: {sorted(changed)}"
     return text.strip()
 
 
@@ -198,8 +200,8 @@ def _argument_cases(ws: Path) -> list[tuple[str, list[str]]]:
             flag = action.option_strings[0]
             for i, value in enumerate(_bad_values(action, ws)):
                 argv = [*base, flag, value]
-                if command == "cost" and flag == "--threads":
-                    argv = [*base, flag, str(os.cpu_count() + 1)] if i == 0 else argv  # more than the machine has
+                if flag in ("--threads", "--workers") and i == 0:  # more than the machine has
+                    argv = [*base, flag, str(usable_cores() + 1)]
                 cases.append((f"{command} {flag} {value}", argv, i))
     return cases
 
@@ -318,7 +320,7 @@ def test_hostile_weights_files(ws, tmp_path, kind):
     for n, argv in enumerate(_weights_commands(str(w), ws)):
         if kind == "dir" and argv[0] in ("eval", "excitation", "export"):
             continue  # a folder is a run folder to these: its missing last.safetensors is the "missing" case
-        refused(ws, tmp_path / f"c{n}", argv)
+        refused(ws, tmp_path / f"c{n}", argv, root=tmp_path)
     assert not os.path.exists("/tmp/senet_bad_input_pwned")
 
 
@@ -342,7 +344,7 @@ def test_weights_whose_tensors_do_not_fit_are_named(ws, tmp_path, case):
     w = _rewrite_weights(ws / "run" / "last.safetensors", tmp_path / "in" / "w.safetensors",
                          tensors=_tensor_cases(ws)[case])  # fmt: skip
     for n, argv in enumerate(_weights_commands(str(w), ws)[:3]):
-        assert "does not fit se_resnet20" in refused(ws, tmp_path / f"c{n}", argv)
+        assert "does not fit se_resnet20" in refused(ws, tmp_path / f"c{n}", argv, root=tmp_path)
 
 
 # Wrong kinds of JSON values: a mutation replaces a field with a value of another kind than the field's.
@@ -400,7 +402,7 @@ def test_weights_with_mutated_metadata(ws, tmp_path_factory, examples):
         case = tmp_path_factory.mktemp("meta")
         w = _rewrite_weights(ws / "run" / "last.safetensors", case / "in" / "w.safetensors", meta_text=text)
         for n, argv in enumerate(_weights_commands(str(w), ws)[:2]):
-            refused(ws, case / f"c{n}", argv)
+            refused(ws, case / f"c{n}", argv, root=case)
 
     _run_hypothesis(examples, mutation, check)
 
@@ -450,7 +452,7 @@ def test_resume_from_a_state_with_mutated_metadata(ws, tmp_path_factory, example
         for name in ("state.safetensors", "state.good.safetensors"):
             (run / name).unlink()
         _rewrite_weights(ws / "run" / "state.safetensors", run / "state.safetensors", meta_text=text)
-        refused(ws, case, ["train", "--resume", str(run)], writable=run)
+        refused(ws, case, ["train", "--resume", str(run)])  # nothing in the run folder changes (but its lock)
 
     _run_hypothesis(examples, mutation, check)
 
@@ -481,7 +483,7 @@ def test_recipes_and_saved_configs_with_mutated_fields(ws, tmp_path_factory, exa
         assert field in err, err
         run = _copy_run(ws, case / "resumed")
         (run / "config.yaml").write_text(yaml.safe_dump({**base, field: value}))
-        refused(ws, case / "resumed", ["train", "--resume", str(run)], writable=run)
+        refused(ws, case / "resumed", ["train", "--resume", str(run)])  # nothing in the run folder changes
 
     _run_hypothesis(examples, st.sampled_from(_RECIPE_FIELDS).flatmap(bad), check)
 
@@ -513,7 +515,7 @@ def test_hostile_recipe_files(ws, tmp_path, text):
     recipe.write_bytes(text.encode("utf-8", "surrogateescape"))
     for n, command in enumerate(["train", "compare"]):
         argv = [command, *(["resnet20"] if command == "compare" else []), "--recipe", str(recipe), "--out-dir", OUT]
-        refused(ws, tmp_path / f"c{n}", argv)
+        refused(ws, tmp_path / f"c{n}", argv, root=tmp_path)
 
 
 # -- data files: IDX, CIFAR batches, images ---------------------------------------------------------------------------
@@ -609,7 +611,7 @@ def test_random_bytes_as_images(ws, tmp_path_factory, examples):
     def check(data):
         case = tmp_path_factory.mktemp("img")
         image = _place(case, "x.png", "file", data)
-        refused(ws, case / "p", ["predict", str(ws / "run"), str(image)])
+        refused(ws, case / "p", ["predict", str(ws / "run"), str(image)], root=case)
 
     _run_hypothesis(examples, st.one_of(st.binary(max_size=200), st.just(_png_declaring(100_000, 100_000))), check)
 

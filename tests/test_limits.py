@@ -101,26 +101,35 @@ def test_data_loading_workers_die_with_their_parent():
 
 
 @contextlib.contextmanager
+def _in_thread(run, stop):
+    """Run ``run`` in a thread while the block runs; then ``stop()`` it and wait for it."""
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop()
+        thread.join()
+
+
+@contextlib.contextmanager
 def _silent_server():
     """A server that accepts connections and never says a word: the connection that hangs a download forever."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
+    server.settimeout(0.2)
     held, stop = [], threading.Event()
 
     def accept():
-        server.settimeout(0.2)
         while not stop.is_set():
             with contextlib.suppress(OSError):
                 held.append(server.accept()[0])
 
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}", held
+        with _in_thread(accept, stop.set):
+            yield f"http://127.0.0.1:{server.getsockname()[1]}", held
     finally:
-        stop.set()
-        thread.join()
         for c in held:
             c.close()
         server.close()
@@ -146,12 +155,10 @@ def _flaky_server(payload: bytes, failures: int):
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", count
+        with _in_thread(httpd.serve_forever, httpd.shutdown):
+            yield f"http://127.0.0.1:{httpd.server_address[1]}", count
     finally:
-        httpd.shutdown()
         httpd.server_close()
 
 

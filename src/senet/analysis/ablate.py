@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ..environment import check_parallelism
 from ..factory import create_model
 from ..files import atomic_write, atomic_write_text, folder_lock
 from ..models import get_entry
@@ -260,6 +261,7 @@ def run_study(
     common, such as the plain baseline, is then trained once.
     """
     variants = study_variants(study, base.model, values, baseline)
+    check_parallelism(base.threads, base.workers)  # as each run would, but before the first one starts
     for v in variants:  # the recipe's options with each variant's: a misfit fails now, before any training
         with torch.device("meta"):
             create_model(v.model, **_options(v, base))

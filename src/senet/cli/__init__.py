@@ -83,8 +83,8 @@ def _one_line(e: BaseException) -> str:
     if isinstance(e, MemoryError) or _out_of_memory(e):
         return (f"out of memory ({text.splitlines()[-1] if text else 'MemoryError'}); lower --batch-size, "
                 "--image-size or --workers")  # fmt: skip
-    if isinstance(e, OSError) and e.filename is not None and e.strerror:
-        return f"{e.strerror}: {str(e.filename)!r}"
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:  # the path it is about (a rename's target)
+        return f"{e.strerror}: {str(e.filename2 or e.filename)!r}"
     lines = text.splitlines()
     if lines and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
         original = [line for line in lines if line.startswith(f"{type(e).__name__}: ")]

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..environment import describe
+from ..environment import check_parallelism, describe
 from ..factory import create_model
 from ..files import atomic_write_text, check_folder_name, folder_lock
 from ..models import get_entry
@@ -179,6 +179,7 @@ def compare(
     """
     if len(models) < 1:
         raise ValueError("compare needs at least one model")
+    check_parallelism(config.threads, config.workers)  # as each run would, but before the first one starts
     for m in models:  # unknown names and options fail before any training
         with torch.device("meta"):
             create_model(m, **get_entry(m).shared_options(config.model_options))
