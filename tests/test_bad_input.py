@@ -10,9 +10,11 @@ mutation; the slow tier (``-m slow``) sweeps every bad value and many more examp
 
 import argparse
 import contextlib
+import functools
 import gzip
 import io
 import json
+import math
 import os
 import pickle
 import shutil
@@ -33,7 +35,8 @@ from test_data import write_fake_fmnist
 from senet.cli import COMMANDS, build_parser, main
 from senet.environment import usable_cores
 from senet.files import LOCK_FILE, read_weights
-from senet.training.config import TrainConfig, field_type
+from senet.training.config import _BOUNDS, TrainConfig, field_type
+from senet.validate import Float, Int
 
 OUT = "{out}"  # an argument replaced by the case's output folder
 TINY = ["--dataset", "synthetic", "--image-size", "8", "--train-subset", "32", "--test-subset", "16", "--batch-size",
@@ -256,9 +259,10 @@ def _evil_pickle() -> bytes:
     return pickle.dumps({"state_dict": Evil()})
 
 
+@functools.cache
 def _generic_files(valid: Path) -> dict[str, bytes | None]:
     """Hostile stand-ins for any file: None for a missing one, a folder for "dir"."""
-    data = valid.read_bytes() if valid.is_file() else b""
+    data = valid.read_bytes()
     return {
         "missing": None,
         "dir": b"",
@@ -467,10 +471,14 @@ def test_recipes_and_saved_configs_with_mutated_fields(ws, tmp_path_factory, exa
     base = TrainConfig.from_dict(yaml.safe_load((ws / "run" / "config.yaml").read_text())).to_dict()
 
     def bad(field):
-        number = isinstance(base[field], (int, float)) and not isinstance(base[field], bool)
-        values = _other_kind(base[field]).filter(lambda v: not (isinstance(v, str) and _numeric(v)))
-        if number:
-            values = st.one_of(values, st.sampled_from([float("nan"), float("inf"), -float("inf")]))
+        kinds = st.one_of(*(s for k, s in _JSON_KINDS.items() if k != _kind(base[field])))
+        values = kinds.filter(lambda v: not (isinstance(v, str) and _numeric(v)))  # YAML reads "5e-4" as text
+        spec = _BOUNDS.get(field)
+        if isinstance(spec, (Int, Float)):  # numbers beyond the field's bounds, and NaN and infinities
+            beyond = [spec.lo - 1, spec.lo - 1e-3] if spec.lo > -math.inf else []
+            beyond += [spec.hi + 1, spec.hi * 1e6 + 1] if spec.hi < math.inf else []
+            beyond += [float("nan"), float("inf"), -float("inf")]
+            values = st.one_of(values, st.sampled_from([v for v in beyond if not spec_accepts(spec, v)]))
         return st.tuples(st.just(field), values)
 
     def check(m):
@@ -486,6 +494,14 @@ def test_recipes_and_saved_configs_with_mutated_fields(ws, tmp_path_factory, exa
         refused(ws, case / "resumed", ["train", "--resume", str(run)])  # nothing in the run folder changes
 
     _run_hypothesis(examples, st.sampled_from(_RECIPE_FIELDS).flatmap(bad), check)
+
+
+def spec_accepts(spec, value) -> bool:
+    try:
+        spec.check(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _numeric(text: str) -> bool:
@@ -620,59 +636,55 @@ def test_random_bytes_as_images(ws, tmp_path_factory, examples):
 
 
 def _readers():
-    from senet import data, export, factory, files, weights
+    """Every reader of a file in the API: name → (read, the name of the file it reads in the folder it is given, or
+    None where it is given the file itself)."""
+    from senet import data, factory, files, weights
     from senet.analysis.ablate import StudyResult
     from senet.analysis.excitation import ExcitationStats
     from senet.analysis.html_report import build_report
+    from senet.export import read_metadata
     from senet.training import RunResult
     from senet.training.checkpoint import load_state
 
-    def in_folder(name, read):  # a reader of a folder that holds ``name``
-        def wrapped(path):
-            folder = path.parent / "folder"
-            folder.mkdir(exist_ok=True)
-            if path.exists() and not path.is_dir():
-                shutil.copy(path, folder / name)
-            return read(folder)
-
-        return wrapped
-
     return {
-        "read_weights": files.read_weights,
-        "safe_torch_load": files.safe_torch_load,
-        "load_model": factory.load_model,
-        "load_state": load_state,
-        "read_state": weights.read_state,
-        "recipe": lambda p: TrainConfig.from_recipe(p if p.suffix == ".yaml" else p.rename(p.with_suffix(".yaml"))),
-        "summary.json": in_folder("summary.json", RunResult.load),
-        "study.json": in_folder("study.json", StudyResult.load),
-        "report": in_folder("compare.json", build_report),
-        "read_idx": data.read_idx,
-        "read_cifar_batch": data.read_cifar_batch,
-        "read_image": lambda p: data.read_image(p, 3),
-        "read_metadata (ONNX, .pt2, TorchScript)": export.read_metadata,
-        "excitations.npz": ExcitationStats.load,
+        "read_weights": (files.read_weights, None),
+        "safe_torch_load": (files.safe_torch_load, None),
+        "load_model": (factory.load_model, None),
+        "load_state": (load_state, None),
+        "read_state": (weights.read_state, None),
+        "recipe": (TrainConfig.from_recipe, None),
+        "summary.json": (RunResult.load, "summary.json"),
+        "study.json": (StudyResult.load, "study.json"),
+        "report": (build_report, "compare.json"),
+        "read_idx": (data.read_idx, None),
+        "read_cifar_batch": (data.read_cifar_batch, None),
+        "read_image": (lambda p: data.read_image(p, 3), None),
+        "read_metadata (ONNX, .pt2, TorchScript)": (read_metadata, None),
+        "excitations.npz": (ExcitationStats.load, None),
     }
 
 
 @pytest.mark.parametrize("kind", ["missing", "dir", "empty", "text", "random", "evil pickle", "gzip bomb", "png",
                                   "sparse 8 GiB"])  # fmt: skip
 def test_every_reader_refuses_hostile_files_with_a_value_or_os_error(ws, tmp_path, kind):
-    for n, (name, read) in enumerate(_readers().items()):
+    for n, (name, (read, filename)) in enumerate(_readers().items()):
         if kind == "png" and name == "read_image":
             continue  # a valid image
         case = tmp_path / f"r{n}"
-        if kind == "sparse 8 GiB":
-            path = _place(case, "f", "file", b"")
-            with open(path, "r+b") as f:
-                f.truncate(8 << 30)  # no blocks on disk; reading it whole would take 8 GiB
+        file = filename or "f.yaml"  # (a recipe is known by its suffix)
+        if kind == "sparse 8 GiB":  # no blocks on disk; a reader that read it whole would take 8 GiB of memory
+            path = _place(case, file, "file", b"")
+            os.truncate(path, 8 << 30)
         else:
-            path = _place(case, "f", kind, _generic_files(ws / "run" / "last.safetensors")[kind])
+            path = _place(case, file, kind, _generic_files(ws / "run" / "last.safetensors")[kind])
         try:
-            read(path)
+            read(path.parent if filename else path)
         except (ValueError, OSError) as e:
             named = str(path.parent) in str(e) or (isinstance(e, OSError) and e.filename is not None)
             assert named, f"{name} on a {kind} file: {e}"
         else:
             pytest.fail(f"{name} accepted a {kind} file")
+        finally:
+            if path.is_file():
+                path.unlink()  # pytest keeps the folders of the last runs
     assert not os.path.exists("/tmp/senet_bad_input_pwned")

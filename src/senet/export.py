@@ -185,6 +185,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             proto = onnx.load_model(str(path), load_external_data=False)
         except Exception as e:  # protobuf raises its own DecodeError
             raise ValueError(f"{str(path)!r} is not an ONNX, ExportedProgram or TorchScript file ({e})") from None
+        if not proto.ir_version or not proto.graph.node:  # bytes that parse as an empty message
+            raise ValueError(f"{str(path)!r} is not an ONNX, ExportedProgram or TorchScript file (no graph)")
         text = next((p.value for p in proto.metadata_props if p.key == _META), "{}")
     try:
         meta = json.loads(text)

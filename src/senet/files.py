@@ -297,11 +297,11 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
     """``torch.load`` that refuses anything but tensors and plain containers (never runs pickled code)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         raise
     except Exception as e:  # torch raises UnpicklingError or RuntimeError depending on the content
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0]  # an empty file: a bare EOFError
         raise ValueError(
             f"refusing to load {str(path)!r}: it is not a plain weights file (it holds objects that would run code "
-            f"when unpickled, or it is corrupt). Only load pickles you trust; prefer safetensors. Detail: "
-            f"{str(e).splitlines()[0]}"
+            f"when unpickled, or it is corrupt). Only load pickles you trust; prefer safetensors. Detail: {detail}"
         ) from None

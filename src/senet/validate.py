@@ -344,11 +344,11 @@ def read_json(path: str | os.PathLike, spec: Spec, what: str, fix: str) -> Any:
 
 
 def read_yaml(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """A YAML file of named fields (a recipe, config.yaml) as a dict; ``{}`` for an empty file.
+    """A YAML file of named fields (a recipe, config.yaml) as a dict.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: too large, not YAML, nested beyond reason, or not a mapping; naming the file.
+        ValueError: too large, not YAML, nested beyond reason, empty, or not a mapping; naming the file.
     """
     import yaml
 
@@ -359,7 +359,8 @@ def read_yaml(path: str | os.PathLike, what: str) -> dict[str, Any]:
         raise ValueError(f"{what} {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
     except RecursionError:
         raise ValueError(f"{what} {str(path)!r} is nested too deeply to be a {what}") from None
-    loaded = {} if loaded is None else loaded
+    if loaded is None:  # an empty (or truncated) file would silently mean every default
+        raise ValueError(f"{what} {str(path)!r} is empty; give at least one field, or no {what} for the defaults")
     if not isinstance(loaded, dict):
         raise ValueError(f"{what} {str(path)!r} must be a mapping of fields, got {type(loaded).__name__}")
     return loaded

@@ -63,7 +63,7 @@ _BOUNDS: dict[str, Spec] = {
     "lr": Float(0.0, lo_open=True),
     "lr_batch": Int(1, MAX_COUNT),
     "momentum": _BELOW_ONE,
-    "weight_decay": Float(0.0),
+    "weight_decay": Float(0.0, 1.0),  # more than 1 shrinks the weights faster than any gradient moves them
     "warmup_epochs": Float(0.0, MAX_EPOCHS),
     "min_lr": _BELOW_ONE,
     "milestones": List(Int(0, MAX_EPOCHS), max_len=1000),
