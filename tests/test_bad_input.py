@@ -35,7 +35,7 @@ from test_data import write_fake_fmnist
 from senet.cli import COMMANDS, build_parser, main
 from senet.environment import usable_cores
 from senet.files import LOCK_FILE, read_weights
-from senet.training.config import _BOUNDS, TrainConfig, field_type
+from senet.training.config import BOUNDS, TrainConfig, field_type
 from senet.validate import Float, Int
 
 OUT = "{out}"  # an argument replaced by the case's output folder
@@ -473,7 +473,7 @@ def test_recipes_and_saved_configs_with_mutated_fields(ws, tmp_path_factory, exa
     def bad(field):
         kinds = st.one_of(*(s for k, s in _JSON_KINDS.items() if k != _kind(base[field])))
         values = kinds.filter(lambda v: not (isinstance(v, str) and _numeric(v)))  # YAML reads "5e-4" as text
-        spec = _BOUNDS.get(field)
+        spec = BOUNDS.get(field)
         if isinstance(spec, (Int, Float)):  # numbers beyond the field's bounds, and NaN and infinities
             beyond = [spec.lo - 1, spec.lo - 1e-3] if spec.lo > -math.inf else []
             beyond += [spec.hi + 1, spec.hi * 1e6 + 1] if spec.hi < math.inf else []

@@ -38,7 +38,7 @@ from ..validate import (
 )
 from .evaluation import TTA
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "field_type", "find_recipe", "list_recipes"]
+__all__ = ["BOUNDS", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "field_type", "find_recipe", "list_recipes"]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "linear", "step", "plateau", "constant")
@@ -49,7 +49,7 @@ _BELOW_ONE = Float(0.0, 1.0, hi_open=True)
 # The bounds of every number of a recipe: beyond them a value is a mistake (or a hostile file), not a choice. Every
 # float must be finite (a NaN learning rate would train until the loss is NaN). Threads and workers are checked
 # against the machine when a run starts (`senet.environment.check_parallelism`).
-_BOUNDS: dict[str, Spec] = {
+BOUNDS: dict[str, Spec] = {
     "model_options": Map(others=Json(max_depth=2, max_items=1000), max_len=100),  # option: value or list
     "image_size": Int(0, MAX_IMAGE_SIDE),
     "crop_padding": Int(0, MAX_IMAGE_SIDE),
@@ -213,7 +213,7 @@ class TrainConfig:
         for key, options in choices.items():
             if getattr(self, key) not in options:
                 raise ValueError(f"{key}={getattr(self, key)!r}; choose from {', '.join(options)}")
-        for key, spec in _BOUNDS.items():
+        for key, spec in BOUNDS.items():
             try:
                 spec.check(getattr(self, key), key)
             except SchemaError as e:
