@@ -69,3 +69,12 @@ def test_interop_add_se_example_adds_what_its_comment_says():
     added = sum(p.numel() for p in ns["model"].parameters()) - ns["before"]
     said = re.search(r"\+([\d,]+) parameters", block).group(1)  # the comment's "+2,530,992 parameters"
     assert added == int(said.replace(",", ""))
+
+
+def test_every_test_reliability_md_names_exists():
+    """docs/reliability.md says which test holds each promise: each `tests/FILE.py::TEST` it names is a test."""
+    text = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`(test_\w+)\.py::(test_\w+)`", text))
+    assert len(named) > 30
+    missing = [f"{f}::{t}" for f, t in sorted(named) if f"def {t}(" not in (ROOT / "tests" / f"{f}.py").read_text()]
+    assert not missing, f"docs/reliability.md names tests that do not exist: {missing}"
