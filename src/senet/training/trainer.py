@@ -263,7 +263,8 @@ class _Run:
 
         # optimisation: lr scaled with the global batch (the paper's 0.6 per 1024, §5), the schedule over steps
         steps_per_epoch = self.batches // c.accum_steps
-        self.base_lr = c.lr * c.batch_size * c.accum_steps * dist.world / c.lr_batch
+        global_batch = c.batch_size * c.accum_steps * dist.world
+        self.base_lr = c.lr * global_batch / c.lr_batch
         self.optimizer = _optimizer(c, self.model, self.base_lr)
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=c.amp == "fp16")
         self.schedule = LRSchedule(
