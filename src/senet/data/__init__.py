@@ -11,27 +11,42 @@ quarter of the bytes. All randomness of a batch comes from the seed the sampler 
 * `senet.data.sources`: where each dataset's files are looked for, and downloads.
 """
 
-from .datasets import AUGMENTATIONS, DATASETS, DataSpec, ImageFolder, TensorImages, load_datasets
+from .datasets import (
+    AUGMENTATIONS,
+    DATASETS,
+    DataSpec,
+    ImageFolder,
+    TensorImages,
+    class_indices,
+    dataset_channels,
+    load_datasets,
+    measure_mean_std,
+)
 from .formats import read_cifar_batch, read_idx
 from .sampling import Batch, BatchKey, EpochBatches, collate_batch, derive_seed
 from .sources import FASHION_MNIST_DIR, default_root
-from .transforms import imagenet_transforms, normalize, random_crop_flip, random_erase
+from .transforms import INTERPOLATIONS, Preprocess, image_transforms, normalize, random_crop_flip, random_erase
 
 __all__ = [
     "AUGMENTATIONS",
     "DATASETS",
     "FASHION_MNIST_DIR",
+    "INTERPOLATIONS",
     "Batch",
     "BatchKey",
     "DataSpec",
     "EpochBatches",
     "ImageFolder",
+    "Preprocess",
     "TensorImages",
+    "class_indices",
     "collate_batch",
+    "dataset_channels",
     "default_root",
     "derive_seed",
-    "imagenet_transforms",
+    "image_transforms",
     "load_datasets",
+    "measure_mean_std",
     "normalize",
     "random_crop_flip",
     "random_erase",

@@ -1,16 +1,21 @@
 """Transforms of uint8 image batches: the CIFAR augmentation done as one gather per batch, random erasing, the
-paper's ImageNet augmentation and evaluation crop, and the normalisation that runs on the training device."""
+preprocessing configuration of a model's weights (`Preprocess`) with the paper's ImageNet augmentation and
+evaluation crop made from it (`image_transforms`), and the normalisation that runs on the training device."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["PixelJitter", "imagenet_transforms", "normalize", "random_crop_flip", "random_erase"]
+__all__ = [
+    "INTERPOLATIONS", "PixelJitter", "Preprocess", "image_transforms", "normalize", "random_crop_flip", "random_erase",
+]  # fmt: skip
 
 
 def random_crop_flip(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
@@ -71,18 +76,85 @@ class PixelJitter(torch.nn.Module):
         return (img.to(torch.int16) + offset).clamp_(0, 255).to(torch.uint8)
 
 
-def imagenet_transforms(size: int, train: bool) -> torch.nn.Module:
-    """Per-image transforms of uint8 tensors: the paper's training augmentation, or its single-crop evaluation
-    (shorter side resized to size / 0.875, i.e. 256 for 224, then the centre crop)."""
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image reaches a model: the preprocessing its weights were trained and evaluated with.
+
+    Evaluation resizes the shorter side to ``input_size / crop_pct`` with ``interpolation`` and takes the centre
+    ``input_size`` square (224 / 0.875 = 256, then 224: the paper's single-crop evaluation, §5); training takes a
+    random crop of ``input_size`` (`image_transforms`). Both then scale to [0, 1] and normalise each channel with
+    ``mean`` and ``std`` (`normalize`, on the device). Every senet weights file records these (`metadata`), every
+    published weight carries them (`senet.weights.KnownWeights`), and train, eval, predict and export read them.
+    """
+
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_pct: float = 1.0
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input_size, int) or self.input_size < 1:
+            raise ValueError(f"input_size={self.input_size!r} must be a positive int (pixels)")
+        if len(self.mean) != len(self.std) or not self.mean or min(self.std) <= 0:
+            raise ValueError(f"mean={list(self.mean)} and std={list(self.std)}: one value per channel each, std > 0")
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"crop_pct={self.crop_pct!r} must be in (0, 1]: the centre crop's share of the side")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation={self.interpolation!r}; choose from {', '.join(INTERPOLATIONS)}")
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any], **defaults: Any) -> Preprocess:
+        """From a weights file's metadata (``image_size`` or ``input_size``, ``mean``, ``std``, ``crop_pct``,
+        ``interpolation``), with ``defaults`` for what it does not record.
+
+        Raises:
+            ValueError: the metadata does not say the size, mean or std, and no default does.
+        """
+        values = {**defaults, **{k: meta[k] for k in ("mean", "std", "crop_pct", "interpolation") if k in meta}}
+        size = meta.get("image_size", meta.get("input_size", defaults.get("input_size")))
+        if isinstance(size, (list, tuple)):  # (C, H, W) as exported files record it
+            size = size[-1]
+        missing = [k for k, v in (("image_size", size), ("mean", values.get("mean")), ("std", values.get("std")))
+                   if v is None]  # fmt: skip
+        if missing:
+            raise ValueError(f"the weights' metadata does not say their {', '.join(missing)}")
+        values["mean"], values["std"] = tuple(map(float, values["mean"])), tuple(map(float, values["std"]))
+        return cls(**{**values, "input_size": int(size)})
+
+    def metadata(self) -> dict[str, Any]:
+        """What a senet weights file records (the keys `from_metadata` reads)."""
+        return {"image_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
+                "crop_pct": self.crop_pct, "interpolation": self.interpolation}  # fmt: skip
+
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """The same in timm's terms (``model.pretrained_cfg``), so that ``timm.data.resolve_data_config(model=m)``
+        gives what senet uses rather than timm's defaults (bicubic, 0.875)."""
+        c = len(self.mean)
+        return {"input_size": (c, self.input_size, self.input_size), "interpolation": self.interpolation,
+                "mean": self.mean, "std": self.std, "crop_pct": self.crop_pct, "crop_mode": "center"}  # fmt: skip
+
+
+def image_transforms(pre: Preprocess, train: bool) -> torch.nn.Module:
+    """Per-image transforms of uint8 tensors for ``pre``: the evaluation resize and centre crop, or the paper's
+    training augmentation (§5: a random-size crop of 8–100% of the area and 3/4–4/3 aspect ratio, mirroring, a
+    rotation of up to 10°, pixel jitter) at the same size and interpolation. Normalisation follows on the device."""
     from torchvision.transforms import v2
 
+    mode = getattr(v2.InterpolationMode, pre.interpolation.upper())
     if train:
         return v2.Compose(
             [
-                v2.RandomResizedCrop(size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+                v2.RandomResizedCrop(
+                    pre.input_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), interpolation=mode, antialias=True
+                ),
                 v2.RandomHorizontalFlip(),
                 v2.RandomRotation(10),
                 PixelJitter(20),
             ]
         )
-    return v2.Compose([v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size)])
+    resize = round(pre.input_size / pre.crop_pct)
+    return v2.Compose([v2.Resize(resize, interpolation=mode, antialias=True), v2.CenterCrop(pre.input_size)])

@@ -11,6 +11,7 @@ import contextlib
 import copy
 import dataclasses
 import difflib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..data import AUGMENTATIONS, DATASETS
 from ..files import check_folder_name
 from ..models import get_entry
 from .evaluation import TTA
+from .finetune import Finetune
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "field_type", "find_recipe", "list_recipes"]
 
@@ -56,13 +58,25 @@ class TrainConfig:
     )
     crop_padding: int = option(4, "pixels of zero padding before the random crop (crop-flip; 0: flips only)")
     random_erasing: float = option(0.0, "probability of erasing a random rectangle per training image (in-memory data)")
+    classes: list[int | str] = option(
+        [], "keep these classes only (indices or names), relabelled 0..k-1 in that order, in training and test; []: all"
+    )
+    train_per_class: int = option(0, "train on this many images per class, the same for every run; 0: all")
     train_subset: int = option(0, "train on a fixed random subset of this many images; 0: all")
     test_subset: int = option(0, "evaluate on a fixed random subset; 0: all")
     tta: str = option(
         "none", "test-time augmentation of every evaluation: none, or flip (mean of image and mirror image)"
     )
+    mean: list[float] = option([], "input normalisation per channel; []: the init weights', else the dataset's")
+    std: list[float] = option([], "with mean; []: the init weights', else the dataset's (image folders: measured)")
     skip_bad_images: bool = option(False, "image folders: skip and count unreadable files instead of stopping")
     workers: int = option(0, "data-loading processes per training process")
+    # transfer (docs/transfer.md)
+    init: str = option("", "start from: DEFAULT or a published tag, MODEL.TAG, a run folder or a weights file")
+    freeze: str = option("none", "none, backbone (all but the head), stem, layerN (the stem and stages 1..N)")
+    freeze_bn: str = option("frozen", "BatchNorm layers keeping their statistics: frozen (the frozen part), all, none")
+    backbone_lr: float = option(1.0, "lr factor of everything but the head, in (0, 1]")
+    layer_decay: float = option(1.0, "lr factor per stage from the head back to the stem, in (0, 1]")
     # optimisation
     epochs: int = option(10, "training epochs")
     batch_size: int = option(128, "images per process and per step (before accumulation)")
@@ -174,7 +188,15 @@ class TrainConfig:
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}={getattr(self, key)!r} must be at least 1")
-        non_negative = ("train_subset", "test_subset", "workers", "checkpoint_every", "image_size", "crop_padding")
+        non_negative = (
+            "train_per_class",
+            "train_subset",
+            "test_subset",
+            "workers",
+            "checkpoint_every",
+            "image_size",
+            "crop_padding",
+        )
         non_negative += ("weight_decay", "warmup_epochs", "patience", "threads")
         for key in non_negative:
             if getattr(self, key) < 0:
@@ -196,6 +218,9 @@ class TrainConfig:
         if self.in_chans not in (1, 3):
             raise ValueError(f"in_chans={self.in_chans!r}: 1 (grayscale) or 3 (RGB)")
         check_folder_name(self.name, "name")
+        Finetune(self.freeze, self.freeze_bn, self.backbone_lr, self.layer_decay)  # checks the four
+        if len(self.mean) != len(self.std) or (self.mean and min(self.std) <= 0):
+            raise ValueError(f"mean={self.mean!r} and std={self.std!r}: one value per channel each, std > 0")
 
 
 def field_type(name: str) -> tuple[Any, bool]:
@@ -217,6 +242,12 @@ def _convert(value: Any, hint: Any, what: str) -> Any:
     if value is None and optional:
         return None
     origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):  # the first type that takes the value
+        for arm in typing.get_args(hint):
+            with contextlib.suppress(ValueError):
+                return _convert(value, arm, what)
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(hint))
+        raise ValueError(f"{what} must be {names}, got {value!r}")
     if hint is bool:
         ok = isinstance(value, bool)
     elif hint is int:

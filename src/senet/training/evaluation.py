@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import Batch, EpochBatches, collate_batch, imagenet_transforms, normalize
+from ..data import Batch, EpochBatches, Preprocess, collate_batch, image_transforms, normalize
 from .distributed import Dist
 
 __all__ = ["TTA", "EvalResult", "Inputs", "evaluate", "predict"]
@@ -135,26 +135,17 @@ def evaluate(
     return EvalResult(loss / max(n, 1), top1 / max(n, 1), topk / max(n, 1), int(n), int(skipped))
 
 
-def _image_transform(meta: dict[str, Any]) -> nn.Module:
-    from torchvision.transforms import v2
-
-    size = int(meta["image_size"])
-    if meta.get("dataset") == "imagefolder":
-        return imagenet_transforms(size, train=False)
-    return v2.Resize([size, size], antialias=True)
-
-
-def load_images(paths: Sequence[str | os.PathLike], meta: dict[str, Any]) -> Tensor:
-    """Image files as a uint8 batch prepared as the model's evaluation images were (size, channels)."""
+def load_images(paths: Sequence[str | os.PathLike], pre: Preprocess, in_chans: int) -> Tensor:
+    """Image files as a uint8 batch prepared as the model's evaluation images were (`image_transforms`)."""
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms import v2
 
-    transform = _image_transform(meta)
+    transform = image_transforms(pre, train=False)
     out = []
     for p in paths:
         try:
             with Image.open(p) as img:
-                img = img.convert("L" if meta["in_chans"] == 1 else "RGB")
+                img = img.convert("L" if in_chans == 1 else "RGB")
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
             raise ValueError(f"unreadable image {str(p)!r}: {e}") from None
         out.append(transform(v2.functional.pil_to_tensor(img)))
@@ -165,10 +156,11 @@ def load_images(paths: Sequence[str | os.PathLike], meta: dict[str, Any]) -> Ten
 def predict(
     model: nn.Module, paths: Sequence[str | os.PathLike], meta: dict[str, Any], top_k: int = 5
 ) -> list[list[tuple[str, float]]]:
-    """The ``top_k`` (label, probability) pairs for each image file, using the weights' metadata (size, mean,
-    std, class names)."""
-    inputs = Inputs(next(model.parameters()).device, tuple(meta["mean"]), tuple(meta["std"]))
-    probs = model.eval()(inputs.prepare(load_images(paths, meta))).softmax(dim=1)
+    """The ``top_k`` (label, probability) pairs for each image file, using the weights' metadata (`Preprocess`:
+    size, crop, interpolation, mean, std; the class names)."""
+    pre = Preprocess.from_metadata(meta)
+    inputs = Inputs(next(model.parameters()).device, pre.mean, pre.std)
+    probs = model.eval()(inputs.prepare(load_images(paths, pre, meta["in_chans"]))).softmax(dim=1)
     values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
     return [
         [(meta["classes"][i], float(v)) for v, i in zip(vs.tolist(), ix.tolist(), strict=True)]

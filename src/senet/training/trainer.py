@@ -35,10 +35,11 @@ import torch
 from torch import nn
 
 from ..complexity import profile
-from ..data import Batch, DataSpec, EpochBatches, derive_seed, load_datasets
+from ..data import Batch, DataSpec, EpochBatches, dataset_channels, derive_seed, load_datasets
 from ..factory import create_model, model_metadata
 from ..files import atomic_write_text, folder_lock, save_weights
 from ..models import get_entry
+from ..transfer import InitSource, init_options, load_init, resolve_init
 from . import distributed
 from .checkpoint import (
     BEST_FILE,
@@ -53,12 +54,28 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .evaluation import Inputs, check_readable, evaluate, loader
+from .finetune import Finetune, train_mode
 from .outputs import Progress, TensorBoard, plot_curves, write_metrics_csv
 from .schedule import LRSchedule
 
 __all__ = ["NonFiniteLossError", "RunResult", "train"]
 
 SUMMARY_FILE = "summary.json"
+INIT_FILE = "init.json"  # what --init loaded (senet.transfer.LoadReport), written when a run starts
+
+
+def _preprocess(config: TrainConfig, source: InitSource | None) -> dict[str, Any]:
+    """The preprocessing a run fixes rather than takes from its data: ``mean`` and ``std`` from the config or else
+    from the init weights (pretrained features expect their own normalisation), and for image folders the init
+    weights' input size, crop and interpolation."""
+    pre = dict(source.preprocess) if source is not None else {}
+    if config.mean:
+        pre |= {"mean": config.mean, "std": config.std}
+    if not config.mean and len(pre.get("mean", ())) != dataset_channels(config.dataset, config.in_chans):
+        pre.pop("mean", None), pre.pop("std", None)  # weights for other input: load_init names the stem
+    if config.dataset != "imagefolder":
+        pre = {k: v for k, v in pre.items() if k in ("mean", "std")}
+    return pre
 
 
 class NonFiniteLossError(ValueError):
@@ -132,13 +149,18 @@ def _set_deterministic(on: bool) -> None:
     torch.backends.cudnn.deterministic = on
 
 
-def _optimizer(config: TrainConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+def _optimizer(config: TrainConfig, model: nn.Module, lr: float, scales: dict[str, float]) -> torch.optim.Optimizer:
+    """The optimizer over the parameters ``scales`` names (the trainable ones), one group per weight decay and
+    learning-rate factor (``lr_scale``, which the schedule multiplies in)."""
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        (no_decay if config.no_decay_norm_bias and (p.ndim <= 1 or name.endswith(".bias")) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+        if name in scales:
+            no_decay = config.no_decay_norm_bias and (p.ndim <= 1 or name.endswith(".bias"))
+            groups.setdefault((no_decay, scales[name]), []).append(p)
+    groups = [
+        {"params": ps, "weight_decay": 0.0 if no_decay else config.weight_decay, "lr_scale": scale}
+        for (no_decay, scale), ps in groups.items()
+    ]
     # foreach: one call per group for all parameters rather than a few per parameter. PyTorch picks it on CUDA only;
     # on CPU it made SE-ResNet-20 and ResNet-20 steps (batch 128, bf16) about 4% faster on 2 cores.
     if config.optimizer == "sgd":
@@ -215,11 +237,18 @@ class _Run:
         self.run_dir = c.run_dir
         self.progress = Progress(c.progress if dist.main else "none")
 
+        # where the weights start: a run to resume, the init source (docs/transfer.md), or fresh
+        self.fresh = not (self.run_dir / STATE_FILE).is_file()
+        self.source = resolve_init(c.init, c.model) if c.init else None
+
         # data: the training and test sets, and how a batch reaches the model
+        pre = _preprocess(c, self.source)
+        size = c.image_size or pre.pop("input_size", 0)
         train_set, self.test_set, self.spec = load_datasets(
-            c.dataset, data_dir=c.data_dir, download=c.download and dist.main, image_size=c.image_size,
-            augment=c.augment, crop_padding=c.crop_padding, random_erasing=c.random_erasing,
-            train_subset=c.train_subset, test_subset=c.test_subset, in_chans=c.in_chans,
+            c.dataset, data_dir=c.data_dir, download=c.download and dist.main, image_size=size, augment=c.augment,
+            crop_padding=c.crop_padding, random_erasing=c.random_erasing, train_subset=c.train_subset,
+            test_subset=c.test_subset, in_chans=c.in_chans, classes=c.classes or None,
+            train_per_class=c.train_per_class, preprocess=pre,
         )  # fmt: skip
         self.inputs = Inputs(dist.device, self.spec.mean, self.spec.std, c.channels_last, c.amp)
         self.sampler = EpochBatches(
@@ -230,8 +259,10 @@ class _Run:
         if self.batches == 0:
             raise ValueError(f"an epoch has {len(self.sampler)} batches, fewer than accum_steps={c.accum_steps}")
 
-        # the model, its EMA, and what runs it (DistributedDataParallel, torch.compile)
+        # the model, what trains in it, its EMA, and what runs it (DistributedDataParallel, torch.compile)
         self.model = self._build_model()
+        finetune = Finetune(c.freeze, c.freeze_bn, c.backbone_lr, c.layer_decay)
+        self.kept_bn = finetune.apply(self.model)  # BatchNorm layers whose statistics stay as loaded
         self.ema = ModelEMA(self.model, c.ema_decay) if c.ema_decay > 0 else None
         net: nn.Module = self.model
         if dist.enabled:
@@ -242,7 +273,7 @@ class _Run:
         # optimisation: lr scaled with the global batch (the paper's 0.6 per 1024, §5), the schedule over steps
         steps_per_epoch = self.batches // c.accum_steps
         self.base_lr = c.lr * c.batch_size * c.accum_steps * dist.world / c.lr_batch
-        self.optimizer = _optimizer(c, self.model, self.base_lr)
+        self.optimizer = _optimizer(c, self.model, self.base_lr, finetune.lr_scales(self.model))
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=c.amp == "fp16")
         self.schedule = LRSchedule(
             c.schedule, total_steps=steps_per_epoch * c.epochs, steps_per_epoch=steps_per_epoch,
@@ -259,14 +290,21 @@ class _Run:
         self._start(resume)
 
     def _build_model(self) -> nn.Module:
-        """The model of the config for the data, on the device; its cost counted on the meta device."""
+        """The model of the config for the data, with the init source's weights in a fresh run, on the device; its
+        cost counted on the meta device."""
         c, s, device = self.config, self.spec, self.dist.device
+        options = init_options(self.source, c.model, c.model_options) if self.source else c.model_options
         torch.manual_seed(derive_seed(c.seed, "init"))
-        model = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **c.model_options)
+        model = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **options)
         if s.image_size < getattr(model, "min_size", 1):
             raise ValueError(f"{c.model} needs images of at least {model.min_size} px; the data has {s.image_size}")
+        self.init_report = None
+        if self.source is not None and self.fresh:  # a resumed run's weights come from its checkpoint
+            self.init_report = load_init(model, self.source, s.classes)
+            for line in self.init_report.lines():
+                self.progress.message(line)
         with torch.device("meta"):  # count parameters and multiply-adds without a second set of weights
-            meta = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **c.model_options)
+            meta = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **options)
         self.cost = profile(meta, (s.in_chans, s.image_size, s.image_size))
         if self.dist.enabled and c.sync_bn:
             if device.type != "cuda":
@@ -283,7 +321,7 @@ class _Run:
         try:
             while self.epoch < c.epochs:
                 self.sampler.set_epoch(self.epoch, start=self.batch)  # a resumed epoch skips what it has done
-                self.net.train()
+                train_mode(self.net, self.kept_bn)
                 self.progress.start_epoch(self.batch)
                 started, seen_before = time.monotonic(), self.totals.seen
                 for i, batch in enumerate(self.train_loader, start=self.batch):
@@ -325,7 +363,7 @@ class _Run:
         self.totals.add(loss_sum, correct, seen, skipped)
         if last_micro:
             for group in self.optimizer.param_groups:
-                group["lr"] = self.base_lr * self.schedule(self.step)
+                group["lr"] = self.base_lr * self.schedule(self.step) * group.get("lr_scale", 1.0)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
@@ -417,6 +455,8 @@ class _Run:
             self._restore(load_state(state_path), state_path, strict=resume == "auto")
         if self.dist.main:
             atomic_write_text(self.run_dir / "config.yaml", self.config.to_yaml())
+            if self.init_report is not None:
+                atomic_write_text(self.run_dir / INIT_FILE, json.dumps(self.init_report.to_dict(), indent=1))
         if not exists:  # the first good state: a diverging run can always go back to its start
             self._save_state()
             if self.dist.main:
@@ -494,8 +534,8 @@ class _Run:
     def _metadata(self, row: dict[str, Any]) -> dict[str, Any]:
         s: DataSpec = self.spec
         return model_metadata(
-            self.model, dataset=s.dataset, classes=list(s.classes), image_size=s.image_size, mean=list(s.mean),
-            std=list(s.std), recipe=self.config.to_dict(), epoch=row["epoch"], test_acc=row["test_acc"],
+            self.model, dataset=s.dataset, classes=list(s.classes), **s.preprocess.metadata(),
+            recipe=self.config.to_dict(), epoch=row["epoch"], test_acc=row["test_acc"],
         )  # fmt: skip
 
 

@@ -9,8 +9,9 @@ from .convert import (
     load_weights,
     model_options,
     read_state,
+    senet_name,
 )
-from .published import KNOWN_WEIGHTS, KnownWeights, fetch, get_weights, list_weights
+from .published import KNOWN_WEIGHTS, KnownWeights, fetch, get_weights, imagenet_classes, list_weights
 
 __all__ = [
     "KNOWN_WEIGHTS",
@@ -21,8 +22,10 @@ __all__ = [
     "detect_layout",
     "fetch",
     "get_weights",
+    "imagenet_classes",
     "list_weights",
     "load_weights",
     "model_options",
     "read_state",
+    "senet_name",
 ]

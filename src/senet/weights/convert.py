@@ -41,6 +41,7 @@ __all__ = [
     "load_weights",
     "model_options",
     "read_state",
+    "senet_name",
 ]
 
 LAYOUTS = ("senet", "caffe", "timm", "torchvision")
@@ -71,6 +72,14 @@ def _rename(key: str, layout: str) -> str:
     if layout in ("timm", "torchvision"):
         return re.sub(r"^(conv1|bn1)\.", r"stem.\1.", key)  # the stem's conv and BN sit at the top level
     return key
+
+
+def senet_name(key: str, layout: str) -> str:
+    """The name a ``layout`` state dict's ``key`` has in senet's models (``layer0.conv1.weight`` →
+    ``stem.conv1.weight`` for ``"caffe"``); SE FCs keep their name in either of their two forms."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
+    return _rename(key, layout)
 
 
 def detect_layout(keys: Mapping[str, Any] | list[str]) -> str | None:
