@@ -37,12 +37,12 @@ from .files import looks_like_pickle, read_weights, safe_torch_load
 from .layers import SqueezeExcite
 from .models import SE_OPTIONS, build_model, get_entry, list_models
 from .weights import (
-    KNOWN_WEIGHTS,
     ConversionError,
     convert_state_dict,
     detect_layout,
     fetch,
     get_weights,
+    list_weights,
     model_options,
     read_state,
     senet_name,
@@ -69,8 +69,8 @@ class InitSource:
 
 
 def _is_published(source: str, model: str) -> bool:
-    names = {w.name for w in KNOWN_WEIGHTS} | {w.tag for w in KNOWN_WEIGHTS if w.model == model}
-    return source == "DEFAULT" or source in names
+    tags = {n.partition(".")[2] for n in list_weights(model)} if ":" not in model else set()
+    return source == "DEFAULT" or source in set(list_weights()) | tags
 
 
 def resolve_init(source: str, model: str) -> InitSource:
@@ -94,9 +94,10 @@ def resolve_init(source: str, model: str) -> InitSource:
     if not path.exists():
         if path.suffix or os.sep in source:
             raise FileNotFoundError(f"init: no weights file or run folder at {source!r}")
+        tags = ", ".join(n.partition(".")[2] for n in list_weights(model)) if ":" not in model else ""
         raise ValueError(f"init={source!r} is neither a file, a run folder, nor weights known for {model} "
-                         f"({', '.join(w.tag for w in KNOWN_WEIGHTS if w.model == model) or 'none'}; senet weights); "
-                         "give DEFAULT, a tag, MODEL.TAG, a run folder or a weights file")  # fmt: skip
+                         f"({tags or 'none'}; senet weights); give DEFAULT, a tag, MODEL.TAG, a run folder or a "
+                         "weights file")  # fmt: skip
     file = weights_file(path)
     if not file.is_file():
         raise FileNotFoundError(f"init: {source!r} is a folder without {file.name}; is it a finished run folder?")
@@ -273,30 +274,35 @@ def _few(classes: Sequence[str]) -> str:
 
 def _does_not_fit(e: ConversionError, source: InitSource, model: str, tensors: dict[str, Tensor], layout: str) -> str:
     """One line: the first tensor that does not fit, how many more, and which model the weights would fit."""
+
+    def pick(names: list[str]) -> str:  # a weight rather than a counter or statistic, where there is one
+        return next((n for n in names if n.split(" ")[0].endswith(".weight")), names[0])
+
     if e.mismatched:
-        first = e.mismatched[0]
+        first = pick(e.mismatched)
     elif e.unexpected:
-        first = f"{e.unexpected[0]} of the source has no place in the model"
+        first = f"{pick(e.unexpected)} of the source has no place in the model"
     else:
-        first = f"{e.missing[0]} of the model is not in the source"
+        first = f"{pick(e.missing)} of the model is not in the source"
     more = len(e.mismatched) + len(e.unexpected) + len(e.missing) - 1
     text = f"init {source.what} does not fit {model}: first {first}" + (f" (and {more} more)" if more else "")
     if source.model is not None and source.model != model:
         options = f" --model-options '{source.options}'" if source.options else ""
         return f"{text}; the weights are {source.model}'s: train --model {source.model}{options}"
-    fits = fitting_models(tensors, layout)
-    if fits:
-        return f"{text}; they fit {', '.join(fits[:4])} (--model NAME)"
+    fits, retrofits = fitting_models(tensors, layout)
+    also = f"; {', '.join(retrofits[:3])} as a retrofit" if retrofits else ""
+    if fits or retrofits:
+        return f"{text}; they fit {', '.join(fits[:3]) or 'no model as they are'} (--model NAME{also})"
     return f"{text}; no registered model fits them"
 
 
-def fitting_models(tensors: Mapping[str, Tensor], layout: str) -> list[str]:
-    """Registered models whose tensors (the classifier aside) have exactly the names and shapes of ``tensors``,
-    built with the options ``layout`` needs; an SE model also fits its plain twin's weights (a retrofit)."""
+def fitting_models(tensors: Mapping[str, Tensor], layout: str) -> tuple[list[str], list[str]]:
+    """Registered models whose tensors (the classifier aside) have exactly the names and shapes of ``tensors``, built
+    with the options ``layout`` needs; and the SE models that take them as a retrofit (all but their SE units)."""
     have = _shapes({senet_name(k, layout): v for k, v in tensors.items()})
     conv = next((s for k, s in have.items() if len(s) == 4), None)
     in_chans = conv[1] if conv else 3
-    found = []
+    found: tuple[list[str], list[str]] = ([], [])
     for name in list_models():
         entry = get_entry(name)
         try:
@@ -306,11 +312,13 @@ def fitting_models(tensors: Mapping[str, Tensor], layout: str) -> list[str]:
             continue
         head = classifier_name(m) + "."
         want = _shapes(m.state_dict())
-        if entry.has_se and not any(".se." in k for k in have):
+        retrofit = entry.has_se and not any(".se." in k for k in have)
+        if retrofit:
             want = {k: s for k, s in want.items() if ".se." not in k}
-        same = {k: s for k, s in want.items() if not k.startswith(head)}
-        if same == {k: s for k, s in have.items() if not k.startswith(head)}:
-            found.append(name)
+        if {k: s for k, s in want.items() if not k.startswith(head)} == {
+            k: s for k, s in have.items() if not k.startswith(head)
+        }:
+            found[retrofit].append(name)
     return found
 
 

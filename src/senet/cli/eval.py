@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = args.dataset or meta.get("dataset")
     if not dataset:
         raise ValueError(f"{args.weights!r} does not say which dataset it was trained on; pass --dataset")
+    own = dataset == meta.get("dataset")  # the weights' own data: their classes, size, crop and normalisation
     _, test, spec = load_datasets(
         dataset,
         data_dir=args.data_dir or meta.get("recipe", {}).get("data_dir"),
@@ -60,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         augment="none",
         test_subset=args.test_subset,
         in_chans=meta.get("in_chans", 3),
+        classes=meta["classes"] if own and "classes" in meta else None,
+        preprocess={k: meta[k] for k in ("mean", "std", "crop_pct", "interpolation") if k in meta},
     )
     if model is None:  # a plain PyTorch state dict: read with weights_only=True, every key checked
         if not args.model:
@@ -68,13 +71,11 @@ def run(args: argparse.Namespace) -> int:
         model = load_weights(
             create_model(args.model, num_classes=spec.num_classes, in_chans=spec.in_chans), args.weights
         )
-    if spec.num_classes != model.num_classes:
-        raise ValueError(f"{args.weights!r} has {model.num_classes} classes, {dataset} has {spec.num_classes}")
+    classes = model.model_config["num_classes"]
+    if spec.num_classes != classes:
+        raise ValueError(f"{args.weights!r} has {classes} classes, {dataset} has {spec.num_classes}")
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    inputs = Inputs(
-        torch.device("cuda" if cuda else "cpu"), tuple(meta.get("mean", spec.mean)), tuple(meta.get("std", spec.std)),
-        amp=args.amp,
-    )  # fmt: skip
+    inputs = Inputs(torch.device("cuda" if cuda else "cpu"), spec.mean, spec.std, amp=args.amp)
     tta = args.tta or meta.get("recipe", {}).get("tta", "none")
     result = evaluate(
         model.to(inputs.device), test, inputs, batch_size=args.batch_size, workers=args.workers,

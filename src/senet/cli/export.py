@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     std = args.std if args.std is not None else meta.get("std")
     if mean is None or std is None:
         raise ValueError(f"{args.weights!r} does not record its input normalisation; pass --mean and --std")
-    size = args.input_size or meta.get("input_size")
+    size = args.input_size or meta.get("image_size") or meta.get("input_size")  # trained, or published weights'
     keep = {k: v for k, v in meta.items() if k not in ("name", "options", "num_classes", "in_chans", "mean", "std")}
     path = export(model, out, format=args.format, input_size=size, mean=mean, std=std, metadata=keep)
     recorded = read_metadata(path)

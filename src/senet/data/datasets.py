@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..constants import CIFAR10_MEAN, CIFAR10_STD
 from .sampling import Batch, BatchKey, derive_seed
 from .sources import cifar_arrays, fashion_mnist_arrays, missing_files
 from .transforms import Preprocess, image_transforms, random_crop_flip, random_erase
@@ -40,7 +41,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".
 # Per-channel mean and std of the training images, on the 0–1 scale.
 _STATS = {
     "fashion-mnist": ((0.2860,), (0.3530,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "synthetic": ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
 }

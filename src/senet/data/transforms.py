@@ -130,13 +130,6 @@ class Preprocess:
         return {"image_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
                 "crop_pct": self.crop_pct, "interpolation": self.interpolation}  # fmt: skip
 
-    def pretrained_cfg(self) -> dict[str, Any]:
-        """The same in timm's terms (``model.pretrained_cfg``), so that ``timm.data.resolve_data_config(model=m)``
-        gives what senet uses rather than timm's defaults (bicubic, 0.875)."""
-        c = len(self.mean)
-        return {"input_size": (c, self.input_size, self.input_size), "interpolation": self.interpolation,
-                "mean": self.mean, "std": self.std, "crop_pct": self.crop_pct, "crop_mode": "center"}  # fmt: skip
-
 
 def image_transforms(pre: Preprocess, train: bool) -> torch.nn.Module:
     """Per-image transforms of uint8 tensors for ``pre``: the evaluation resize and centre crop, or the paper's

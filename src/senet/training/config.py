@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ..data import AUGMENTATIONS, DATASETS
+from ..factory import LIBRARIES
 from ..files import check_folder_name
 from ..models import get_entry
 from .evaluation import TTA
@@ -45,8 +46,9 @@ class TrainConfig:
     the global batch (batch_size × accum_steps × processes), as the paper's 0.6 per 1024 (§5)."""
 
     # model
-    model: str = option("se_resnet20", "a registered model (senet models)")
-    model_options: dict[str, Any] = option({}, "create_model options, e.g. {r: 8}")
+    model: str = option("se_resnet20", "a registered model (senet models), or torchvision:NAME / timm:NAME")
+    model_options: dict[str, Any] = option({}, "create_model options, e.g. {r: 8}; a builder's arguments")
+    add_se: list[dict[str, Any]] = option([], "senet.add_se calls made on the built model, e.g. [{r: 16}]")
     # data
     dataset: str = option("fashion-mnist", "fashion-mnist, cifar10, cifar100, imagefolder, synthetic")
     data_dir: str | None = option(None, "None: the dataset's usual places")
@@ -206,7 +208,11 @@ class TrainConfig:
         for key in ("label_smoothing", "min_lr", "ema_decay", "momentum"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"{key}={getattr(self, key)!r} must be in [0, 1)")
-        get_entry(self.model)  # unknown names fail here, with close matches
+        if ":" in self.model:  # another library's builder: its name is checked when the model is built
+            if self.model.partition(":")[0] not in LIBRARIES:
+                raise ValueError(f"model={self.model!r}: the library before ':' must be one of {', '.join(LIBRARIES)}")
+        else:
+            get_entry(self.model)  # unknown names fail here, with close matches
         if self.dataset not in DATASETS:
             hints = difflib.get_close_matches(self.dataset, DATASETS, n=1)
             hint = f" (did you mean {hints[0]!r}?)" if hints else ""

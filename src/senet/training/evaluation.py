@@ -114,7 +114,6 @@ def evaluate(
     sampler = EpochBatches(len(dataset), batch_size, shuffle=False, rank=rank, world=world)
     was_training = model.training
     model.eval()
-    k = min(5, getattr(model, "num_classes", 5))
     totals = torch.zeros(5, dtype=torch.float64)  # loss sum, top-1, top-k, images, skipped
     for batch in loader(dataset, sampler, workers, inputs.device.type == "cuda"):
         totals[4] += check_readable(batch, skip_bad_images)
@@ -125,7 +124,7 @@ def evaluate(
         logits = logits.float()
         if mirrored is not None:  # log of the mean probability: the scores to rank and to take the loss of
             logits = torch.logaddexp(logits.log_softmax(1), mirrored.float().log_softmax(1)) - math.log(2)
-        top = logits.topk(k, dim=1).indices
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # top-5, or every class of fewer
         totals[0] += F.cross_entropy(logits, y, reduction="sum").item()
         totals[1] += (top[:, 0] == y).sum().item()
         totals[2] += (top == y[:, None]).any(dim=1).sum().item()

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..complexity import profile
 from ..data import Batch, DataSpec, EpochBatches, dataset_channels, derive_seed, load_datasets
-from ..factory import create_model, model_metadata
+from ..factory import check_rebuilds, create_model, model_metadata
 from ..files import atomic_write_text, folder_lock, save_weights
 from ..models import get_entry
 from ..transfer import InitSource, init_options, load_init, resolve_init
@@ -174,10 +174,11 @@ RUNTIME_FIELDS = ("data_dir", "download", "workers", "threads", "device", "out_d
 
 def config_changes(saved: dict[str, Any], config: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """Fields of ``config`` that differ from a saved configuration, as name → (saved, now), runtime fields aside."""
-    now = config.to_dict()
+    now, defaults = config.to_dict(), TrainConfig().to_dict()  # a field newer than the saved config: its default
     keys = [k for k in now if k not in RUNTIME_FIELDS]
-    changes = {k: (saved.get(k), now[k]) for k in keys if saved.get(k) != now[k]}
-    if "model_options" in changes and saved.get("model") == now["model"]:  # {"r": 16} and {} are one network
+    changes = {k: (saved.get(k, defaults[k]), now[k]) for k in keys if saved.get(k, defaults[k]) != now[k]}
+    if "model_options" in changes and saved.get("model") == now["model"] and ":" not in now["model"]:
+        # {"r": 16} and {} are one network
         canonical = get_entry(now["model"]).non_default_options
         if canonical(saved.get("model_options") or {}) == canonical(now["model_options"]):
             del changes["model_options"]
@@ -230,7 +231,13 @@ class _Run:
     """One training session of a run folder: `__init__` builds data, model and optimizer from the config and
     restores the folder's checkpoint; `fit` trains the remaining epochs."""
 
-    def __init__(self, config: TrainConfig, dist: distributed.Dist, resume: bool | Literal["auto"]) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        dist: distributed.Dist,
+        resume: bool | Literal["auto"],
+        model: nn.Module | None = None,
+    ) -> None:
         self.t0 = time.monotonic()
         self.config = c = config
         self.dist = dist
@@ -260,7 +267,7 @@ class _Run:
             raise ValueError(f"an epoch has {len(self.sampler)} batches, fewer than accum_steps={c.accum_steps}")
 
         # the model, what trains in it, its EMA, and what runs it (DistributedDataParallel, torch.compile)
-        self.model = self._build_model()
+        self.model = self._build_model(model)
         finetune = Finetune(c.freeze, c.freeze_bn, c.backbone_lr, c.layer_decay)
         self.kept_bn = finetune.apply(self.model)  # BatchNorm layers whose statistics stay as loaded
         self.ema = ModelEMA(self.model, c.ema_decay) if c.ema_decay > 0 else None
@@ -289,22 +296,31 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self._start(resume)
 
-    def _build_model(self) -> nn.Module:
-        """The model of the config for the data, with the init source's weights in a fresh run, on the device; its
-        cost counted on the meta device."""
+    def _build_model(self, given: nn.Module | None) -> nn.Module:
+        """The model of the config for the data (or ``given``, the model the config describes), with the init
+        source's weights in a fresh run, on the device; its cost counted on the meta device."""
         c, s, device = self.config, self.spec, self.dist.device
-        options = init_options(self.source, c.model, c.model_options) if self.source else c.model_options
+        external = ":" in c.model  # torchvision's or timm's: the init weights are named as the model names them
+        options = (
+            init_options(self.source, c.model, c.model_options) if self.source and not external else c.model_options
+        )
         torch.manual_seed(derive_seed(c.seed, "init"))
-        model = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **options)
+        kwargs = {"num_classes": s.num_classes, "in_chans": s.in_chans, "add_se": c.add_se, **options}
+        model = given if given is not None else create_model(c.model, **kwargs)
+        have = model.model_config["num_classes"], model.model_config["in_chans"]
+        if have != (s.num_classes, s.in_chans):
+            want = f"num_classes={s.num_classes}, in_chans={s.in_chans}"
+            raise ValueError(f"the model has {have[0]} classes and {have[1]} input channels, the data "
+                             f"{s.num_classes} and {s.in_chans}: build it with {want}")  # fmt: skip
         if s.image_size < getattr(model, "min_size", 1):
             raise ValueError(f"{c.model} needs images of at least {model.min_size} px; the data has {s.image_size}")
         self.init_report = None
         if self.source is not None and self.fresh:  # a resumed run's weights come from its checkpoint
-            self.init_report = load_init(model, self.source, s.classes)
+            self.init_report = load_init(model, self.source, s.classes, layout="senet" if external else None)
             for line in self.init_report.lines():
                 self.progress.message(line)
         with torch.device("meta"):  # count parameters and multiply-adds without a second set of weights
-            meta = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **options)
+            meta = create_model(c.model, **kwargs)
         self.cost = profile(meta, (s.in_chans, s.image_size, s.image_size))
         if self.dist.enabled and c.sync_bn:
             if device.type != "cuda":
@@ -539,11 +555,15 @@ class _Run:
         )  # fmt: skip
 
 
-def train(config: TrainConfig, *, resume: bool | Literal["auto"] = False) -> RunResult:
+def train(config: TrainConfig, *, model: nn.Module | None = None, resume: bool | Literal["auto"] = False) -> RunResult:
     """Train ``config.model`` on ``config.dataset`` in the run folder ``config.run_dir``.
 
     Args:
         config: the run's configuration (`TrainConfig.from_recipe`).
+        model: train this model, as it is, instead of building ``config.model``: any network `senet.create_model`
+            made (a senet model, or ``"torchvision:NAME"`` / ``"timm:NAME"``), after `senet.add_se` or not, so that
+            its weights files rebuild it (`senet.factory.check_rebuilds`). Its record replaces the config's
+            ``model``, ``model_options`` and ``add_se``, so the run's config.yaml describes it.
         resume: True continues the run in ``config.run_dir`` from its last checkpoint (FileNotFoundError if it has
             none); False refuses a folder that already holds a run; "auto" returns a completed run's result,
             resumes an interrupted one and starts a new one otherwise (how studies cache their runs).
@@ -552,6 +572,10 @@ def train(config: TrainConfig, *, resume: bool | Literal["auto"] = False) -> Run
         ValueError: a bad configuration, data or checkpoint, or a non-finite loss (`NonFiniteLossError`).
         FileNotFoundError: missing data (the message says where it looked and how to get it).
     """
+    if model is not None:
+        check_rebuilds(model)
+        record = model.model_config
+        config = config.replace(model=record["name"], model_options=record["options"], add_se=record.get("add_se", []))
     if resume == "auto" and (config.run_dir / SUMMARY_FILE).is_file():
         done = RunResult.load(config.run_dir)
         changed = config_changes(done.config.to_dict(), config)
@@ -569,7 +593,7 @@ def train(config: TrainConfig, *, resume: bool | Literal["auto"] = False) -> Run
     try:
         # One writer per run folder: a second process is refused rather than interleaving its files with ours.
         with folder_lock(config.run_dir, "--name") if dist.main else contextlib.nullcontext():
-            return _Run(config, dist, resume).fit()
+            return _Run(config, dist, resume, model).fit()
     finally:  # leave the caller's process as it was
         if dist.owner:
             distributed.teardown()
