@@ -37,10 +37,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from senet.data import load_datasets
     from senet.factory import create_model, load_model, weights_file
     from senet.files import atomic_write_text, refuse_overwrite
     from senet.training import Inputs, evaluate
+    from senet.training.evaluation import recorded_test_set
     from senet.weights import load_weights
 
     state_dict = Path(args.weights).suffix in _STATE_DICT_SUFFIXES
@@ -49,21 +49,10 @@ def run(args: argparse.Namespace) -> int:
             args.json, {"weights file": args.weights if state_dict else weights_file(args.weights)}, "--json"
         )
     model, meta = (None, {}) if state_dict else load_model(args.weights)
-    dataset = args.dataset or meta.get("dataset")
-    if not dataset:
-        raise ValueError(f"{args.weights!r} does not say which dataset it was trained on; pass --dataset")
-    own = dataset == meta.get("dataset")  # the weights' own data: their classes, size, crop and normalisation
-    _, test, spec = load_datasets(
-        dataset,
-        data_dir=args.data_dir or meta.get("recipe", {}).get("data_dir"),
-        download=args.download,
-        image_size=meta.get("image_size", 0),
-        augment="none",
-        test_subset=args.test_subset,
-        in_chans=meta.get("in_chans", 3),
-        classes=meta["classes"] if own and "classes" in meta else None,
-        preprocess={k: meta[k] for k in ("mean", "std", "crop_pct", "interpolation") if k in meta},
+    test, spec = recorded_test_set(
+        meta, dataset=args.dataset, data_dir=args.data_dir, download=args.download, test_subset=args.test_subset
     )
+    dataset = spec.dataset
     if model is None:  # a plain PyTorch state dict: read with weights_only=True, every key checked
         if not args.model:
             raise ValueError(f"{args.weights!r} is a PyTorch state dict without senet metadata; name its model with "

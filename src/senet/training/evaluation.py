@@ -18,10 +18,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import Batch, EpochBatches, Preprocess, collate_batch, image_transforms, normalize
+from ..data import (
+    Batch,
+    DataSpec,
+    EpochBatches,
+    Preprocess,
+    collate_batch,
+    image_transforms,
+    load_datasets,
+    normalize,
+)
 from .distributed import Dist
 
-__all__ = ["TTA", "EvalResult", "Inputs", "evaluate", "predict"]
+__all__ = ["TTA", "EvalResult", "Inputs", "evaluate", "predict", "recorded_test_set"]
 
 TTA = ("none", "flip")  # test-time augmentation of `evaluate`
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -132,6 +141,34 @@ def evaluate(
     model.train(was_training)
     loss, top1, topk, n, skipped = dist.sum(totals.tolist()) if dist else totals.tolist()
     return EvalResult(loss / max(n, 1), top1 / max(n, 1), topk / max(n, 1), int(n), int(skipped))
+
+
+def recorded_test_set(
+    meta: dict[str, Any],
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    download: bool = False,
+    test_subset: int = 0,
+) -> tuple[Dataset, DataSpec]:
+    """The test set that weights were evaluated on, prepared as their metadata records: their dataset (or
+    ``dataset``), classes, input size, crop, interpolation and normalisation (the `DataSpec` holds the last)."""
+    dataset = dataset or meta.get("dataset")
+    if not dataset:
+        raise ValueError("the weights do not say which dataset they were trained on; pass the dataset (--dataset)")
+    own = dataset == meta.get("dataset")  # the weights' own data: their classes, size, crop and normalisation
+    _, test, spec = load_datasets(
+        dataset,
+        data_dir=data_dir or meta.get("recipe", {}).get("data_dir"),
+        download=download,
+        image_size=meta.get("image_size", 0),
+        augment="none",
+        test_subset=test_subset,
+        in_chans=meta.get("in_chans", 3),
+        classes=meta["classes"] if own and "classes" in meta else None,
+        preprocess={k: meta[k] for k in ("mean", "std", "crop_pct", "interpolation") if k in meta},
+    )
+    return test, spec
 
 
 def load_images(paths: Sequence[str | os.PathLike], pre: Preprocess, in_chans: int) -> Tensor:
