@@ -221,7 +221,7 @@ def test_lr_factors_per_stage():
 
 @slow
 @needs_fmnist
-def test_frozen_parameters_and_bn_statistics_do_not_move(tmp_path, plain_run):
+def test_frozen_parameters_and_bn_statistics_do_not_move(tmp_path, plain_run, capsys):
     folder, plain = plain_run
     common = dict(model="resnet20", init=str(folder), classes=[5, 6, 7, 8, 9], train_per_class=20, test_subset=64,
                   batch_size=25, epochs=2, progress="none", out_dir=str(tmp_path))  # fmt: skip
@@ -234,6 +234,7 @@ def test_frozen_parameters_and_bn_statistics_do_not_move(tmp_path, plain_run):
     groups = load_state(tmp_path / "f").extra["optimizer"]["param_groups"]
     assert sorted({g["lr_scale"] for g in groups}) == [0.5, 1.0]  # layer3 at half the head's rate
     assert not any(g["lr"] == 0 for g in groups)
+    assert json.loads(_ok(capsys, "eval", str(tmp_path / "f")))["images"] == 5000  # the test images of 5-9
     train(TrainConfig.from_dict({**common, "freeze_bn": "all", "name": "bn"}))
     after, _ = read_weights(tmp_path / "bn" / LAST_FILE)
     stats = [k for k in after if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
@@ -285,12 +286,20 @@ def test_torchvision_resnet18_with_add_se_trained_by_the_api_then_eval_predict_e
     import onnxruntime as ort
 
     _image_folder(tmp_path / "imgs")
+    imagenet = trained_like(torchvision.models.resnet18(), torch.randn(4, 3, 32, 32))
+    torch.save(imagenet.state_dict(), tmp_path / "resnet18.pth")  # torchvision's own names, 1000 classes
     model = senet.create_model("torchvision:resnet18", num_classes=2)
     senet.add_se(model, 8)
     data = dict(dataset="imagefolder", data_dir=str(tmp_path / "imgs"), image_size=32, batch_size=8)
-    config = TrainConfig.from_dict({**data, "epochs": 1, "progress": "none", "out_dir": str(tmp_path), "name": "tv"})
+    config = TrainConfig.from_dict({**data, "epochs": 1, "progress": "none", "out_dir": str(tmp_path), "name": "tv",
+                                    "init": str(tmp_path / "resnet18.pth"), "freeze": "layer2"})  # fmt: skip
     result = senet.train(config, model=model)
     run = tmp_path / "tv"
+    report = json.loads((run / "init.json").read_text())
+    assert report["taken"] == 120 and len(report["new"]) == 8 * 4 + 2  # SE units in 8 blocks, and the head
+    assert set(report["skipped"]) == {"fc.weight", "fc.bias"}
+    after, _ = read_weights(run / LAST_FILE)
+    assert torch.equal(after["layer2.1.bn2.module.running_mean"], imagenet.layer2[1].bn2.running_mean)  # frozen
     saved = TrainConfig.from_recipe(run / "config.yaml")
     assert saved.model == "torchvision:resnet18" and saved.add_se[0]["r"] == 8  # the config is a recipe of it
     meta = read_weights(run / LAST_FILE)[1]

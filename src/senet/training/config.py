@@ -171,7 +171,7 @@ class TrainConfig:
 
     @property
     def run_name(self) -> str:
-        return self.name or f"{self.model}-{self.dataset}-s{self.seed}"
+        return self.name or f"{self.model.replace(':', '-')}-{self.dataset}-s{self.seed}"
 
     @property
     def run_dir(self) -> Path:
