@@ -372,3 +372,47 @@ def test_classes_and_train_per_class_select_the_same_images_every_time():
         load_datasets("fashion-mnist", classes=[5], train_per_class=7000)
     with pytest.raises(ValueError, match="names a class twice"):
         load_datasets("fashion-mnist", classes=[5, "Sandal"])
+
+
+# -- preprocessing -------------------------------------------------------------------------------------------------
+
+
+def test_preprocess_turns_into_the_evaluation_crop_and_the_training_augmentation():
+    from torchvision.transforms import v2
+
+    from senet.data import Preprocess, image_transforms
+
+    img = torch.randint(0, 256, (3, 300, 400), dtype=torch.uint8)
+    pre = Preprocess(224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), crop_pct=0.875)
+    paper = v2.Compose([v2.Resize(256, antialias=True), v2.CenterCrop(224)])  # the paper's single crop (§5)
+    assert torch.equal(image_transforms(pre, train=False)(img), paper(img))
+    bicubic = Preprocess.from_metadata({"input_size": 224, "crop_pct": 0.95, "interpolation": "bicubic",
+                                        "mean": [0.5] * 3, "std": [0.5] * 3})  # fmt: skip
+    want = v2.Resize(236, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)(img)
+    assert torch.equal(image_transforms(bicubic, train=False)(img), v2.CenterCrop(224)(want))
+    torch.manual_seed(0)
+    assert image_transforms(bicubic, train=True)(img).shape == (3, 224, 224)
+    assert Preprocess.from_metadata({"image_size": 28, "mean": [0.286], "std": [0.353]}).crop_pct == 1.0
+    with pytest.raises(ValueError, match="does not say their image_size, mean"):
+        Preprocess.from_metadata({"std": [0.5]})
+    with pytest.raises(ValueError, match=r"crop_pct=1\.5 must be in \(0, 1\]"):
+        Preprocess(224, (0.5,), (0.5,), crop_pct=1.5)
+    with pytest.raises(ValueError, match="interpolation='lanczos'; choose from bilinear, bicubic, nearest"):
+        Preprocess(224, (0.5,), (0.5,), interpolation="lanczos")
+
+
+def test_image_folders_are_normalised_with_their_own_measured_mean_and_std(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c, rgb in (("a", (10, 100, 200)), ("b", (50, 150, 250))):
+            (tmp_path / split / c).mkdir(parents=True)
+            Image.new("RGB", (20, 20), rgb).save(tmp_path / split / c / "0.png")
+    _, _, spec = load_datasets("imagefolder", data_dir=str(tmp_path), image_size=16)
+    assert spec.mean == pytest.approx((30 / 255, 125 / 255, 225 / 255), abs=1e-4)
+    assert spec.std == pytest.approx((20 / 255, 25 / 255, 25 / 255), abs=1e-4)
+    given_pre = {"mean": [0.5] * 3, "std": [0.25] * 3, "interpolation": "bicubic"}
+    _, _, given = load_datasets("imagefolder", data_dir=str(tmp_path), image_size=16, preprocess=given_pre)
+    assert given.mean == (0.5,) * 3 and given.preprocess.interpolation == "bicubic"
+    with pytest.raises(ValueError, match=r"need one value per channel of imagefolder's images \(3\)"):
+        load_datasets("imagefolder", data_dir=str(tmp_path), preprocess={"mean": [0.5], "std": [0.25]})

@@ -286,9 +286,12 @@ def _does_not_fit(e: ConversionError, source: InitSource, model: str, tensors: d
         first = f"{pick(e.missing)} of the model is not in the source"
     more = len(e.mismatched) + len(e.unexpected) + len(e.missing) - 1
     text = f"init {source.what} does not fit {model}: first {first}" + (f" (and {more} more)" if more else "")
-    if source.model is not None and source.model != model:
+    if source.model is not None:  # the source says which network it is
+        same = source.model == model or (":" not in model and source.model == get_entry(model).twin)
         options = f" --model-options '{source.options}'" if source.options else ""
-        return f"{text}; the weights are {source.model}'s: train --model {source.model}{options}"
+        return text if same else f"{text}; the weights are {source.model}'s: train --model {source.model}{options}"
+    if ":" in model:  # another library's model: senet's registry cannot say what would fit
+        return text
     fits, retrofits = fitting_models(tensors, layout)
     also = f"; {', '.join(retrofits[:3])} as a retrofit" if retrofits else ""
     if fits or retrofits:

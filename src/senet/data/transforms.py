@@ -97,6 +97,8 @@ class Preprocess:
     interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
+        for key in ("mean", "std"):  # lists from JSON or YAML: tuples of floats, so that equal configs compare equal
+            object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
         if not isinstance(self.input_size, int) or self.input_size < 1:
             raise ValueError(f"input_size={self.input_size!r} must be a positive int (pixels)")
         if len(self.mean) != len(self.std) or not self.mean or min(self.std) <= 0:
@@ -122,7 +124,6 @@ class Preprocess:
                    if v is None]  # fmt: skip
         if missing:
             raise ValueError(f"the weights' metadata does not say their {', '.join(missing)}")
-        values["mean"], values["std"] = tuple(map(float, values["mean"])), tuple(map(float, values["std"]))
         return cls(**{**values, "input_size": int(size)})
 
     def metadata(self) -> dict[str, Any]:

@@ -316,7 +316,11 @@ class _Run:
             raise ValueError(f"{c.model} needs images of at least {model.min_size} px; the data has {s.image_size}")
         self.init_report = None
         if self.source is not None and self.fresh:  # a resumed run's weights come from its checkpoint
+            if not self.dist.main:  # after rank 0, which downloads published weights into the cache others read
+                self.dist.barrier()
             self.init_report = load_init(model, self.source, s.classes, layout="senet" if external else None)
+            if self.dist.main:
+                self.dist.barrier()
             for line in self.init_report.lines():
                 self.progress.message(line)
         with torch.device("meta"):  # count parameters and multiply-adds without a second set of weights
