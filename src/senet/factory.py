@@ -57,8 +57,8 @@ def create_model(
         num_classes: outputs of the classifier; by default the model's dataset's (1000 for ImageNet models, 10 for
             the CIFAR ones), or the weights'. With published weights, another number keeps the pretrained features
             and starts a new classifier (``fc``).
-        in_chans: input channels (1 for grayscale).
             ``num_classes=0``: no classifier; the model returns its pooled features (timm's convention).
+        in_chans: input channels (1 for grayscale).
         weights: ``"DEFAULT"`` or a tag of `senet.list_weights(name)`: download (torch.hub's cache, checksum
             checked), convert and load the published weights; ``model.weights_meta`` then records their
             normalisation and origin (`senet.weights.KnownWeights.metadata`).
@@ -135,9 +135,11 @@ def _from_library(name: str, num_classes: int | None, in_chans: int, options: di
             hints = difflib.get_close_matches(builder, timm.list_models(), n=3)
             raise ValueError(f"timm has no model {builder!r}; close matches: {', '.join(hints) or 'none'}")
         model = timm.create_model(builder, pretrained=False, in_chans=in_chans, **kwargs)
-    classes = num_classes if num_classes is not None else getattr(model, "num_classes", None)
+    if num_classes is None:  # the builder's default: timm says it, torchvision's last linear layer has it
+        linear = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+        num_classes = getattr(model, "num_classes", linear[-1] if linear else None)
     model.model_name = name
-    model.model_config = {"name": name, "in_chans": in_chans, "options": dict(options), "num_classes": classes}
+    model.model_config = {"name": name, "in_chans": in_chans, "options": dict(options), "num_classes": num_classes}
     return model
 
 

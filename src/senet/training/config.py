@@ -11,6 +11,7 @@ import contextlib
 import copy
 import dataclasses
 import difflib
+import inspect
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from ..data import AUGMENTATIONS, DATASETS
 from ..factory import LIBRARIES
 from ..files import check_folder_name
 from ..models import get_entry
+from ..retrofit import add_se
 from .evaluation import TTA
 from .finetune import Finetune
 
@@ -225,6 +227,13 @@ class TrainConfig:
             raise ValueError(f"in_chans={self.in_chans!r}: 1 (grayscale) or 3 (RGB)")
         check_folder_name(self.name, "name")
         Finetune(self.freeze, self.freeze_bn, self.backbone_lr, self.layer_decay)  # checks the four
+        takes = [p for p in inspect.signature(add_se).parameters if p != "model"]
+        for call in self.add_se:
+            unknown = [k for k in call if k not in takes]
+            if unknown:
+                raise ValueError(
+                    f"add_se: {unknown[0]!r} is not an argument of senet.add_se; it takes {', '.join(takes)}"
+                )
         if len(self.mean) != len(self.std) or (self.mean and min(self.std) <= 0):
             raise ValueError(f"mean={self.mean!r} and std={self.std!r}: one value per channel each, std > 0")
 

@@ -71,11 +71,14 @@ def _preprocess(config: TrainConfig, source: InitSource | None) -> dict[str, Any
     pre = dict(source.preprocess) if source is not None else {}
     if config.mean:
         pre |= {"mean": config.mean, "std": config.std}
-    if not config.mean and len(pre.get("mean", ())) != dataset_channels(config.dataset, config.in_chans):
-        pre.pop("mean", None), pre.pop("std", None)  # weights for other input: load_init names the stem
-    if config.dataset != "imagefolder":
-        pre = {k: v for k, v in pre.items() if k in ("mean", "std")}
-    return pre
+    if len(pre.get("mean", ())) != dataset_channels(config.dataset, config.in_chans) and not config.mean:
+        pre = {k: v for k, v in pre.items() if k not in ("mean", "std")}  # weights for other input: the stem says
+    keep = (
+        ("mean", "std")
+        if config.dataset != "imagefolder"
+        else ("mean", "std", "input_size", "crop_pct", "interpolation")
+    )
+    return {k: v for k, v in pre.items() if k in keep}
 
 
 class NonFiniteLossError(ValueError):
