@@ -103,9 +103,6 @@ def test_weights_of_another_architecture_name_the_first_tensor_and_what_fits(tmp
     with pytest.raises(ValueError, match=r"first layer1\.3\.\w+\.weight of the source has no place in the model "
                        r"\(and \d+ more\); the weights are resnet56's: train --model resnet56"):  # fmt: skip
         load_init(model, resolve_init(str(tmp_path / "r56.safetensors"), "resnet20"), FIRST_FIVE)
-    torch.save(deep.state_dict(), tmp_path / "r56.pth")  # no metadata: the registry is searched
-    with pytest.raises(ValueError, match=r"; they fit resnet56 \(--model NAME; se_resnet56 as a retrofit\)$"):
-        load_init(model, resolve_init(str(tmp_path / "r56.pth"), "resnet20"), FIRST_FIVE)
     wide = senet.create_model("se_resnet20", num_classes=5, in_chans=1, r=4)
     weights_file(tmp_path / "r4.safetensors", wide, FIRST_FIVE)
     with pytest.raises(ValueError, match=r"built with r=4; model_options sets r=8"):
@@ -118,6 +115,15 @@ def test_weights_of_another_architecture_name_the_first_tensor_and_what_fits(tmp
     err = _fails(capsys, *args, "--init", str(tmp_path / "r56.safetensors"))
     assert "does not fit resnet20: first" in err and "--model resnet56" in err
     assert not (tmp_path / "runs" / "x").exists()
+
+
+@slow
+def test_weights_without_metadata_name_the_models_they_fit(tmp_path):
+    deep = senet.create_model("resnet56", num_classes=5, in_chans=1)
+    torch.save(deep.state_dict(), tmp_path / "r56.pth")  # no metadata: the registry is searched
+    model = senet.create_model("resnet20", num_classes=5, in_chans=1)
+    with pytest.raises(ValueError, match=r"; they fit resnet56 \(--model NAME; se_resnet56 as a retrofit\)$"):
+        load_init(model, resolve_init(str(tmp_path / "r56.pth"), "resnet20"), FIRST_FIVE)
 
 
 def test_bad_freeze_corrupt_and_malicious_init_files_one_line_exit_2(tmp_path, capsys, plain_run):
@@ -174,6 +180,7 @@ def test_published_tag_from_a_local_server_as_init_retrofits_and_replaces_the_he
     assert [p.name for p in hub.iterdir()] == [path.name]  # downloaded once, checked, into torch.hub's cache
 
 
+@slow
 def test_timm_conventions_pretrained_num_classes_0_and_the_classifier(server, hub, monkeypatch):
     root, url = server
     ref = trained_like(torchvision.models.resnet18(), torch.randn(4, 3, 32, 32))
@@ -204,7 +211,7 @@ def test_timm_conventions_pretrained_num_classes_0_and_the_classifier(server, hu
 
 
 def test_lr_factors_per_stage():
-    model = senet.create_model("resnet20")
+    model = senet.create_model("resnet20")  # (the rest on the meta device: no weights needed)
     scales = Finetune(backbone_lr=0.1, layer_decay=0.5).lr_scales(model)
     assert scales["fc.weight"] == 1.0 and scales["layer3.0.conv1.weight"] == pytest.approx(0.1)
     assert scales["layer2.0.conv1.weight"] == pytest.approx(0.05) and scales["layer1.2.bn2.bias"] == pytest.approx(
@@ -213,10 +220,11 @@ def test_lr_factors_per_stage():
     assert scales["stem.conv1.weight"] == pytest.approx(0.0125)
     model.layer1.requires_grad_(False)
     assert not any(k.startswith("layer1.") for k in Finetune().lr_scales(model))  # frozen: not optimised
-    assert Finetune("backbone").frozen(torchvision.models.vgg11()) == ["features", "avgpool", *(f"classifier.{i}"
-                                                                        for i in range(6))]  # fmt: skip
+    with torch.device("meta"):
+        vgg, inception = torchvision.models.vgg11(), senet.create_model("se_inception_v3")
+    assert Finetune("backbone").frozen(vgg) == ["features", "avgpool", *(f"classifier.{i}" for i in range(6))]
     with pytest.raises(ValueError, match=r"layer_decay=0\.5: se_inception_v3 has no numbered stages"):
-        Finetune(layer_decay=0.5).lr_scales(senet.create_model("se_inception_v3"))
+        Finetune(layer_decay=0.5).lr_scales(inception)
 
 
 @slow
@@ -336,6 +344,7 @@ def test_a_model_that_cannot_be_rebuilt_is_refused_before_training(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@slow
 def test_predict_with_imagenet_layout_weights_prints_imagenet_class_names(tmp_path, capsys):
     from PIL import Image
 
@@ -357,6 +366,7 @@ def test_predict_with_imagenet_layout_weights_prints_imagenet_class_names(tmp_pa
 
 
 @needs_fmnist
+@slow
 def test_classes_and_train_per_class_select_the_same_images_every_time():
     train_a, test_a, spec = load_datasets("fashion-mnist", classes=[5, 6, 7, 8, 9], train_per_class=100)
     assert spec.classes == tuple(LAST_FIVE) and len(test_a) == 5000 and len(train_a) == 500
