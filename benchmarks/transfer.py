@@ -2,12 +2,12 @@
 100 training images per class from scratch, from the pretrained run, with a frozen backbone, and as a retrofit of
 ResNet-20's weights into SE-ResNet-20; 3 seeds each.
 
-    .venv/bin/python benchmarks/transfer.py                    # every run, then the table
-    .venv/bin/python benchmarks/transfer.py --out runs/transfer --seeds 3
+    flock /tmp/senet-cpu.lock .venv/bin/python benchmarks/transfer.py      # every run, then the table
+    flock /tmp/senet-cpu.lock .venv/bin/python benchmarks/transfer.py --out runs/transfer --seeds 3
 
-Each run is one ``senet train`` command (printed as it starts), run alone on the cores under
-``flock /tmp/senet-cpu.lock``; completed runs are skipped and interrupted ones resumed, so the script can be stopped
-and started again. Writes OUT/transfer.md (the table) and OUT/transfer.json (every run's figures).
+Each run is one ``senet train`` command (printed as it starts); completed runs are skipped and interrupted ones
+resumed, so the script can be stopped and started again. Run it alone on the cores (the lock keeps this project's
+other long jobs off them). Writes OUT/transfer.md (the table) and OUT/transfer.json (every run's figures).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 
-LOCK = "/tmp/senet-cpu.lock"
 COMMON = ["--recipe", "fmnist-fast", "--threads", "2", "--progress", "epoch"]
 PRETRAIN = [*COMMON, "--classes", "[0,1,2,3,4]", "--epochs", "5"]
 FINETUNE = [*COMMON, "--classes", "[5,6,7,8,9]", "--train-per-class", "100", "--epochs", "30", "--batch-size", "50"]
@@ -50,7 +49,7 @@ def run(cmd: list[str], folder: Path) -> dict:
     if not summary.is_file():
         args = ["--resume", str(folder)] if (folder / "state.safetensors").is_file() else cmd
         print("$ senet train " + " ".join(shlex.quote(a) for a in args), flush=True)
-        subprocess.run(["flock", LOCK, sys.executable, "-m", "senet", "train", *args], check=True)
+        subprocess.run([sys.executable, "-m", "senet", "train", *args], check=True)
     return json.loads(summary.read_text())
 
 
