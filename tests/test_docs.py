@@ -69,3 +69,12 @@ def test_interop_add_se_example_adds_what_its_comment_says():
     added = sum(p.numel() for p in ns["model"].parameters()) - ns["before"]
     said = re.search(r"\+([\d,]+) parameters", block).group(1)  # the comment's "+2,530,992 parameters"
     assert added == int(said.replace(",", ""))
+
+
+def test_transfer_preprocessing_example_gives_what_its_comment_says():
+    ns = _run(_blocks("docs/transfer.md")[1])
+    pre = ns["pre"]
+    assert (pre.input_size, pre.interpolation, pre.crop_pct) == (224, "bilinear", 0.875)
+    assert pre.mean == (0.485, 0.456, 0.406) and pre.std == (0.229, 0.224, 0.225)
+    image = torch.randint(0, 256, (3, 300, 260), dtype=torch.uint8)
+    assert ns["evaluate"](image).shape == ns["augment"](image).shape == (3, 224, 224)

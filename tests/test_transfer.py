@@ -403,6 +403,7 @@ def test_preprocess_turns_into_the_evaluation_crop_and_the_training_augmentation
     torch.manual_seed(0)
     assert image_transforms(bicubic, train=True)(img).shape == (3, 224, 224)
     assert Preprocess.from_metadata({"image_size": 28, "mean": [0.286], "std": [0.353]}).crop_pct == 1.0
+    assert Preprocess.from_model(senet.create_model("se_resnet50")) == pre  # the ImageNet family's own
     with pytest.raises(ValueError, match="does not say their image_size, mean"):
         Preprocess.from_metadata({"std": [0.5]})
     with pytest.raises(ValueError, match=r"crop_pct=1\.5 must be in \(0, 1\]"):

@@ -126,6 +126,16 @@ class Preprocess:
             raise ValueError(f"the weights' metadata does not say their {', '.join(missing)}")
         return cls(**{**values, "input_size": int(size)})
 
+    @classmethod
+    def from_model(cls, model: torch.nn.Module) -> Preprocess:
+        """A model's own, as `senet.create_model` / `senet.load_model` record it in ``model.pretrained_cfg`` (timm's
+        terms): the published weights', the weights file's, or the family's default (ValueError if it has none)."""
+        cfg = getattr(model, "pretrained_cfg", None)
+        if not cfg:
+            raise ValueError(f"{type(model).__name__} records no preprocessing (pretrained_cfg); build it with "
+                             "senet.create_model or load it with senet.load_model, or give a Preprocess")  # fmt: skip
+        return cls.from_metadata({**cfg, "input_size": cfg["input_size"][-1]})
+
     def metadata(self) -> dict[str, Any]:
         """What a senet weights file records (the keys `from_metadata` reads)."""
         return {"image_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
