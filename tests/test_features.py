@@ -24,6 +24,11 @@ def side(name: str) -> int:
     return 299 if name in UNPADDED else max(64, senet.create_model(name).min_size * 2)
 
 
+def same(maps, others) -> bool:
+    """Two lists of maps, equal bit for bit."""
+    return len(maps) == len(others) and all(torch.equal(a, b) for a, b in zip(maps, others, strict=True))
+
+
 def check_maps(maps, info, size, name):
     assert len(maps) == len(info), name
     for x, channels, reduction in zip(maps, info.channels(), info.reduction(), strict=True):
@@ -50,7 +55,7 @@ def test_features_only_maps_are_what_feature_info_says(name):
         maps = features(x)
         final, intermediates = model.forward_intermediates(x)
         check_maps(maps, features.feature_info, size, name)
-        assert all(torch.equal(a, b) for a, b in zip(maps, intermediates, strict=True))
+        assert same(maps, intermediates)
         torch.testing.assert_close(final, model.forward_features(x), rtol=0, atol=0)
     modules = dict(model.named_modules())
     assert all(path in modules for path in model.feature_info.module_name())
@@ -100,12 +105,12 @@ def test_a_feature_network_holds_only_what_its_maps_need(tmp_path):
     senet.load_weights(net, full.state_dict())  # the file's fc is skipped, as the network's
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        assert all(torch.equal(a, b) for a, b in zip(net.eval()(x), full.forward_intermediates(x, (1, 2))[1]))
+        assert same(net.eval()(x), full.forward_intermediates(x, (1, 2))[1])
     path = save_weights(tmp_path / "f.safetensors", net, net.model_config)
     again, meta = load_model(path)
     assert meta["options"] == {"features_only": True, "out_indices": [1, 2]} and isinstance(again, FeatureNet)
     with torch.no_grad():
-        assert all(torch.equal(a, b) for a, b in zip(again.eval()(x), net(x)))
+        assert same(again.eval()(x), net(x))
 
 
 @slow
@@ -143,7 +148,7 @@ def test_create_feature_extractor_returns_the_feature_maps(name):
     with torch.no_grad():
         got = list(extractor(x).values())
         expected = model.forward_intermediates(x, intermediates_only=True)
-    assert len(got) == len(expected) and all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    assert same(got, expected)
     traced = torch.fx.symbolic_trace(model)
     with torch.no_grad():
         torch.testing.assert_close(traced(x), model(x), rtol=0, atol=0)
@@ -165,4 +170,4 @@ def test_torch_compile_captures_one_graph(name):
     features = senet.create_model(name, features_only=True, out_indices=(1, 2)).eval()
     with torch.no_grad():
         got = torch.compile(features, fullgraph=True, backend="eager")(x)
-        assert all(torch.equal(a, b) for a, b in zip(got, features(x), strict=True))
+        assert same(got, features(x))

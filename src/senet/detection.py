@@ -21,7 +21,7 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyrami
 from .factory import create_model
 from .models import FeatureNet
 
-__all__ = ["FPNBackbone", "freeze_batchnorm", "fpn_backbone"]
+__all__ = ["FPNBackbone", "fpn_backbone", "freeze_batchnorm"]
 
 
 class FPNBackbone(nn.Module):

@@ -341,12 +341,7 @@ def _v3_aux_head(num_classes: int) -> nn.Sequential:
 
 
 def _inception_v3(
-    se: SEConfig | None,
-    *,
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    drop_rate: float = 0.2,
-    aux_logits: bool = False,
+    se: SEConfig | None, *, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, aux_logits: bool = False
 ) -> Inception:
     """Inception-v3 (Szegedy et al. 2016) as in TF-slim and torchvision, and SE-Inception-v3; 299×299 input.
 

@@ -60,9 +60,10 @@ class PadShortcut(nn.Module):
 class BasicBlock(ResidualBlock):
     """Two 3×3 convolutions, each followed by BN (He et al. 2016); ``stride`` on the first.
 
-    ``relu_before_se``: a ReLU after the second BN too, so that SE rescales the rectified branch (conv-BN-ReLU-conv-
-    BN-ReLU, SE, addition, ReLU). Not the paper's block (Fig. 3 rescales the BN output); it is the block of timm's
-    ``legacy_seresnet18`` / ``legacy_seresnet34``, whose ImageNet weights compute their function only with it.
+    ``branch_relu``: a ReLU after the second BN too, so that SE rescales the rectified branch (conv-BN-ReLU-conv-
+    BN-ReLU, SE, addition, ReLU; the model option ``relu_before_se``). Not the paper's block (Fig. 3 rescales the BN
+    output); it is the block of timm's ``legacy_seresnet18`` / ``legacy_seresnet34``, whose ImageNet weights compute
+    their function only with it.
     """
 
     positions = ("standard", "pre", "post", "identity")
@@ -76,7 +77,7 @@ class BasicBlock(ResidualBlock):
         *,
         se,
         stage: int,
-        relu_before_se: bool = False,
+        branch_relu: bool = False,
     ) -> None:
         super().__init__()
         self.conv1 = conv3x3(cin, cout, stride)
@@ -84,7 +85,7 @@ class BasicBlock(ResidualBlock):
         self.act1 = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(cout, cout)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.act2 = nn.ReLU(inplace=True) if relu_before_se else None
+        self.act2 = nn.ReLU(inplace=True) if branch_relu else None
         self.downsample = downsample
         self._attach_se(se, stage, {"standard": cout, "pre": cin, "post": cout, "identity": cout})
 
@@ -294,7 +295,7 @@ class ResNetSpec:
             return dict(width=cout // 4)
         if self.block is PreActBasicBlock:
             return dict(drop_rate=block_drop_rate)
-        return dict(relu_before_se=relu_before_se)
+        return dict(branch_relu=relu_before_se)
 
 
 class ResNet(Staged):
