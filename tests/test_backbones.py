@@ -9,6 +9,7 @@ import timm
 import torch
 import torchvision
 from _interop import trained_like
+from conftest import slow
 
 import senet
 from senet.cli import main
@@ -52,6 +53,7 @@ def test_bn_inception_params_exact():
     assert prof("bn_inception", conv_bias=True).params == 11_295_240  # pretrainedmodels' bninception: 11.295M
 
 
+@slow
 def test_inception_v3_and_inception_resnet_v2_count_as_torchvision_and_timm():
     with torch.device("meta"):
         tv = torchvision.models.inception_v3(aux_logits=False, init_weights=False)
@@ -114,6 +116,7 @@ def test_se_vgg16_placement_and_its_macs():
 # with senet.load_weights and compares the outputs in float64. Here, Inception-v3's auxiliary head in training mode.
 
 
+@slow
 def test_inception_v3_aux_head_matches_torchvision_in_training():
     ref = torchvision.models.inception_v3(aux_logits=True, init_weights=False, dropout=0.0)
     ref = trained_like(ref, torch.randn(2, 3, 299, 299)).train()
@@ -271,6 +274,7 @@ def test_bad_options(name, options, message):
         senet.create_model(name, **options)
 
 
+@slow
 def test_senet_profile_prints_every_family(capsys):
     assert main(["profile", "se_bn_inception", "se_mobilenet", "shufflenet", "se_vgg16_bn"]) == 0
     out = capsys.readouterr().out

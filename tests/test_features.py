@@ -39,11 +39,7 @@ def check_maps(maps, info, size, name):
             assert x.shape[2:] == (size // reduction, size // reduction), (name, x.shape, reduction)
 
 
-# The fast tier's model of each family: the smallest.
-SMALL = ("resnet18", "resnet20", "bn_inception", "mobilenet", "vgg16_bn")
-
-
-@pytest.mark.parametrize("name", one_per_family(sorted(senet.list_models(), key=lambda n: n not in SMALL)))
+@pytest.mark.parametrize("name", one_per_family(senet.list_models()))
 def test_features_only_maps_are_what_feature_info_says(name):
     model = senet.create_model(name).eval()
     size = side(name)

@@ -2,7 +2,8 @@
 
 * `senet.layers.se`: `SqueezeExcite`, the paper's eq. 2–4, and `reduced_width` (C/r).
 * `senet.layers.config`: `SEConfig`, a network's choices (ratio per stage, stages, position in the block).
-* `senet.layers.fast`: the paths that compute the unit's numbers with less memory traffic (training, in place).
+* `senet.layers.fast`: the paths that compute the unit's numbers with less memory traffic (training, in place,
+  Triton), chosen per call.
 * `senet.layers.fused`: opt-in Triton kernels for the end of a residual SE block on CUDA.
 """
 
