@@ -13,6 +13,8 @@ from conftest import slow
 
 import senet
 import senet.weights as W
+from senet.cli import main
+from senet.factory import load_model
 from senet.weights import ConversionError, load_weights
 
 try:  # Cadene's package (pip install pretrainedmodels six: it imports six without declaring it)
@@ -181,6 +183,23 @@ def test_timm_mobilenetv1_loads_only_into_the_relu6_mobilenet():
         assert relative_error(relu(x), ref(x)) > 1e-2
     with pytest.raises(ValueError, match="act='gelu' is not one of 'relu', 'relu6'"):
         senet.create_model("mobilenet", act="gelu")
+
+
+def test_senet_convert_builds_the_layouts_model_and_records_its_input(tmp_path, capsys):
+    ref = _random_like_trained(timm.create_model("mobilenetv1_100"), torch.randn(2, 3, 64, 64))
+    src, out = tmp_path / "mobilenetv1_100.pth", tmp_path / "m.safetensors"
+    torch.save(ref.state_dict(), src)
+    assert main(["convert", str(src), "--out", str(out)]) == 0  # no --model: the layout names its model
+    assert "(timm_mobilenetv1 layout)" in capsys.readouterr().out
+    model, meta = load_model(out)
+    assert meta["name"] == "mobilenet" and meta["options"] == {"act": "relu6"}
+    assert meta["mean"] == [0.5] * 3 and meta["std"] == [0.5] * 3 and meta["source_layout"] == "timm_mobilenetv1"
+    x = torch.randn(2, 3, 64, 64) * 4
+    with torch.no_grad():
+        assert relative_error(model.eval()(x), ref(x)) <= 1e-5
+    torch.save(timm.create_model("seresnet18").state_dict(), src)
+    assert main(["convert", str(src), "--out", str(tmp_path / "r.safetensors")]) == 2
+    assert "name the senet model with --model" in capsys.readouterr().err
 
 
 def test_vgg_heads_dense_and_pooled_agree_up_to_7x7_maps_and_each_layout_needs_its_own():

@@ -120,6 +120,20 @@ def test_weights_need_the_layout_they_compute_with(caffe_se_resnet50):
         load_weights(senet.create_model("resnet18"), tv, "torchvision")
 
 
+def test_a_senet_file_loads_only_into_a_model_with_its_options(tmp_path):
+    """se_position="post" and "standard" give every tensor the same shape: the file's recorded options decide."""
+    source = senet.create_model("se_resnet20", se_position="post")
+    path = save_weights(tmp_path / "post.safetensors", source, source.model_config)
+    with pytest.raises(
+        ValueError,
+        match=r"compute with se_position='post', but this se_resnet20 has "
+        r"se_position='standard'.*create_model\('se_resnet20', se_position='post'\)",
+    ):
+        load_weights(senet.create_model("se_resnet20"), path)
+    load_weights(senet.create_model("se_resnet20", se_position="post", zero_init_last=True), path)
+    load_weights(senet.create_model("se_resnet20"), source.state_dict())  # a bare state dict says nothing
+
+
 def test_timm_reduced_width_mismatch_hints_at_rounding():
     state = timm.create_model("seresnet18").state_dict()  # C = 64 → timm 8, the paper's floor(64/16) = 4
     with pytest.raises(ConversionError, match="se_rounding='round8'"):
