@@ -21,7 +21,7 @@ UNPADDED = {"inception_v3", "se_inception_v3", "inception_resnet_v2", "se_incept
 def side(name: str) -> int:
     """An input side whose maps have exactly side / reduction pixels (networks with padded convolutions), or 299 for
     Inception-v3 and Inception-ResNet-v2, whose unpadded convolutions give a little less (147, 71, 35, 17, 8)."""
-    return 299 if name in UNPADDED else max(64, senet.create_model(name).min_size * 2)
+    return 299 if name in UNPADDED else 64
 
 
 def same(maps, others) -> bool:
@@ -41,25 +41,35 @@ def check_maps(maps, info, size, name):
 
 @pytest.mark.parametrize("name", one_per_family(senet.list_models()))
 def test_features_only_maps_are_what_feature_info_says(name):
-    model = senet.create_model(name).eval()
+    """Every registered model, on the meta device (shapes without arithmetic): the maps of ``features_only``, all of
+    them and a choice, have the number, channels and strides ``feature_info`` gives."""
     size = side(name)
-    x = torch.randn(2, 3, size, size)
-    features = senet.create_model(name, features_only=True).eval()
-    features.load_state_dict({k: v for k, v in model.state_dict().items() if k in features.state_dict()})
-    assert features.feature_info == model.feature_info  # every map by default
-    with torch.no_grad():
-        maps = features(x)
-        final, intermediates = model.forward_intermediates(x)
-        check_maps(maps, features.feature_info, size, name)
-        assert same(maps, intermediates)
-        torch.testing.assert_close(final, model.forward_features(x), rtol=0, atol=0)
+    with torch.device("meta"):
+        model = senet.create_model(name)
+        x = torch.empty(2, 3, size, size)
+        features = senet.create_model(name, features_only=True)
+        assert features.feature_info == model.feature_info  # every map by default
+        check_maps(features(x), features.feature_info, size, name)
+        last = len(model.feature_info) - 1
+        chosen = senet.create_model(name, features_only=True, out_indices=(0, last))
+        assert chosen.feature_info == [model.feature_info[0], model.feature_info[last]]
+        check_maps(chosen(x), chosen.feature_info, size, name)
     modules = dict(model.named_modules())
     assert all(path in modules for path in model.feature_info.module_name())
-    last = len(model.feature_info) - 1
-    chosen = senet.create_model(name, features_only=True, out_indices=(0, last)).eval()
+
+
+@pytest.mark.parametrize("name", [p.values[0] for p in one_per_family(senet.list_models()) if not p.marks])
+def test_feature_maps_are_the_networks_own(name):
+    """The maps of ``features_only`` (the network's weights loaded) are those of ``forward_intermediates``, whose
+    last result is ``forward_features``."""
+    model = senet.create_model(name).eval()
+    x = torch.randn(2, 3, model.min_size, model.min_size)
+    features = senet.create_model(name, features_only=True).eval()
+    senet.load_weights(features, model.state_dict())
     with torch.no_grad():
-        check_maps(chosen(x), chosen.feature_info, size, name)
-    assert chosen.feature_info == [model.feature_info[0], model.feature_info[last]]
+        final, maps = model.forward_intermediates(x)
+        assert same(features(x), maps)
+        torch.testing.assert_close(final, model.forward_features(x), rtol=0, atol=0)
 
 
 def test_forward_intermediates_takes_timms_arguments():
