@@ -9,6 +9,10 @@ these PyTorch layouts, each of which `load_weights` converts into senet's models
   Loads into senet's ``layout="original"`` (stride on the first 1×1 of SE-ResNet bottlenecks, ceil-mode pool).
 * ``"timm"``: timm's ``seresnet*`` / ``seresnext*``: torchvision's names with ``layerN.M.se.{fc1,fc2}`` as 1×1
   convolutions; loads into ``layout="v1.5"`` (timm rounds C/r to a multiple of 8: ``se_rounding="round8"``).
+  Its ResNet-D models (``ecaresnet50d``: a deep stem ``conv1.{0,1,3,4,6}`` and ``bn1``, average-pool shortcuts)
+  load into senet's ResNet-D twins; the attention units timm has (`convert_timm_unit`) are renamed within blocks.
+  timm's tiered-stem ResNets (``*t``) and its ByobNet models (``gcresnet50t``, ``eca_resnet33ts``, ...) compute
+  other networks and are refused.
 * ``"torchvision"``: torchvision's ``resnet*`` / ``resnext*``, loaded into senet's plain twins, ``layout="v1.5"``.
 * ``"senet"``: senet's own names (a safetensors file written by senet).
 
@@ -31,12 +35,15 @@ import torch
 from torch import Tensor, nn
 
 from ..files import looks_like_pickle, read_weights, safe_torch_load
+from ..layers import UNIT_TYPES, SqueezeExcite
+from ..layers.attention import CBAM, ECA, CoordinateAttention, EffectiveSE, GatherExcite, GlobalContext
 from ..models import get_entry
 
 __all__ = [
     "LAYOUTS",
     "ConversionError",
     "convert_state_dict",
+    "convert_timm_unit",
     "detect_layout",
     "load_weights",
     "model_options",
@@ -62,26 +69,79 @@ class ConversionError(ValueError):
         super().__init__(f"{what}: {'; '.join(parts)}{hint}")
 
 
-def _rename(key: str, layout: str) -> str:
-    """senet's name for ``key`` of a ``layout`` state dict."""
+# timm's deep stem (ResNet-D: conv1 = Sequential(conv, BN, ReLU, conv, BN, ReLU, conv), then bn1) in senet's names.
+_DEEP_STEM = {"conv1.0.": "stem.conv1.", "conv1.1.": "stem.bn1.", "conv1.3.": "stem.conv2.", "conv1.4.": "stem.bn2.",
+              "conv1.6.": "stem.conv3.", "bn1.": "stem.bn3."}  # fmt: skip
+
+
+def _rename(key: str, layout: str, deep_stem: bool = False) -> str:
+    """senet's name for ``key`` of a ``layout`` state dict (``deep_stem``: timm's ResNet-D stem)."""
     if layout == "caffe":
         key = re.sub(r"^layer0\.", "stem.", key)  # layer0.conv1 → stem.conv1 (SENet-154: conv1..3)
         key = key.replace(".se_module.", ".se.")
         return re.sub(r"^last_linear\.", "fc.", key)
+    if layout == "timm" and deep_stem:
+        prefix = next((p for p in _DEEP_STEM if key.startswith(p)), None)
+        return _DEEP_STEM[prefix] + key[len(prefix) :] if prefix else key
     if layout in ("timm", "torchvision"):
         return re.sub(r"^(conv1|bn1)\.", r"stem.\1.", key)  # the stem's conv and BN sit at the top level
     return key
 
 
+# The attention units timm has, its module's name, and senet key prefix → timm key prefix within the unit (the rest
+# of a key is the same). Each unit's docstring gives the options with which it computes timm's module's function.
+_TIMM_UNITS: dict[type, tuple[str, dict[str, str]]] = {
+    ECA: ("EcaModule", {}),
+    CBAM: (
+        "CbamModule",
+        {
+            "fc1.": "channel.fc1.",
+            "fc2.": "channel.fc2.",
+            "spatial.": "spatial.conv.conv.",
+            "spatial_bn.": "spatial.conv.bn.",
+        },
+    ),
+    GatherExcite: ("GatherExcite", {}),
+    GlobalContext: ("GlobalContext", {}),
+    CoordinateAttention: ("CoordAttn", {}),
+    EffectiveSE: ("EffectiveSEModule", {}),
+}
+
+
+def _unit_renames(model: nn.Module) -> dict[str, str]:
+    """timm's key → senet's key for the parameters of every attention unit in ``model`` (or ``model`` itself) that
+    timm has (which no other renaming rule then touches)."""
+    out = {}
+    for name, m in model.named_modules():
+        prefixes = _TIMM_UNITS.get(type(m), ("", None))[1]
+        for key in m.state_dict() if prefixes is not None else ():
+            theirs = next((t + key[len(o) :] for o, t in prefixes.items() if key.startswith(o)), key)
+            out[f"{name}.{theirs}" if name else theirs] = f"{name}.{key}" if name else key
+    return out
+
+
+def _unit_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Where ``model``'s SE and attention units' keys start ("" for a bare unit)."""
+    return tuple(f"{n}." if n else "" for n, m in model.named_modules() if isinstance(m, UNIT_TYPES))
+
+
 def detect_layout(keys: Mapping[str, Any] | list[str]) -> str | None:
     """The layout whose names ``keys`` use, or None if none fits."""
     keys = list(keys)
+    if any(k.startswith("stages.") for k in keys):
+        raise ValueError(
+            "these are weights of a timm ByobNet (gcresnet50t, gcresnext26ts, eca_resnet33ts, ...: keys "
+            "'stem.conv1.conv', 'stages.N.M...'): another network, whose stem, blocks and placement of the unit no "
+            "senet model has; use them with timm"
+        )
     if any(k.startswith("stem.") for k in keys):
         return "senet"
     if any(k.startswith(("layer0.", "last_linear.")) or ".se_module." in k for k in keys):
         return "caffe"
     if "conv1.weight" in keys:
         return "timm" if any(".se.fc1." in k for k in keys) else "torchvision"
+    if "conv1.0.weight" in keys:
+        return "timm"  # a deep stem: timm's ResNet-D (ecaresnet50d, ...)
     return None
 
 
@@ -138,8 +198,11 @@ def convert_state_dict(
     target = model.state_dict()
     out: dict[str, Tensor] = {}
     unexpected, mismatched, seen = [], [], set()
+    units = _unit_renames(model) if layout == "timm" else {}
+    in_unit = _unit_prefixes(model)
+    deep_stem = "conv1.0.weight" in tensors
     for key, value in tensors.items():
-        name = _rename(key, layout)
+        name = units.get(key) or _rename(key, layout, deep_stem)
         if name.startswith(skip):
             continue
         if name not in target:
@@ -148,7 +211,7 @@ def convert_state_dict(
         seen.add(name)
         want = target[name]
         if value.shape != want.shape:
-            if ".se." in name and name.endswith(".weight") and _fits_as_linear(value.shape, want.shape):
+            if name.startswith(in_unit) and name.endswith(".weight") and _fits_as_linear(value.shape, want.shape):
                 value = value.reshape(want.shape)
             else:
                 mismatched.append(f"{name} {tuple(value.shape)} in the file, {tuple(want.shape)} in the model")
@@ -168,7 +231,8 @@ def convert_state_dict(
     if missing or unexpected or mismatched:
         found = detect_layout(tensors)
         hint = f" (the keys look like layout={found!r}, not {layout!r})" if found not in (None, layout) else ""
-        if any(".se." in m for m in mismatched) and layout == "timm":
+        se_units = any(isinstance(m, SqueezeExcite) for m in model.modules())
+        if se_units and any(".se." in m for m in mismatched) and layout == "timm":
             hint += " (timm rounds C/r to a multiple of 8: build the model with se_rounding='round8')"
         if mismatched and not missing and not unexpected and all(m.startswith("fc.") for m in mismatched):
             n = next(v.shape[0] for k, v in tensors.items() if _rename(k, layout) == "fc.weight")
@@ -180,6 +244,20 @@ def convert_state_dict(
         what = what or f"the {layout} state dict"
         raise ConversionError(f"{what} does not fit {name}", missing, unexpected, mismatched, hint)
     return out
+
+
+def convert_timm_unit(unit: nn.Module, state: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The state dict of timm's module for the same attention unit (``EcaModule``, ``CbamModule``, ...), renamed
+    and reshaped for ``unit``, strictly (`ConversionError` names every key that does not fit).
+
+    ``unit`` must be built with the options that make it compute timm's function (each class docstring says
+    which); then ``unit.load_state_dict(convert_timm_unit(unit, timm_module.state_dict()))`` makes the two agree.
+    """
+    if type(unit) not in _TIMM_UNITS:
+        names = ", ".join(f"{cls.__name__} ({timm})" for cls, (timm, _) in _TIMM_UNITS.items())
+        raise ValueError(f"timm has no module for {type(unit).__name__}; conversions exist for {names}")
+    what = f"timm's {_TIMM_UNITS[type(unit)][0]} state dict"
+    return convert_state_dict(state, unit, "timm", what=what)
 
 
 def _check_same_function(tensors: Mapping[str, Tensor], layout: str) -> None:
