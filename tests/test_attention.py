@@ -254,6 +254,14 @@ def test_fca_dct_basis_is_orthonormal_and_the_dc_component_is_scaled_average_poo
     assert FCA_TOP16[0] == (0, 0) and len(set(FCA_TOP16)) == 16
 
 
+def test_fca_channel_groups_follow_the_authors_order_and_differ_by_one_where_16_does_not_divide_c():
+    even = MultiSpectralAttention(32, dct_size=7).dct.flatten(1)
+    assert all(torch.equal(even[2 * i], even[2 * i + 1]) for i in range(16))  # groups of C/16 in order
+    uneven = MultiSpectralAttention(24, dct_size=7).dct.flatten(1)  # channel c → frequency ⌊16c/24⌋
+    groups = [min(i for i in range(24) if torch.equal(uneven[i], uneven[c])) for c in range(24)]
+    assert [groups.count(g) for g in sorted(set(groups))] == [2, 1] * 8
+
+
 def test_triplet_equals_the_rotate_and_permute_formulation():
     unit = randomize(TripletAttention(6)).eval()
     u = torch.randn(2, 6, 5, 4)
@@ -432,7 +440,10 @@ def test_convert_refuses_units_timm_does_not_have():
         (lambda: GlobalContext(16, context="max"), r"context='max' is not one of 'attention', 'avg'"),
         (lambda: GlobalContext(16, context="avg", attn_bias=True), r"attn_bias=True needs context='attention'"),
         (lambda: GlobalContext(16, ln_eps=0), r"ln_eps=0 must be a positive number"),
-        (lambda: MultiSpectralAttention(24), r"channels=24 is not a multiple of the 16 frequencies; use a multiple"),
+        (
+            lambda: MultiSpectralAttention(8, reduced=2),
+            r"channels=8 are fewer than the 16 frequencies.*at most 8 frequencies",
+        ),
         (lambda: MultiSpectralAttention(16, dct_size=4), r"dct_size=4 must be at least 7"),
         (lambda: MultiSpectralAttention(16, frequencies=[(7, 0)]), r"frequencies=\[\(7, 0\)\] must be \(u, v\)"),
         (lambda: SimAM(16, lam=0), r"lam=0 must be a positive number"),

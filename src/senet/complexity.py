@@ -141,7 +141,7 @@ def profile(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> Prof
     pending: list[LayerCost] = []
     for c in rows:
         if c.unit:
-            inner = [p for p in pending if p.name.startswith(c.name + ".")]
+            inner = [p for p in pending if p.name.startswith(f"{c.name}." if c.name else "")]  # "": a bare unit
             pending = [p for p in pending if p not in inner]
             layers += pending
             pending = []

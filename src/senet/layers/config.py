@@ -68,7 +68,8 @@ class SEConfig:
         check_choice("se_gate", self.gate, GATES)
         check_choice("se_rounding", self.rounding, ROUNDINGS)
         check_choice("se_init", self.init, INITS)
-        problem = identity_problem(self.gate, self.bias, prefix="se_") if self.init == "identity" else None
+        se_unit = self.attention == "se"
+        problem = identity_problem(self.gate, self.bias, prefix="se_") if se_unit and self.init == "identity" else None
         if problem:
             raise ValueError(f"se_init='identity': {problem}")
         if isinstance(self.r, list):

@@ -139,7 +139,7 @@ def detect_layout(keys: Mapping[str, Any] | list[str]) -> str | None:
     if any(k.startswith(("layer0.", "last_linear.")) or ".se_module." in k for k in keys):
         return "caffe"
     if "conv1.weight" in keys:
-        return "timm" if any(".se.fc1." in k for k in keys) else "torchvision"
+        return "timm" if any(".se." in k for k in keys) else "torchvision"  # torchvision has no SE
     if "conv1.0.weight" in keys:
         return "timm"  # a deep stem: timm's ResNet-D (ecaresnet50d, ...)
     return None
@@ -261,7 +261,8 @@ def convert_timm_unit(unit: nn.Module, state: Mapping[str, Any]) -> dict[str, Te
 
 
 def _check_same_function(tensors: Mapping[str, Tensor], layout: str) -> None:
-    """Refuse weights whose source network computes another function than any senet model with the same tensors.
+    """Refuse weights whose source network computes another function than any senet model with the same tensors,
+    or that no senet model has (timm's tiered-stem ResNets, its ResNets with average-pool shortcuts on a 7×7 stem).
 
     The Caffe-port basic blocks (timm's ``legacy_seresnet18`` / ``legacy_seresnet34``) apply a ReLU to the branch
     before SE (conv-BN-ReLU-conv-BN-ReLU, SE, addition, ReLU); the paper's block, which senet builds, rescales the
@@ -270,6 +271,20 @@ def _check_same_function(tensors: Mapping[str, Tensor], layout: str) -> None:
     basic = any(re.match(r"layer[1-4]\.\d+\.conv2\.weight$", k) for k in tensors) and not any(
         re.match(r"layer[1-4]\.\d+\.conv3\.weight$", k) for k in tensors
     )
+    stem = tensors.get("conv1.0.weight")
+    if layout == "timm" and stem is not None and stem.shape[0] != 32:
+        raise ValueError(
+            f"these are weights of a timm ResNet with a tiered deep stem (conv1.0 has {stem.shape[0]} filters, "
+            "ResNet-T: ecaresnet26t, ecaresnet50t, seresnext26t_32x4d, ...); senet's ResNet-D stem has 32, and no "
+            "senet model computes that network; use them with timm"
+        )
+    # an average-pool shortcut holds its 1×1 convolution second (torchvision's and timm's first)
+    avg_down = any(re.match(r"layer\d+\.0\.downsample\.1\.weight$", k) and v.ndim == 4 for k, v in tensors.items())
+    if layout in ("timm", "torchvision") and stem is None and avg_down:
+        raise ValueError(
+            "these are weights of a timm ResNet with average-pool shortcuts and a 7×7 stem (ecaresnetlight, ...), "
+            "a network no senet model computes; senet's average-pool shortcuts come with the deep stem (resnet50d)"
+        )
     if layout == "caffe" and basic:
         raise ValueError(
             "these are Caffe-port SE-ResNet-18/34 weights (timm's legacy_seresnet18/34), whose basic blocks apply a "
@@ -317,7 +332,7 @@ def model_options(model: str, layout: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if layout in MODEL_LAYOUT and "layout" in entry.arch_options:
         options["layout"] = MODEL_LAYOUT[layout]  # strides and pooling
-    if layout == "timm" and entry.has_se:
+    if layout == "timm" and entry.has_se and entry.defaults().get("attention", "se") == "se":
         options["se_rounding"] = "round8"  # timm's reduced width: C/r to a multiple of 8
     return options
 
