@@ -69,3 +69,14 @@ def test_interop_add_se_example_adds_what_its_comment_says():
     added = sum(p.numel() for p in ns["model"].parameters()) - ns["before"]
     said = re.search(r"\+([\d,]+) parameters", block).group(1)  # the comment's "+2,530,992 parameters"
     assert added == int(said.replace(",", ""))
+
+
+def test_readme_attention_example_places_the_units_it_names():
+    block = next(b for b in _blocks("README.md") if "attention=" in b)
+    lines = [line for line in block.splitlines() if 'weights="DEFAULT"' not in line]  # no download here
+    ns = _run("import senet\n" + "\n".join(lines))
+    ge = ns["model"].layer2[0].se
+    assert type(ge).__name__ == "GatherExcite" and ge.variant == "theta_plus" and ge.feat_size == (28, 28)
+    cbam = _run("import senet\n" + lines[1])["model"]
+    assert cbam.layer1[0].se is None and type(cbam.layer3[0].se).__name__ == "CBAM"
+    assert cbam.layer3[0].se.channels == 256  # after the 3×3: the bottleneck's width
