@@ -41,15 +41,13 @@ def counts(options: dict) -> tuple[int, int, int]:
 def main() -> None:
     torch.manual_seed(0)
     base = counts(None)
-    print(f"ResNet-50 ('original' layout): {base[0]:,} parameters, {base[1]:,} MACs (flop counter), {base[2]:,} (senet)")
+    print(f"ResNet-50 ('original' layout): {base[0]:,} parameters, {base[1]:,} MACs (flop counter and senet)")
     print("\n| unit | added parameters | total (10⁶) | added MACs, flop counter | added MACs, senet |")
     print("|---|---:|---:|---:|---:|")
     rows = {p.label: preset_options("se_resnet50", name, SIZE) for name, p in PRESETS.items()} | EXTRA
     for label, options in rows.items():
         params, flops, macs = counts(options)
-        print(
-            f"| {label} | {params - base[0]:,} | {params / 1e6:.3f} | {flops - base[1]:,} | {macs - base[2]:,} |"
-        )
+        print(f"| {label} | {params - base[0]:,} | {params / 1e6:.3f} | {flops - base[1]:,} | {macs - base[2]:,} |")
 
 
 if __name__ == "__main__":

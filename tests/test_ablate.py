@@ -116,3 +116,20 @@ def test_variants_fail_early_when_they_do_not_fit():
     with pytest.raises(ValueError, match="unknown study"):
         study_variants("depth", "se_resnet20")
     assert [v.label for v in study_variants("reduction", "se_resnet20", ["2", "16"], baseline=False)] == ["r=2", "r=16"]
+
+
+@slow
+def test_attention_study_measures_its_cost_once_and_reports_it(tmp_path):
+    args = ["ablate", "attention", "--values", "eca", "--seeds", "1", "--out", str(tmp_path), *TINY]
+    assert main(args) == 0
+    cost = tmp_path / "cost.json"
+    stamp = cost.stat().st_mtime_ns
+    study = StudyResult.load(tmp_path)
+    assert [r["label"] for r in study.rows] == ["plain (resnet20)", "ECA"]
+    assert all(set(r["latency_ms"]) == {"1", "8"} and r["train_step_ms"] > 0 for r in study.rows)
+    text = (tmp_path / "study.md").read_text()
+    assert "| latency b=1 (ms) |" in text and "22.52 (ECA-Net" in text and "Cost columns: cpu" in text
+    assert main(args) == 0  # everything cached: no run trained again, the cost not measured again
+    assert cost.stat().st_mtime_ns == stamp
+    page = build_report(tmp_path).read_text()
+    assert "Ablation: attention unit in SE&#x27;s place" in page and "train step b=8 (ms)" in page
