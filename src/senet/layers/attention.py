@@ -487,16 +487,9 @@ class GlobalContext(AttentionUnit):
         )
 
     def __init__(
-        self,
-        channels: int,
-        r: float = 16,
-        *,
-        reduced: int | None = None,
-        fusion: str = "add",
-        context: str = "attention",
-        attn_bias: bool = False,
-        ln_eps: float = 1e-5,
-    ) -> None:
+        self, channels: int, r: float = 16, *, reduced: int | None = None, fusion: str = "add",
+        context: str = "attention", attn_bias: bool = False, ln_eps: float = 1e-5,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.channels = _check_channels(channels)
         if fusion not in GC_FUSIONS:

@@ -378,21 +378,6 @@ def _imagenet(
     )  # fmt: skip
 
 
-def _resnet_d(
-    spec: ResNetSpec,
-    se: SEConfig | None,
-    *,
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    drop_rate: float = 0.0,
-    zero_init_last: bool = False,
-) -> ResNet:
-    """A ResNet-D: the v1.5 layout (stride on the 3×3, padded max pool), a deep stem, average-pool shortcuts."""
-    return ResNet(
-        spec, se, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, zero_init_last=zero_init_last
-    )
-
-
 def _cifar(
     spec: ResNetSpec,
     se: SEConfig | None,
@@ -402,7 +387,8 @@ def _cifar(
     drop_rate: float = 0.0,
     zero_init_last: bool = False,
 ) -> ResNet:
-    """A CIFAR ResNet: 32×32 input, no pooling in the stem."""
+    """A residual network whose spec fixes its whole layout: a CIFAR ResNet (32×32 input, no pooling in the stem),
+    or a ResNet-D (the v1.5 layout, a deep stem and average-pool shortcuts; 1000 classes by default)."""
     return ResNet(
         spec, se, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, zero_init_last=zero_init_last
     )
@@ -432,6 +418,7 @@ _BASIC = (64, 128, 256, 512)
 _BOTTLENECK = (256, 512, 1024, 2048)
 _CIFAR = dict(strides=(1, 2, 2), stem="cifar", stem_width=16, shortcut="pad")  # He et al. §4.2, option A
 _RESNET_D = dict(stem="deep", shortcut="avg")  # deep stem 32-32-64 (stem_width 64), average-pool shortcuts
+_resnet_d = functools.partial(_cifar, num_classes=1000)  # every ResNet-D option is in its spec, as a CIFAR ResNet's
 _PREACT = dict(strides=(1, 2, 2), stem="cifar_preact", stem_width=16, shortcut="preact", final_act=True)
 
 
