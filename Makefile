@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data browser test test-fast lint demo clean
+.PHONY: install data browser test test-fast wheel-smoke lint demo clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,11 +37,15 @@ lint: install
 
 # The whole suite (what CI runs), and the fast tier for the edit-test loop: everything not marked slow (under a
 # minute on 2 cores; tests/conftest.py says what is slow).
-test: install data browser lint
+test: install data browser lint wheel-smoke
 	$(PY) -m pytest -q
 
 test-fast: install data browser
 	$(PY) -m pytest -q -m "not slow"
+
+# The wheel installed into a fresh virtualenv outside the checkout: train, eval and export with a packaged recipe.
+wheel-smoke: install data
+	scripts/wheel_smoke.sh $(PY)
 
 # SE-ResNet-20 and its plain twin, 2 epochs each of the fast Fashion-MNIST recipe: about 5 minutes on 2 CPU cores.
 demo: install data

@@ -11,7 +11,7 @@ The entry points are the registry itself, so they never drift from it (a module 
 import os
 import sys
 
-dependencies = ["torch", "torchvision", "safetensors"]
+dependencies = ["torch", "torchvision", "safetensors", "numpy", "yaml"]  # what `import senet` imports
 
 # torch.hub imports this file from the repository root; the package lives in src/.
 _SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "src")

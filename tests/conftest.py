@@ -23,10 +23,11 @@ slow = pytest.mark.slow
 
 
 def one_per_family(names: list[str]) -> list:
-    """``names`` as pytest params, all but the first model of each family marked slow."""
+    """``names`` as pytest params: the first SE model of each family (in registration order, the smallest) in the
+    fast tier, every other model marked slow."""
     import senet
 
-    first = {}
-    for n in names:
-        first.setdefault(senet.get_entry(n).family, n)
-    return [pytest.param(n, marks=() if n in first.values() else slow) for n in names]
+    fast = {}
+    for n in senet.list_models(se=True, sort=False):
+        fast.setdefault(senet.get_entry(n).family, n)
+    return [pytest.param(n, marks=() if n in fast.values() else slow) for n in names]

@@ -55,6 +55,7 @@ def test_interrupted_study_resumes_without_redoing_runs(study):
     assert after.rows[1]["params"] > after.rows[0]["params"]
 
 
+@slow
 def test_study_outputs_table_and_plot(study):
     folder, *_, stdout = study
     assert "| relu |" in stdout and "paper top-1 err %" in stdout
@@ -62,6 +63,7 @@ def test_study_outputs_table_and_plot(study):
     assert "| sigmoid |" in (folder / "study.md").read_text()
 
 
+@slow
 def test_another_study_reuses_the_runs_of_the_same_networks(study, tmp_path):
     """r=16 of the reduction study is the gate study's sigmoid model: sharing --runs-dir, it is not trained again."""
     folder, *_ = study
@@ -88,6 +90,7 @@ def test_one_network_has_one_configuration_however_its_options_are_spelled():
     assert changed == {"model_options": ({"r": 16}, {"r": 8})}
 
 
+@slow
 def test_excitation_and_reports_of_a_run(study, capsys):
     folder, *_ = study
     run = folder / "runs" / "se_resnet20-s0"
@@ -102,6 +105,7 @@ def test_excitation_and_reports_of_a_run(study, capsys):
     assert "Ablation: excitation non-linearity" in study_page and "data:image/png" in study_page
 
 
+@slow
 def test_report_of_something_else_is_a_one_line_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "senet", "report", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "is not a finished training run" in proc.stderr

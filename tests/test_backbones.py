@@ -8,6 +8,7 @@ import pytest
 import timm
 import torch
 import torchvision
+from conftest import slow
 
 import senet
 from senet.cli import main
@@ -81,6 +82,7 @@ def test_bn_inception_params_exact():
     assert prof("bn_inception", conv_bias=True).params == 11_295_240  # pretrainedmodels' bninception: 11.295M
 
 
+@slow
 def test_inception_v3_and_inception_resnet_v2_count_as_torchvision_and_timm():
     with torch.device("meta"):
         tv = torchvision.models.inception_v3(aux_logits=False, init_weights=False)
@@ -149,6 +151,7 @@ def test_inception_v3_matches_torchvision_with_its_weights():
         torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-4)
 
 
+@slow
 def test_inception_v3_aux_head_matches_torchvision_in_training():
     def aux_last(keys):  # torchvision registers AuxLogits before Mixed_7a; we register it after the blocks
         return [k for k in keys if not k.startswith(("AuxLogits", "fc."))] + [
@@ -176,6 +179,7 @@ def test_inception_resnet_v2_matches_timm_with_its_weights():
         torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-4)
 
 
+@slow
 def test_vgg16_bn_matches_torchvision_with_its_weights():
     ref, model = ported(torchvision.models.vgg16_bn, "vgg16_bn")  # fc6, fc7 reshaped to 7×7 and 1×1 convolutions
     x = torch.randn(1, 3, 32, 32)
@@ -326,6 +330,7 @@ def test_bad_options(name, options, message):
         senet.create_model(name, **options)
 
 
+@slow
 def test_senet_profile_prints_every_family(capsys):
     assert main(["profile", "se_bn_inception", "se_mobilenet", "shufflenet", "se_vgg16_bn"]) == 0
     out = capsys.readouterr().out

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import slow
 
 from senet.cli import main
 
@@ -23,8 +24,10 @@ def test_profile_json(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("argv", "needle"),
-    [(["profile", "se_resnt50"], "close matches: se_resnet50"), (["profile", "--bogus"], "unrecognized arguments"),
-     (["nocommand"], "invalid choice"), (["profile", "se_resnet50", "--input-size", "8"], "H, W >= 32")],
+    [(["profile", "se_resnt50"], "close matches: se_resnet50"),
+     pytest.param(["profile", "--bogus"], "unrecognized arguments", marks=slow),
+     pytest.param(["nocommand"], "invalid choice", marks=slow),
+     pytest.param(["profile", "se_resnet50", "--input-size", "8"], "H, W >= 32", marks=slow)],
 )  # fmt: skip
 def test_errors_are_one_line_exit_2(argv, needle):
     proc = subprocess.run([sys.executable, "-m", "senet", *argv], capture_output=True, text=True)

@@ -6,6 +6,7 @@ GPU runs, with numpy doing each block's arithmetic. benchmarks/se_cuda.py repeat
 
 import pytest
 import torch
+from conftest import slow
 
 import senet
 from senet import fused
@@ -137,6 +138,7 @@ def test_se_unit_with_the_kernels_matches_the_reference(interpreter, fmt, relu, 
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+@slow
 def test_se_resnet_with_the_kernels_trains_like_the_torch_path(interpreter, fmt):
     """A whole SE-ResNet (CIFAR, basic blocks, SE with the ReLU fused): outputs and every gradient agree."""
     torch.manual_seed(3)

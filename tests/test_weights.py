@@ -36,7 +36,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=slow if c == "legacy_senet154" else ()) for c in CASES])
 def test_converted_model_computes_what_the_reference_computes(case):
     """Outputs equal within 1e-5 (eval mode, random weights and inputs), compared in float64 so that the test
     measures the function rather than float32 summation order (in float32 the differences are ~1e-6 relative)."""

@@ -4,19 +4,35 @@ one process setting that senet changes for speed on CPUs (`keep_freed_memory`)."
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import platform
 from typing import Any
 
 import torch
 
-__all__ = ["describe", "keep_freed_memory"]
+__all__ = ["MissingExtraError", "describe", "keep_freed_memory", "require"]
 
 # mallopt(3) parameters of glibc's malloc.h
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD = 32 << 20  # the largest glibc accepts on 64-bit systems (HEAP_MAX_SIZE / 2)
 _TRIM_THRESHOLD = 1 << 30
 _kept: bool | None = None  # the outcome of the first call: mallopt is process-wide and applied once
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency of senet is not installed; the message names the extra that brings it."""
+
+
+def require(module: str, extra: str, what: str) -> Any:
+    """Import ``module`` for ``what``, or raise `MissingExtraError` naming the install command of senet's ``extra``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(
+            f"{what} needs the {module.split('.')[0]} package, which is not installed; install it with: "
+            f"pip install 'senet[{extra}]'"
+        ) from None
 
 
 def _cpu_name() -> str:

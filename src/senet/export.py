@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .environment import require
 from .files import atomic_write
 from .models import get_entry
 
@@ -135,8 +136,7 @@ def export(
 
 
 def _onnx(model: nn.Module, example: torch.Tensor, text: str, dynamo: bool | None) -> bytes:
-    import onnx
-
+    onnx = require("onnx", "onnx", "ONNX export")
     names = {"input_names": ["input"], "output_names": ["logits"]}
     if not dynamo:
         try:
@@ -151,6 +151,7 @@ def _onnx(model: nn.Module, example: torch.Tensor, text: str, dynamo: bool | Non
                 raise
             dynamo = True  # an operator it cannot express (e.g. adaptive pooling to a size that does not divide)
     if dynamo:
+        require("onnxscript", "onnx", "ONNX export of this model (torch's dynamo-based exporter)")
         program = torch.onnx.export(
             model, (example,), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
             opset_version=max(OPSET, 18), optimize=True, verbose=False, **names,
@@ -170,8 +171,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         with zipfile.ZipFile(path) as z:
             found = [n for n in z.namelist() if n.endswith(f"extra/{_EXTRA}")]
             return json.loads(z.read(found[0])) if found else {}
-    import onnx
-
+    onnx = require("onnx", "onnx", "reading an ONNX file")
     try:
         proto = onnx.load_model(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises its own DecodeError

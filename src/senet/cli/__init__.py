@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from senet.environment import keep_freed_memory
+    from senet.environment import MissingExtraError, keep_freed_memory
 
     keep_freed_memory()  # CPU work reuses freed tensor memory (see its docstring); SENET_MALLOC=system opts out
     try:
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(e, file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OSError, KeyError) as e:
+    except (ValueError, TypeError, OSError, KeyError, MissingExtraError) as e:
         if os.environ.get("SENET_DEBUG"):
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

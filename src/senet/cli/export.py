@@ -18,24 +18,27 @@ _SUFFIX = {"onnx": ".onnx", "exported-program": ".pt2", "torchscript": ".ts"}
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "weights", metavar="WEIGHTS", help="a senet .safetensors file (from training or `senet convert`)"
+        "weights", metavar="WEIGHTS", help="a senet weights file (from training or convert) or a run folder"
     )
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="default: onnx")
-    parser.add_argument("--out", help="output file (default: WEIGHTS with .onnx, .pt2 or .ts)")
-    parser.add_argument("--input-size", type=int, help="height = width of the input (default: the weights' or model's)")
+    parser.add_argument("--out", help="output file (default: the weights file with .onnx, .pt2 or .ts)")
+    parser.add_argument("--input-size", type=int, help="height = width of the input (default: the size it was trained "
+                        "or published at)")  # fmt: skip
     parser.add_argument("--mean", type=float, nargs="+", help="input normalisation (default: the weights' metadata)")
     parser.add_argument("--std", type=float, nargs="+")
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out) if args.out else Path(args.weights).with_suffix(_SUFFIX[args.format])
-    refuse_overwrite(out, {"input weights": weights_file(args.weights)})
+    source = weights_file(args.weights)  # a run folder means its last.safetensors
+    out = Path(args.out) if args.out else source.with_suffix(_SUFFIX[args.format])
+    refuse_overwrite(out, {"input weights": source})
     model, meta = load_model(args.weights)
     mean = args.mean if args.mean is not None else meta.get("mean")
     std = args.std if args.std is not None else meta.get("std")
     if mean is None or std is None:
         raise ValueError(f"{args.weights!r} does not record its input normalisation; pass --mean and --std")
-    size = args.input_size or meta.get("input_size")
+    # The size the weights were trained at (senet runs record image_size) or published at (input_size).
+    size = args.input_size or meta.get("image_size") or meta.get("input_size")
     keep = {k: v for k, v in meta.items() if k not in ("name", "options", "num_classes", "in_chans", "mean", "std")}
     path = export(model, out, format=args.format, input_size=size, mean=mean, std=std, metadata=keep)
     recorded = read_metadata(path)

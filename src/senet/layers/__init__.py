@@ -4,7 +4,8 @@
 * `senet.layers.attention`: the units that followed SE (ECA, CBAM, Gather-Excite, GC, SRM, coordinate attention,
   FcaNet, eSE, SimAM, triplet attention) with SE's call signature; `make_attention` builds one by name.
 * `senet.layers.config`: `SEConfig`, a network's choices (unit, ratio per stage, stages, position in the block).
-* `senet.layers.fast`: the paths that compute the unit's numbers with less memory traffic (training, in place).
+* `senet.layers.fast`: the paths that compute the unit's numbers with less memory traffic (training, in place,
+  Triton), chosen per call.
 * `senet.layers.fused`: opt-in Triton kernels for the end of a residual SE block on CUDA.
 """
 

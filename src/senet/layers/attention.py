@@ -100,6 +100,7 @@ class AttentionUnit(nn.Module):
     uses_r: ClassVar[bool] = True
     no_identity: ClassVar[str] = ""
     stage_options: ClassVar[tuple[str, ...]] = ()
+    fuses_relu: ClassVar[bool] = False  # a block applies its own ReLU after the unit (SqueezeExcite.fuses_relu)
 
     @classmethod
     def ratio_used(cls, options: Mapping[str, object]) -> bool:

@@ -176,10 +176,10 @@ class _ScaleAdd(torch.autograd.Function):
         need_u, need_s, need_shortcut, _ = ctx.needs_input_grad
         handed = need_u and ctx.handoff is not None and ctx.handoff.accepts()
         if handed:
-            layout = ctx.layout
+            shape, layout = u.shape, ctx.layout  # not u itself: the closure must not keep it alive
 
             def finish(gz: Tensor) -> Tensor:  # ∂L/∂u = g·s + ∂L/∂z / HW, written once, in u's layout
-                du = torch.empty(u.shape, dtype=g.dtype, device=g.device, memory_format=layout)
+                du = torch.empty(shape, dtype=g.dtype, device=g.device, memory_format=layout)
                 return torch.addcmul(gz.to(g.dtype), g, s, out=du)
 
             ctx.handoff.finish = finish

@@ -139,6 +139,12 @@ class SqueezeExcite(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.gate = _GATE_MODULES[gate]()
 
+    @property
+    def fuses_relu(self) -> bool:
+        """Whether ``forward(u, shortcut, relu=True)`` runs the ReLU in the same kernel (the Triton path), so that a
+        block should ask the unit for it rather than apply its own ReLU after the addition."""
+        return self.kernel == "triton"
+
     def extra_repr(self) -> str:
         return f"{self.channels}, reduced={self.reduced}, squeeze={self.squeeze_kind!r}, gate={self.gate_name!r}"
 
@@ -187,14 +193,14 @@ class SqueezeExcite(nn.Module):
 
         ``inplace=True`` lets the unit write the result into ``u`` (as ``nn.ReLU(inplace=True)`` does) where nothing
         can read ``u`` afterwards (see `senet.layers.fast`); blocks pass it for their own intermediate maps.
-        ``relu=True`` applies ReLU to the result (the block's ReLU after the addition, fused where it can be).
+        ``relu=True`` applies ReLU to the result (fused into the same kernel where `fuses_relu`).
         """
         path = fast.choose(self, u, inplace=inplace)
         if path is not None:  # the same numbers, computed with less memory traffic
             return path(self, u, shortcut, relu=relu)
         s = self.excite(self.squeeze(u))  # eq. 2 and 3
         out = u * s if shortcut is None else torch.addcmul(shortcut, u, s)  # eq. 4 (+ the residual addition)
-        return torch.relu(out) if relu else out
+        return torch.relu_(out) if relu else out  # ``out`` is a fresh tensor
 
     @torch.no_grad()
     def reset_to_identity(self) -> None:

@@ -126,9 +126,11 @@ class ResidualBlock(nn.Module):
         # ``out`` is the branch's own last result (a BN or convolution output that backward does not need), so the
         # merge writes into it rather than into fresh memory; the SE unit does so only when autograd and hooks let it.
         pos = self.se_position
-        if pos == "standard":  # relu(s·out + shortcut): the original models' "Axpy" layer, then the block's ReLU
-            return self.se(out, shortcut, inplace=True, relu=self.post_act)
-        if pos == "identity":
+        if pos == "standard":  # s·out + shortcut: the original models' "Axpy" layer
+            if self.post_act and self.se.fuses_relu:
+                return self.se(out, shortcut, relu=True)  # relu(s·out + shortcut) in one kernel
+            out = self.se(out, shortcut, inplace=True)
+        elif pos == "identity":
             out += self.se(shortcut)
         else:
             out += shortcut

@@ -1,4 +1,5 @@
-"""The training configuration: one dataclass, filled from a recipe (YAML under recipes/) and overrides.
+"""The training configuration: one dataclass, filled from a recipe (a YAML file; senet's own ship inside the package,
+in senet/training/recipes/) and overrides.
 
 Every field can be set in a recipe file and on the command line (``--lr 0.2``, ``--model-options '{r: 8}'``);
 a field the dataclass does not have is an error naming it. The resolved configuration is saved with each run as
@@ -128,7 +129,7 @@ class TrainConfig:
 
     @classmethod
     def from_recipe(cls, recipe: str | Path | None = None, **overrides: Any) -> TrainConfig:
-        """A recipe (name under recipes/ or a YAML path; None for the defaults) with ``overrides`` on top."""
+        """A recipe (a name from `list_recipes` or a YAML path; None for the defaults) with ``overrides`` on top."""
         values: dict[str, Any] = {}
         source = "overrides"
         if recipe is not None:
@@ -244,12 +245,12 @@ def _convert(value: Any, hint: Any, what: str) -> Any:
 
 
 def _recipe_dirs() -> list[Path]:
-    here = Path(__file__).resolve()
-    return [Path.cwd() / "recipes", here.parents[3] / "recipes"]  # the working folder, then the source checkout
+    """Where recipes are looked for by name: ./recipes (a user's own), then the ones that ship with senet."""
+    return [Path.cwd() / "recipes", Path(__file__).resolve().parent / "recipes"]
 
 
 def list_recipes() -> list[str]:
-    """Names of the recipes senet can find (recipes/*.yaml in the working folder and the source checkout)."""
+    """Names of the recipes senet can find: recipes/*.yaml in the working folder, and senet's own."""
     return sorted({p.stem for d in _recipe_dirs() if d.is_dir() for p in d.glob("*.yaml")})
 
 

@@ -1,7 +1,8 @@
 """The training loop: `train(config) -> RunResult`, crash-safe and resumable, on one or many processes.
 
 The paper trains with synchronous SGD, momentum 0.9, a step schedule and the usual augmentation (§5); this loop
-runs that recipe and the short ones of recipes/. A run lives in its folder (``out_dir/name``):
+runs that recipe and the short ones that ship with senet (senet/training/recipes/). A run lives in its folder
+(``out_dir/name``):
 
     config.yaml        the resolved configuration (a recipe that repeats the run)
     metrics.csv        one row per epoch (senet.training.outputs.METRICS); tb/ with TensorBoard when installed
@@ -241,7 +242,8 @@ class _Run:
 
         # optimisation: lr scaled with the global batch (the paper's 0.6 per 1024, §5), the schedule over steps
         steps_per_epoch = self.batches // c.accum_steps
-        self.base_lr = c.lr * c.batch_size * c.accum_steps * dist.world / c.lr_batch
+        global_batch = c.batch_size * c.accum_steps * dist.world
+        self.base_lr = c.lr * global_batch / c.lr_batch
         self.optimizer = _optimizer(c, self.model, self.base_lr)
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=c.amp == "fp16")
         self.schedule = LRSchedule(
