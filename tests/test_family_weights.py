@@ -46,7 +46,7 @@ SOURCES = {
     "cadene_bninception": (lambda: BNInception(num_classes=1000), 224, "cadene_bninception", "bn_inception", _bgr),
     "timm_mobilenetv1_100": (lambda: timm.create_model("mobilenetv1_100"), 64, "timm_mobilenetv1", "mobilenet", None),
 }  # fmt: skip
-FAST = {"timm_inception_v3", "cadene_bninception", "timm_mobilenetv1_100"}  # the rest take 2-20 s each
+FAST = {"cadene_bninception"}  # the rest take 5-40 s each on 2 cores (float64 depthwise convolutions are slow)
 SOURCE_PARAMS = [
     pytest.param(s, marks=([needs_pretrainedmodels] if s.startswith("cadene") else []) + ([] if s in FAST else [slow]))
     for s in SOURCES
@@ -101,6 +101,7 @@ def test_converted_model_computes_what_the_reference_computes(source):
     assert model.weights_meta["layout"] == layout and len(model.weights_meta["mean"]) == 3
 
 
+@slow
 def test_a_misplaced_tensor_shows_in_the_outputs():
     """The comparison above can fail: two same-shaped tensors swapped in the file change the output by far more than
     the tolerance (the 1×7 convolutions of two branches of Mixed_6b)."""
@@ -202,6 +203,7 @@ def test_senet_convert_builds_the_layouts_model_and_records_its_input(tmp_path, 
     assert "name the senet model with --model" in capsys.readouterr().err
 
 
+@slow
 def test_vgg_heads_dense_and_pooled_agree_up_to_7x7_maps_and_each_layout_needs_its_own():
     """timm's ConvMlp slides fc6 over a map larger than 7×7 and averages the scores (VGG's dense evaluation);
     torchvision pools the map to 7×7 first. senet builds either (head="dense" / "pool"); each layout loads only
@@ -220,6 +222,17 @@ def test_vgg_heads_dense_and_pooled_agree_up_to_7x7_maps_and_each_layout_needs_i
             assert (relative_error(pooled.forward_head(pooled.pre_logits(features)), theirs) < 1e-5) == same, side
 
 
+def test_each_vgg_layout_loads_only_into_its_own_head(meta_states):
+    with torch.device("meta"):
+        pooled, dense = senet.create_model("vgg16_bn"), senet.create_model("vgg16_bn", head="dense")
+    with pytest.raises(ValueError, match=r"head='dense' \(fc6 slides over the last map.*but this vgg16_bn has "
+                                         r"head='pool'.*create_model\('vgg16_bn', head='dense'\)"):  # fmt: skip
+        load_weights(pooled, meta_states["timm_vgg16_bn"])
+    with pytest.raises(ValueError, match=r"head='pool', but this vgg16_bn has head='dense'"):
+        load_weights(dense, meta_states["tv_vgg16_bn"])
+    load_weights(dense, meta_states["timm_vgg16_bn"]), load_weights(pooled, meta_states["tv_vgg16_bn"])
+
+
 @pytest.mark.parametrize(("depth", "last"), [(11, 26), (19, 50)])
 def test_vgg_of_another_depth_is_refused_by_name_not_loaded_in_part(depth, last):
     with torch.device("meta"):
@@ -230,6 +243,7 @@ def test_vgg_of_another_depth_is_refused_by_name_not_loaded_in_part(depth, last)
 
 
 @needs_pretrainedmodels
+@slow
 def test_bn_inception_biases_fold_into_the_bn_or_load_as_they_are(meta_states):
     """Cadene's convolutions have biases before the BN: folded into the running mean for the default model (the
     released SE-BN-Inception's layout, no biases), loaded as they are into conv_bias=True; the same function, to
