@@ -88,7 +88,7 @@ def fpn_backbone(
             0..number of maps.
     """
     body = create_model(name, weights=weights, features_only=True, out_indices=out_indices, **options)
-    network = body._net[0]
+    network = body.network
     count = len(network.feature_info)
     trainable = count if trainable_stages is None and weights is None else trainable_stages
     trainable = 3 if trainable is None else trainable

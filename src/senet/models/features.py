@@ -125,6 +125,11 @@ class FeatureNet(nn.Module):
             options = {**config["options"], "features_only": True, "out_indices": list(take)}
             self.model_config = {**config, "options": options}
 
+    @property
+    def network(self) -> nn.Module:
+        """The network whose modules this runs (its full ``feature_info``, its ``_sequence``)."""
+        return self._net[0]
+
     def train(self, mode: bool = True) -> FeatureNet:
         self._net[0].training = mode
         return super().train(mode)
