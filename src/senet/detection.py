@@ -1,6 +1,6 @@
 """SE networks as backbones of torchvision's detection models: a feature pyramid (Lin et al., "Feature Pyramid
 Networks for Object Detection", CVPR 2017) on the stage outputs of any senet network, SE-ResNet-50 and
-SE-ResNeXt-101 above all (the paper's §6.2 detection experiments use SE-ResNet-50 and -101 in Faster R-CNN).
+SE-ResNeXt-101 above all (the paper detects objects on COCO with SE-ResNet-50 and -101 in Faster R-CNN).
 
 ``fpn_backbone("se_resnet50", weights="DEFAULT")`` returns a module that torchvision's ``FasterRCNN``,
 ``MaskRCNN``, ``KeypointRCNN``, ``RetinaNet`` and ``FCOS`` take as ``backbone``: its forward returns an ordered dict of
