@@ -15,7 +15,7 @@ LAYERS = [
     {"models"},
     {"weights", "complexity"},
     {"factory"},
-    {"data", "retrofit", "export", "optimize"},
+    {"data", "retrofit", "export", "optimize", "detection"},
     {"training"},
     {"analysis"},
     {"cli"},

@@ -79,6 +79,7 @@ class KnownWeights:
 
 _CAFFE = "authors' Caffe model, PyTorch port of Cadene/pretrained-models.pytorch (re-hosted by timm)"
 _TIMM = "timm (Ross Wightman)"
+_TIMM_LEGACY = "timm (Ross Wightman), legacy_seresnet18/34: a ReLU before SE in every basic block"
 _TV = "torchvision"
 _REL = "https://github.com/rwightman/pytorch-image-models/releases/download"
 _HF_REL = "https://github.com/huggingface/pytorch-image-models/releases/download"
@@ -90,10 +91,14 @@ _TV2 = {"crop_pct": 224 / 232}  # torchvision's *_V2 weights: resize 232, crop 2
 # timm's copies of se_resnet50/101/152 are the same files (same hash). Accuracies: Cadene's README (its own
 # evaluation of the port), torchvision's weight tables. The first entry of a model is its DEFAULT: the paper's own
 # weights for SE models, torchvision's classic recipe (IMAGENET1K_V1, comparable to the paper's) for plain twins.
-# Not listed: timm's legacy_seresnet18/34 weights, whose blocks apply a ReLU before SE (a different function
-# from the paper's block, which senet builds).
+# timm's own legacy_seresnet18/34 weights (in the Caffe port's layout) apply a ReLU before SE, which is not the
+# paper's block: they load into se_resnet18/34 built with relu_before_se=True (their options say so), and only there.
 #                model                  tag                 url                                                  layout
 KNOWN_WEIGHTS: tuple[KnownWeights, ...] = (
+    KnownWeights("se_resnet18", "timm_legacy_in1k", f"{_REL}/v0.1-weights/seresnet18-4bb0ce65.pth", "caffe",
+                 _TIMM_LEGACY, interpolation="bicubic"),
+    KnownWeights("se_resnet34", "timm_legacy_in1k", f"{_REL}/v0.1-weights/seresnet34-a4004e63.pth", "caffe",
+                 _TIMM_LEGACY),
     KnownWeights("se_resnet50", "caffe_in1k", f"{_REL}/v0.1-cadene/se_resnet50-ce0d4300.pth", "caffe", _CAFFE,
                  top1=77.636),
     KnownWeights("se_resnet50", "timm_a1_in1k", f"{_HF_REL}/v0.1-rsb-weights/seresnet50_a1_0-ffa00869.pth", "timm",
