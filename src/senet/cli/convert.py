@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from senet.factory import create_model, model_metadata
     from senet.files import refuse_overwrite, save_weights
     from senet.validate import check_normalisation
-    from senet.weights import get_layout, load_weights, model_options, read_state
+    from senet.weights import get_layout, load_weights, model_options, read_source
 
     refuse_overwrite(args.out, {"weights file to convert": args.src})
-    state = read_state(args.src)
+    state, recorded = read_source(args.src)  # recorded: a senet file's own metadata (mean, std, classes, ...)
     spec = get_layout(args.layout, list(state))
     name = args.model or spec.model
     if name is None:
@@ -46,12 +46,13 @@ def run(args: argparse.Namespace) -> int:
     options = model_options(name, spec.name, state)
     model = create_model(name, num_classes=args.num_classes, **options)
     load_weights(model, state, spec.name)
-    meta = getattr(model, "weights_meta", {})
+    meta = getattr(model, "weights_meta", None) or recorded
     mean = args.mean if args.mean is not None else meta.get("mean")
     std = args.std if args.std is not None else meta.get("std")
     if mean is not None or std is not None:
         check_normalisation(mean or [], std or [], model.in_chans, "--mean/--std:")
-    extra = {k: v for k, v in meta.items() if k not in ("mean", "std", "layout", "source")}
+    rebuilt = ("mean", "std", "layout", "source", "name", "options", "num_classes", "in_chans")  # written anew below
+    extra = {k: v for k, v in meta.items() if k not in rebuilt}
     extra |= {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}  # senet's own files: as recorded
     meta = model_metadata(model, source=str(args.src), source_layout=spec.name, **extra)
     save_weights(args.out, model, meta)

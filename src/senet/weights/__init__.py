@@ -11,6 +11,7 @@ from .convert import (
     get_layout,
     load_weights,
     model_options,
+    read_source,
     read_state,
 )
 from .layouts import Layout
@@ -31,5 +32,6 @@ __all__ = [
     "list_weights",
     "load_weights",
     "model_options",
+    "read_source",
     "read_state",
 ]

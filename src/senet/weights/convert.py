@@ -317,10 +317,10 @@ def _hint(
 
 def read_state(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Tensor]:
     """The tensors of a ``.pth`` file (read with ``weights_only=True``), a safetensors file or a checkpoint dict."""
-    return _read(source)[0]
+    return read_source(source)[0]
 
 
-def _read(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def read_source(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """The tensors of ``source`` and, for a safetensors file written by senet, its metadata ({} otherwise)."""
     if isinstance(source, Mapping):
         return _unwrap(source), {}
@@ -355,7 +355,7 @@ def load_weights(
         ValueError: the file is not a plain weights file; its layout is unknown, cannot be told or is refused; or
             the model would compute another function with these weights (the ``create_model`` call to use named).
     """
-    tensors, meta = _read(source)
+    tensors, meta = read_source(source)
     keys = list(tensors)
     spec = get_layout(layout, keys)
     if spec.name != "senet":
