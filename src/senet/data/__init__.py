@@ -7,15 +7,25 @@ quarter of the bytes. All randomness of a batch comes from the seed the sampler 
 * `senet.data.sampling`: batch order and seeds (`EpochBatches`, `derive_seed`).
 * `senet.data.transforms`: augmentation and normalisation.
 * `senet.data.datasets`: the datasets and `load_datasets`.
+* `senet.data.resident`: an in-memory dataset held on the training device (`ResidentImages`).
 * `senet.data.formats`: IDX and CIFAR files, read defensively.
 * `senet.data.sources`: where each dataset's files are looked for, and downloads.
 """
 
 from .datasets import AUGMENTATIONS, DATASETS, DataSpec, ImageFolder, TensorImages, load_datasets
 from .formats import UnreadableImage, read_cifar_batch, read_idx, read_image
+from .resident import ResidentImages
 from .sampling import Batch, BatchKey, EpochBatches, collate_batch, derive_seed
 from .sources import FASHION_MNIST_DIR, default_root
-from .transforms import imagenet_transforms, normalize, random_crop_flip, random_erase
+from .transforms import (
+    Draws,
+    apply_augmentation,
+    draw_augmentation,
+    imagenet_transforms,
+    normalize,
+    random_crop_flip,
+    random_erase,
+)
 
 __all__ = [
     "AUGMENTATIONS",
@@ -24,13 +34,17 @@ __all__ = [
     "Batch",
     "BatchKey",
     "DataSpec",
+    "Draws",
     "EpochBatches",
     "ImageFolder",
+    "ResidentImages",
     "TensorImages",
     "UnreadableImage",
+    "apply_augmentation",
     "collate_batch",
     "default_root",
     "derive_seed",
+    "draw_augmentation",
     "imagenet_transforms",
     "load_datasets",
     "normalize",

@@ -23,7 +23,7 @@ from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from .formats import UnreadableImage, read_image
 from .sampling import Batch, BatchKey, derive_seed
 from .sources import cifar_arrays, fashion_mnist_arrays, missing_files
-from .transforms import imagenet_transforms, random_crop_flip, random_erase
+from .transforms import Draws, apply_augmentation, draw_augmentation, imagenet_transforms
 
 __all__ = ["AUGMENTATIONS", "DATASETS", "DataSpec", "ImageFolder", "TensorImages", "load_datasets"]
 
@@ -62,7 +62,8 @@ class TensorImages(Dataset):
     """Images held in memory as one uint8 tensor (N, C, H, W) with int64 labels (N,).
 
     ``padding`` turns on the pad-crop-flip augmentation (`random_crop_flip`; 0: flips only, None: off) and
-    ``erasing`` random erasing with that probability per image (`random_erase`), both drawn from each batch's seed;
+    ``erasing`` random erasing with that probability per image (`random_erase`), both drawn from each batch's seed
+    (`draws`; `senet.data.ResidentImages` applies the same draws on the training device);
     ``size`` resizes (bilinear, antialiased) when the model wants another size than the files have.
     """
 
@@ -83,17 +84,21 @@ class TensorImages(Dataset):
 
     def __getitems__(self, key: BatchKey) -> Batch:
         idx = torch.as_tensor(key.indices, dtype=torch.long)
-        images = self.images[idx]
-        if self.size and self.size != images.shape[-1]:
-            from torchvision.transforms import v2
+        images = resize(self.images[idx], self.size)
+        return Batch(apply_augmentation(images, self.draws(key.seed, images.shape), self.padding), self.labels[idx])
 
-            images = v2.functional.resize(images, [self.size, self.size], antialias=True)
-        generator = torch.Generator().manual_seed(key.seed)
-        if self.padding is not None:
-            images = random_crop_flip(images, self.padding, generator)
-        if self.erasing > 0:
-            images = random_erase(images, self.erasing, generator)
-        return Batch(images, self.labels[idx])
+    def draws(self, seed: int, shape: Sequence[int]) -> Draws:
+        """The random numbers of the augmentation of a batch of ``shape`` with seed ``seed`` (`draw_augmentation`)."""
+        return draw_augmentation(torch.Generator().manual_seed(seed), shape, self.padding, self.erasing)
+
+
+def resize(images: Tensor, size: int) -> Tensor:
+    """uint8 (B, C, H, W) resized to ``size`` × ``size`` (bilinear, antialiased); unchanged if 0 or already so."""
+    if not size or size == images.shape[-1]:
+        return images
+    from torchvision.transforms import v2
+
+    return v2.functional.resize(images, [size, size], antialias=True)
 
 
 class ImageFolder(Dataset):

@@ -5,47 +5,116 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["PixelJitter", "imagenet_transforms", "normalize", "random_crop_flip", "random_erase"]
+__all__ = [
+    "Draws",
+    "PixelJitter",
+    "apply_augmentation",
+    "draw_augmentation",
+    "imagenet_transforms",
+    "normalize",
+    "random_crop_flip",
+    "random_erase",
+]
+
+
+class Draws(NamedTuple):
+    """The random numbers of one batch's in-memory augmentation, drawn on the host from the batch's generator
+    (`draw_augmentation`) and applied on any device (`apply_augmentation`), so the host and device paths compute the
+    same images. Per image: ``crop`` (B, 3) = row offset, column offset, mirror (0/1); ``box`` (B, 5) = top, height,
+    left, width, erase (0/1) of the erased rectangle; ``noise`` (B, C, H, W) uint8, its fill."""
+
+    crop: Tensor | None = None
+    box: Tensor | None = None
+    noise: Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Draws:
+        return Draws(*(None if t is None else t.to(device, non_blocking=True) for t in self))
+
+    def images(self, start: int, stop: int) -> Draws:
+        """The draws of images ``start:stop`` of the batch."""
+        return Draws(*(None if t is None else t[start:stop] for t in self))
+
+    @staticmethod
+    def cat(parts: Sequence[Draws]) -> Draws:
+        """The draws of several batches, one after the other."""
+        return Draws(*(None if t[0] is None else torch.cat(t) for t in zip(*parts, strict=True)))
+
+
+def draw_augmentation(generator: torch.Generator, shape: Sequence[int], padding: int | None, erasing: float) -> Draws:
+    """Draw the augmentation of a batch of ``shape`` (B, C, H, W) from ``generator``: crop offsets and mirrors when
+    ``padding`` is not None, then erasing rectangles and their fill when ``erasing`` > 0 (in this order: a batch's
+    images are a function of its seed alone)."""
+    b, c, h, w = shape
+    crop = box = noise = None
+    if padding is not None:
+        dy = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator)
+        dx = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator)
+        flip = torch.rand(b, 1, generator=generator) < 0.5
+        crop = torch.cat([dy, dx, flip.long()], 1)
+    if erasing > 0:
+        area = torch.empty(b).uniform_(0.02, 0.33, generator=generator) * h * w
+        aspect = torch.empty(b).uniform_(math.log(0.3), math.log(3.3), generator=generator).exp()
+        eh = (area * aspect).sqrt().round().clamp(1, h).long()
+        ew = (area / aspect).sqrt().round().clamp(1, w).long()
+        y0 = (torch.rand(b, generator=generator) * (h - eh + 1)).long()
+        x0 = (torch.rand(b, generator=generator) * (w - ew + 1)).long()
+        erase = torch.rand(b, generator=generator) < erasing
+        box = torch.stack([y0, eh, x0, ew, erase.long()], 1)
+        noise = torch.randint(0, 256, (b, c, h, w), generator=generator, dtype=torch.uint8)
+    return Draws(crop, box, noise)
+
+
+def apply_augmentation(images: Tensor, draws: Draws, padding: int | None) -> Tensor:
+    """The augmentation of `draw_augmentation` on a uint8 batch (B, C, H, W), on the batch's device: pad, crop
+    and mirror in one gather, then random erasing. ``draws`` must be on the same device."""
+    if draws.crop is not None:
+        images = _crop_flip(images, padding or 0, draws.crop)
+    if draws.box is not None:
+        images = _erase(images, draws.box, draws.noise)
+    return images
+
+
+def _crop_flip(images: Tensor, padding: int, crop: Tensor) -> Tensor:
+    b, _, h, w = images.shape
+    if padding > 0:
+        images = F.pad(images, (padding, padding, padding, padding))
+    dev = images.device
+    rows = crop[:, :1] + torch.arange(h, device=dev)  # (B, H)
+    cols = crop[:, 1:2] + torch.arange(w, device=dev)  # (B, W)
+    cols = torch.where(crop[:, 2:] == 1, cols.flip(1), cols)
+    channels = torch.arange(images.shape[1], device=dev)[None, :, None, None]
+    batch = torch.arange(b, device=dev)[:, None, None, None]
+    return images[batch, channels, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def _erase(images: Tensor, box: Tensor, noise: Tensor) -> Tensor:
+    _, _, h, w = images.shape
+    y0, eh, x0, ew, erase = box.unbind(1)
+    rows, cols = torch.arange(h, device=images.device)[None, :], torch.arange(w, device=images.device)[None, :]
+    inside_r = (rows >= y0[:, None]) & (rows < (y0 + eh)[:, None])  # (B, H)
+    inside_c = (cols >= x0[:, None]) & (cols < (x0 + ew)[:, None])  # (B, W)
+    mask = (inside_r[:, :, None] & inside_c[:, None, :] & (erase == 1)[:, None, None])[:, None]  # (B, 1, H, W)
+    return torch.where(mask, noise, images)
 
 
 def random_crop_flip(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
     """The CIFAR augmentation on a batch: zero-pad by ``padding``, crop back at a random offset per image, and
     mirror half of the images at random. One gather for the whole batch. (B, C, H, W) in and out."""
-    b, _, h, w = images.shape
-    if padding > 0:
-        images = F.pad(images, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator)
-    flip = torch.rand(b, 1, generator=generator) < 0.5
-    rows = dy + torch.arange(h)  # (B, H)
-    cols = dx + torch.arange(w)  # (B, W)
-    cols = torch.where(flip, cols.flip(1), cols)
-    channels = torch.arange(images.shape[1])[None, :, None, None]
-    return images[torch.arange(b)[:, None, None, None], channels, rows[:, None, :, None], cols[:, None, None, :]]
+    draws = draw_augmentation(generator, images.shape, padding, 0.0).to(images.device)
+    return apply_augmentation(images, draws, padding)
 
 
 def random_erase(images: Tensor, p: float, generator: torch.Generator) -> Tensor:
     """Random erasing (Zhong et al., 2017) on a uint8 batch: with probability ``p`` per image, one rectangle of 2–33%
     of the area, aspect ratio 0.3–3.3, at a random place, is filled with random values. (B, C, H, W) in and out."""
-    b, _, h, w = images.shape
-    area = torch.empty(b).uniform_(0.02, 0.33, generator=generator) * h * w
-    aspect = torch.empty(b).uniform_(math.log(0.3), math.log(3.3), generator=generator).exp()
-    eh = (area * aspect).sqrt().round().clamp(1, h).long()
-    ew = (area / aspect).sqrt().round().clamp(1, w).long()
-    y0 = (torch.rand(b, generator=generator) * (h - eh + 1)).long()
-    x0 = (torch.rand(b, generator=generator) * (w - ew + 1)).long()
-    erase = torch.rand(b, generator=generator) < p
-    rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
-    inside_r = (rows >= y0[:, None]) & (rows < (y0 + eh)[:, None])  # (B, H)
-    inside_c = (cols >= x0[:, None]) & (cols < (x0 + ew)[:, None])  # (B, W)
-    mask = (inside_r[:, :, None] & inside_c[:, None, :] & erase[:, None, None])[:, None]  # (B, 1, H, W)
-    noise = torch.randint(0, 256, images.shape, generator=generator, dtype=torch.uint8)
-    return torch.where(mask, noise, images)
+    draws = draw_augmentation(generator, images.shape, None, p).to(images.device)
+    return apply_augmentation(images, draws, None)
 
 
 def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:

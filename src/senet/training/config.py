@@ -111,6 +111,9 @@ class TrainConfig:
     )
     skip_bad_images: bool = option(False, "image folders: skip and count unreadable files instead of stopping")
     workers: int = option(0, "data-loading processes per training process")
+    data_on_device: bool = option(
+        False, "in-memory data: hold the images and their augmentation on the training device (no loader, no workers)"
+    )
     # optimisation
     epochs: int = option(10, "training epochs")
     batch_size: int = option(128, "images per process and per step (before accumulation)")
@@ -227,6 +230,11 @@ class TrainConfig:
             raise ValueError(f"augment={self.augment!r}; choose from {', '.join(AUGMENTATIONS)}")
         if self.in_chans not in (1, 3):
             raise ValueError(f"in_chans={self.in_chans!r}: 1 (grayscale) or 3 (RGB)")
+        if self.data_on_device and self.dataset == "imagefolder":
+            raise ValueError(
+                "data_on_device holds in-memory datasets (fashion-mnist, cifar10, cifar100, synthetic); image folders "
+                "are decoded per batch: use data_on_device=false"
+            )
         check_folder_name(self.name, "name")
 
 

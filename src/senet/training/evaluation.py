@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import Batch, EpochBatches, collate_batch, imagenet_transforms, normalize, read_image
+from ..data import Batch, EpochBatches, ResidentImages, collate_batch, imagenet_transforms, normalize, read_image
 from ..environment import check_parallelism, die_with_parent
 from .distributed import Dist
 
@@ -65,9 +65,12 @@ def check_readable(batch: Batch, skip: bool) -> int:
     return len(batch.unreadable)
 
 
-def loader(dataset: Dataset, sampler: EpochBatches, workers: int, pin: bool) -> DataLoader:
+def loader(dataset: Dataset, sampler: EpochBatches, workers: int, pin: bool) -> Iterable[Batch]:
     """A DataLoader over our batch-returning datasets (`senet.data`), with at most as many worker processes as
-    the machine has cores, each of which dies with this process (`senet.environment.die_with_parent`)."""
+    the machine has cores, each of which dies with this process (`senet.environment.die_with_parent`); a dataset
+    held on the device (`ResidentImages`) gives its batches itself."""
+    if isinstance(dataset, ResidentImages):
+        return dataset.batches(sampler)
     if workers < 0:
         raise ValueError(f"workers={workers} must not be negative (0: load in this process)")
     check_parallelism(workers=workers)

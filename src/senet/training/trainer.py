@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ..complexity import profile
-from ..data import Batch, DataSpec, EpochBatches, derive_seed, load_datasets
+from ..data import Batch, DataSpec, EpochBatches, ResidentImages, derive_seed, load_datasets
 from ..environment import check_parallelism, usable_cores
 from ..factory import create_model, model_metadata
 from ..files import atomic_write_text, folder_lock, save_weights
@@ -169,7 +169,10 @@ def _optimizer(config: TrainConfig, model: nn.Module, lr: float) -> torch.optim.
 
 
 # Fields that change how a run executes, not what it computes: free to differ when a run resumes.
-RUNTIME_FIELDS = ("data_dir", "download", "workers", "threads", "device", "out_dir", "name", "progress", "tensorboard")
+RUNTIME_FIELDS = (
+    "data_dir", "download", "workers", "data_on_device", "threads", "device", "out_dir", "name", "progress",
+    "tensorboard",
+)  # fmt: skip
 
 
 def config_changes(saved: dict[str, Any], config: TrainConfig) -> dict[str, tuple[Any, Any]]:
@@ -243,6 +246,11 @@ class _Run:
             augment=c.augment, crop_padding=c.crop_padding, random_erasing=c.random_erasing,
             train_subset=c.train_subset, test_subset=c.test_subset, in_chans=c.in_chans,
         )  # fmt: skip
+        if c.data_on_device:  # batches become gathers on the device (senet.data.resident)
+            train_set, self.test_set = (
+                ResidentImages(train_set, dist.device),
+                ResidentImages(self.test_set, dist.device),
+            )
         self.inputs = Inputs(dist.device, self.spec.mean, self.spec.std, c.channels_last, c.amp)
         self.sampler = EpochBatches(
             len(train_set), c.batch_size, shuffle=True, seed=c.seed, rank=dist.rank, world=dist.world
