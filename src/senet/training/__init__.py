@@ -7,7 +7,7 @@ crash-safe training loop (one or many processes), evaluation, prediction and see
 >>> result.test_acc, result.run_dir                                                   # doctest: +SKIP
 """
 
-from .compare import Comparison, compare
+from .compare import Comparison, compare, paired_differences
 from .config import TrainConfig, find_recipe, list_recipes
 from .evaluation import EvalResult, Inputs, evaluate, predict
 from .trainer import NonFiniteLossError, RunResult, train
@@ -23,6 +23,7 @@ __all__ = [
     "evaluate",
     "find_recipe",
     "list_recipes",
+    "paired_differences",
     "predict",
     "train",
 ]

@@ -27,7 +27,7 @@ from .config import TrainConfig
 from .outputs import plot_curves
 from .trainer import RunResult, train
 
-__all__ = ["COMPARE_SCHEMA", "Comparison", "ModelSummary", "compare"]
+__all__ = ["COMPARE_SCHEMA", "Comparison", "ModelSummary", "compare", "paired_differences"]
 
 _SHARE = Float(0.0, 1.0)
 # What compare.json holds (`_compare` writes it; `senet report` reads it): one entry per model.
@@ -131,13 +131,10 @@ class Comparison:
         their data order and augmentation, so the pairs differ by the networks and their initialisation): the
         per-seed differences, their mean and its standard error (None with one seed)."""
         first = self.models[0]
-        out = []
-        for other in self.models[1:]:
-            diffs = [a - b for a, b in zip(first.accs, other.accs, strict=True)]
-            stderr = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
-            out.append({"model": first.model, "baseline": other.model, "per_seed": diffs,
-                        "mean": statistics.fmean(diffs), "stderr": stderr})  # fmt: skip
-        return out
+        return [
+            {"model": first.model, "baseline": other.model, **paired_differences(first.accs, other.accs)}
+            for other in self.models[1:]
+        ]
 
     def differences_text(self) -> str:
         """`differences` as lines of text, in percentage points."""
@@ -151,6 +148,18 @@ class Comparison:
             mean = f"mean {100 * d['mean']:+.2f} ± {100 * d['stderr']:.2f} (standard error)"
             lines.append(f"{pair}, seed by seed: {seeds} points; {mean}")
         return "\n".join(lines)
+
+
+def paired_differences(first: Sequence[float], second: Sequence[float]) -> dict[str, Any]:
+    """``first[i] - second[i]`` for each pair (runs of one seed), their mean, and the standard error of the mean (the
+    sample standard deviation of the differences over sqrt(n); None for one pair)."""
+    if not first or len(first) != len(second):
+        raise ValueError(
+            f"paired differences need equally many values, at least one; got {len(first)} and {len(second)}"
+        )
+    diffs = [a - b for a, b in zip(first, second, strict=True)]
+    stderr = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
+    return {"per_seed": diffs, "mean": statistics.fmean(diffs), "stderr": stderr}
 
 
 def _count(n: int, noun: str) -> str:
