@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--study-model", default="se_resnet20", help="SE model of the studies but position's")
     p.add_argument("--study-seeds", type=int, default=3, help="seeds 0..N-1 of each study (default 3)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--concurrency", type=int, help="runs trained side by side (default: 4 on CUDA, 1 on CPU)")
+    p.add_argument("--concurrency", type=int, help="runs trained side by side (default: 6 on CUDA, 1 on CPU)")
     p.add_argument("--threads", type=int, help="CPU threads per run (default: 2 on CUDA, cores / concurrency)")
     p.add_argument("--compile", action="store_true", help="torch.compile every network (pays only on long runs)")
     p.add_argument("--train-subset", type=int, default=0, help="dry runs: train on this many images (0: all)")
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is visible to torch")
     cuda = args.device == "cuda"
-    args.concurrency = args.concurrency or (4 if cuda else 1)
+    args.concurrency = args.concurrency or (6 if cuda else 1)
     args.threads = args.threads or (2 if cuda else max(1, usable_cores() // args.concurrency))
     if args.concurrency < 1:
         p.error(f"--concurrency {args.concurrency}: give at least 1")
