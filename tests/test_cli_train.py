@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,16 +51,23 @@ def metrics_without_times(run):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The uninterrupted run the interrupted ones must reproduce bit for bit."""
-    tmp = tmp_path_factory.mktemp("ref")
-    subprocess.run(senet_cmd("train", *RUN, *run_dir_args(tmp, "ref")), check=True, capture_output=True)
-    return tmp / "ref"
+    return train_run(tmp_path_factory.mktemp("ref"), "ref")
 
 
-@slow
-def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, reference):
-    victim = subprocess.Popen(senet_cmd("train", *RUN, *run_dir_args(tmp_path, "v")), stderr=subprocess.PIPE)
-    state_file = tmp_path / "v" / STATE_FILE
-    deadline = time.monotonic() + 120
+def train_run(tmp, name, *extra) -> Path:
+    """`senet train` of RUN (and ``extra`` flags) to its end, in tmp/name."""
+    subprocess.run(senet_cmd("train", *RUN, *extra, *run_dir_args(tmp, name)), check=True, capture_output=True)
+    return tmp / name
+
+
+def kill_mid_epoch_and_resume(run, *extra) -> dict:
+    """`senet train` of RUN (and ``extra`` flags) in ``run``, SIGKILLed once a mid-epoch checkpoint exists, then
+    resumed to its end; the checkpoint's counters where it was killed."""
+    victim = subprocess.Popen(
+        senet_cmd("train", *RUN, *extra, *run_dir_args(run.parent, run.name)), stderr=subprocess.PIPE
+    )
+    state_file = run / STATE_FILE
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and victim.poll() is None:
         if state_file.is_file() and load_state(state_file).extra["batch"] > 0:  # a mid-epoch checkpoint exists
             victim.send_signal(signal.SIGKILL)
@@ -67,9 +75,15 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, reference):
         time.sleep(0.01)
     assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     killed_at = load_state(state_file).extra
-    assert 0 < killed_at["batch"] < 12 and not (tmp_path / "v" / "summary.json").exists()
-    resumed = subprocess.run(senet_cmd("train", "--resume", str(tmp_path / "v")), capture_output=True, text=True)
+    assert 0 < killed_at["batch"] < 12 and not (run / "summary.json").exists()
+    resumed = subprocess.run(senet_cmd("train", "--resume", str(run)), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
+    return killed_at
+
+
+@slow
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, reference):
+    kill_mid_epoch_and_resume(tmp_path / "v")
     assert same_weights(tmp_path / "v" / LAST_FILE, reference / LAST_FILE)
     assert metrics_without_times(tmp_path / "v") == metrics_without_times(reference)
 

@@ -7,14 +7,10 @@ the CPU ends with bit-identical weights and metrics. A CPU test cannot run CUDA 
 other kernels, whose results are equal up to floating-point order.
 """
 
-import signal
-import subprocess
-import time
-
 import pytest
 import torch
 from conftest import slow
-from test_cli_train import RUN, metrics_without_times, run_dir_args, same_weights, senet_cmd
+from test_cli_train import kill_mid_epoch_and_resume, metrics_without_times, same_weights, train_run
 from test_data import needs_fmnist
 
 from senet.data import BatchKey, EpochBatches, ResidentImages, TensorImages, draw_augmentation, load_datasets
@@ -86,9 +82,7 @@ def test_the_resident_test_set_is_the_host_test_set():
 @pytest.fixture(scope="module")
 def host_run(tmp_path_factory):
     """test_cli_train's uninterrupted run on the host path."""
-    tmp = tmp_path_factory.mktemp("host")
-    subprocess.run(senet_cmd("train", *RUN, *run_dir_args(tmp, "ref")), check=True, capture_output=True)
-    return tmp / "ref"
+    return train_run(tmp_path_factory.mktemp("host"), "ref")
 
 
 @slow
@@ -96,20 +90,8 @@ def host_run(tmp_path_factory):
 def test_a_device_run_is_the_host_run_bit_for_bit_and_resumes_bit_identically_after_sigkill(tmp_path, host_run):
     """The run of test_cli_train (ResNet-20, real Fashion-MNIST subset, crop + flip, 2 epochs, deterministic) with
     data_on_device: SIGKILLed mid-epoch and resumed, it ends with the host run's weights and metrics, bit for bit."""
-    args = ["train", *RUN, "--data-on-device", *run_dir_args(tmp_path, "d")]
-    victim = subprocess.Popen(senet_cmd(*args), stderr=subprocess.PIPE)
-    state_file = tmp_path / "d" / STATE_FILE
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and victim.poll() is None:
-        if state_file.is_file() and load_state(state_file).extra["batch"] > 0:  # a mid-epoch checkpoint exists
-            victim.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
-    assert 0 < load_state(state_file).extra["batch"] < 12
-    resumed = subprocess.run(senet_cmd("train", "--resume", str(tmp_path / "d")), capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    assert load_state(state_file).extra["config"]["data_on_device"] is True
+    kill_mid_epoch_and_resume(tmp_path / "d", "--data-on-device")
+    assert load_state(tmp_path / "d" / STATE_FILE).extra["config"]["data_on_device"] is True
     assert same_weights(tmp_path / "d" / LAST_FILE, host_run / LAST_FILE)
     assert metrics_without_times(tmp_path / "d") == metrics_without_times(host_run)
     assert {"summary.json", "best.safetensors", "curves.png", "config.yaml"} <= {
