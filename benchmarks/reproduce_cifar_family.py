@@ -115,6 +115,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Job], dict[str, list[Variant]]]
 def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     """Train the jobs the parent sends, (name, model, options, seed), until it sends None."""
     base = TrainConfig.from_dict(config)
+    torch.backends.cudnn.benchmark = base.device == "cuda"  # the fastest kernels for the few shapes these nets have
     while (job := tasks.get()) is not None:
         name, model, options, seed = job
         try:
@@ -327,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         w.start()
     estimates, running, pending = Estimates(), {}, list(jobs)
     seen_epochs: dict[str, int] = {}
+    why = ""
     report.write()
     try:
         while (pending or running) and time.monotonic() < deadline:
@@ -366,10 +368,16 @@ def main(argv: list[str] | None = None) -> int:
                 seen_epochs[job.name] = job.epochs_done = len(rows)
             if changed:
                 report.write()
+            if not all(w.is_alive() for w in workers):  # killed (out of memory?) without reporting its job
+                why = "a worker process died (see the log); the same command resumes the run"
+                print(f"stopping: {why}", flush=True)
+                break
     finally:
-        for job in running.values():  # the budget ran out (or the parent was interrupted) while these trained
+        for (
+            job
+        ) in running.values():  # the budget ran out (or a worker died, or we were interrupted) while these trained
             job.state, job.epochs_done = "stopped", len(read_epochs(Path(args.runs_dir) / job.name))
-            job.note = "stopped at the budget; the same command with a larger budget resumes it"
+            job.note = why or "stopped at the budget; the same command with a larger budget resumes it"
         for _ in workers:
             tasks.put(None)
         for w in workers:
