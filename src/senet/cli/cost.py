@@ -32,9 +32,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from senet.analysis.cost import markdown_table, measure_cost
     from senet.environment import check_parallelism
-    from senet.files import atomic_write_text
+    from senet.files import atomic_write_text, refuse_busy
     from senet.validate import json_text
 
+    if args.out:
+        refuse_busy(args.out)
     if args.threads:
         check_parallelism(args.threads, flags=("--threads", "--workers"))
         torch.set_num_threads(args.threads)
