@@ -370,7 +370,7 @@ def test_no_output_replaces_a_file_of_a_run_folder_or_lands_in_a_busy_one(syn_ru
     _ok(capsys, "eval", str(syn_run), "--json", str(syn_run / "eval.json"), "--test-subset", "8")  # a new file: fine
 
 
-def test_absurd_sizes_are_refused_before_anything_is_allocated(syn_run, tmp_path, capsys):
+def test_a_huge_synthetic_subset_and_an_overlong_name_are_refused_before_anything_is_made(syn_run, tmp_path, capsys):
     err = _fails(capsys, "eval", str(syn_run), "--test-subset", "100000000")
     assert "would take" in err and "GiB; lower train_subset / test_subset or image_size" in err
     err = _fails(capsys, "train", *SYN, "--name", "x" * 300, "--out-dir", str(tmp_path / "o"))
