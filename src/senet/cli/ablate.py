@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from senet.cli._config import add_config_flags, config_from_args, recipe_help, whole
+from senet.cli._config import add_config_flags, config_from_args, overrides, recipe_help, whole
 from senet.validate import MAX_SEEDS
 
 
@@ -33,6 +33,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from senet.analysis.ablate import run_study
 
+    if args.out and "out_dir" in overrides(args):
+        raise ValueError(f"--out {args.out!r} and --out-dir both say where the study goes; give one (--out-dir D "
+                         "puts it in D/ablate-STUDY-MODEL-DATASET)")  # fmt: skip
     base = config_from_args(args)
     seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
     out = Path(args.out or Path(base.out_dir) / f"ablate-{args.study}-{base.model}-{base.dataset}")
