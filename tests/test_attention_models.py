@@ -18,21 +18,54 @@ from senet.export import export
 from senet.layers import ATTENTION_UNITS, SEConfig
 from senet.layers.attention import AttentionUnit, GlobalContext
 from senet.models import get_entry
+from senet.models.inception import InceptionModule, InceptionResNetUnit, _branch
+from senet.models.mobile import DepthwiseSeparable, ShuffleUnit
+from senet.models.resnet import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, ResNet, ResNetSpec
 
 UNITS = [u for u in ATTENTION_UNITS if u != "se"]
 # Options that let a unit sit anywhere (no map size fixed per stage): GE-θ⁺ at extent 2 has every GE layer.
 ANYWHERE = {"ge": {"variant": "theta_plus", "extent": 2}}
-# One model per family and its input side; the positions each allows come from its blocks.
-FAMILIES = {
-    "se_resnet20": (16, ("standard", "pre", "post", "identity")),
-    "se_resnet50": (32, ("standard", "pre", "post", "identity", "after_3x3")),
-    "se_mobilenet": (32, ("standard", "after_3x3")),
-    "se_shufflenet": (32, ("standard", "after_3x3", "post")),
+# Each family's blocks in every position they allow: registered models where they are small, and small networks of
+# the other blocks (those of SE-ResNet-50, SE-PreAct-ResNet-164, SE-WRN-16-8, SE-BN-Inception, Inception-ResNet-v2).
+_TINY = dict(strides=(1, 2), stem="cifar", stem_width=16)
+TINY = {
+    "bottleneck": ResNetSpec("tiny bottleneck", Bottleneck, (1, 1), (64, 128), shortcut="conv1x1", **_TINY),
+    "preact_bottleneck": ResNetSpec("tiny pre-act", PreActBottleneck, (1, 1), (64, 128), shortcut="preact", **_TINY),
+    "preact_basic": ResNetSpec("tiny pre-act basic", PreActBasicBlock, (1, 1), (16, 32), shortcut="preact", **_TINY),
+}
+FAMILIES = {  # model → (input side, the positions its blocks allow)
+    "se_resnet20": (16, BasicBlock.positions),
+    "bottleneck": (16, Bottleneck.positions),
+    "preact_bottleneck": (16, PreActBottleneck.positions),
+    "preact_basic": (16, PreActBasicBlock.positions),
+    "se_mobilenet": (32, DepthwiseSeparable.positions),
+    "se_shufflenet": (32, ShuffleUnit.positions),
     "se_vgg16_bn": (32, ("standard",)),
-    "se_bn_inception": (None, ("standard",)),
-    "se_inception_resnet_v2": (None, ("standard", "pre", "post", "identity")),
+    "inception": (16, ("standard",)),
+    "inception_resnet": (16, InceptionResNetUnit.positions),
 }
 FAST = {("se_resnet20", "standard"), ("se_resnet20", "identity")}
+
+
+def _inception(se: SEConfig, residual: bool) -> torch.nn.Module:
+    """Two Inception (BN-Inception's) or Inception-ResNet units on 32 channels, as those networks build theirs."""
+    branches = [[(16, 1)], [(8, 1), (16, 3)]]
+    if residual:
+        units = [InceptionResNetUnit(32, branches, scale=0.2, activate=last, se=se, stage=1) for last in (1, 0)]
+    else:
+        units = [InceptionModule([_branch(32, b)[0] for b in branches], 32, se=se, stage=1) for _ in range(2)]
+    head = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 5)]
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 32, 3, padding=1), *units, *head)
+
+
+def _network(model: str, position: str, unit: str) -> torch.nn.Module:
+    options = dict(se_position=position, attention=unit, attention_options=ANYWHERE.get(unit, {}))
+    if model in TINY:
+        return ResNet(TINY[model], SEConfig.from_options(**options), num_classes=5, in_chans=1)
+    if model.startswith("inception"):
+        return _inception(SEConfig.from_options(**options), residual=model == "inception_resnet")
+    small = {"se_mobilenet": {"width_mult": 0.5}, "se_shufflenet": {"groups": 1}}.get(model, {})  # the same blocks
+    return senet.create_model(model, num_classes=5, in_chans=1, **small, **options)
 
 
 def _cases():
@@ -46,14 +79,10 @@ def _cases():
 def test_every_unit_in_every_position_forward_and_backward(model, position):
     side = FAMILIES[model][0]
     for unit in UNITS:
-        net = senet.create_model(
-            model, num_classes=5, in_chans=1, se_position=position, attention=unit,
-            attention_options=ANYWHERE.get(unit, {}),
-        )  # fmt: skip
+        net = _network(model, position, unit)
         units = [m for m in net.modules() if isinstance(m, AttentionUnit)]
         assert units and all(type(m) is ATTENTION_UNITS[unit] for m in units)
-        x = torch.randn(2, 1, side or net.min_size, side or net.min_size)
-        out = net(x)
+        out = net(torch.randn(2, 1, side, side))
         assert out.shape == (2, 5) and torch.isfinite(out).all(), unit
         out.logsumexp(1).mean().backward()
         quiet = [n for n, p in net.named_parameters() if p.grad is None]
