@@ -400,9 +400,11 @@ def test_timm_ge_constructor_is_broken_in_this_timm_where_the_parity_test_builds
     [
         (GlobalContext(32, reduced=4, fusion="scale", ln_eps=1e-6), TimmGlobalContext(32),
          "GlobalContext state dict does not fit GlobalContext: 1 not in the model: conv_attn.bias"),
-        (CBAM(32), CbamModule(32, mlp_bias=True), "2 not in the model: channel.fc1.bias, channel.fc2.bias"),
+        (CBAM(32), CbamModule(32, mlp_bias=True),
+         r"2 not in the model: channel.fc1.bias \(as fc1.bias\), channel.fc2.bias \(as fc2.bias\)"),
         (CBAM(32, bias=True), CbamModule(32), "2 missing from the file: fc1.bias, fc2.bias"),
-        (EffectiveSE(32), EffectiveSEModule(16), r"shape differs: fc.weight \(16, 16, 1, 1\) in the file, \(32, 32\)"),
+        (EffectiveSE(32), EffectiveSEModule(16),
+         r"of another shape: fc.weight \(16, 16, 1, 1\) in the file, \(32, 32\)"),
     ],
 )  # fmt: skip
 def test_convert_timm_unit_is_strict(ours, theirs, match):

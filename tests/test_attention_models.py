@@ -257,7 +257,7 @@ def test_timm_attention_models_of_other_networks_are_refused(theirs, match):
 def test_eca_resnet_d_weights_are_listed_with_what_they_need():
     assert senet.list_weights("eca_*") == ["eca_resnet101d.timm_miil_in1k", "eca_resnet50d.timm_miil_in1k"][::-1]
     spec = senet.weights.get_weights("eca_resnet50d")
-    assert spec.layout == "timm" and spec.options == {} and spec.hash_prefix == "93c81e3b"
+    assert spec.layout == "timm_resnet_d" and spec.options == {} and spec.hash_prefix == "93c81e3b"
 
 
 # -- the study and the cost command ---------------------------------------------------------------------------------
@@ -290,3 +290,16 @@ def test_gc_identity_start_is_the_only_one():
     assert GlobalContext.identity_problem({}) is None
     refused = [u for u in UNITS if ATTENTION_UNITS[u].identity_problem({}) is not None]
     assert "gc" not in refused and len(refused) == len(UNITS) - 1
+
+
+def test_timm_resnet_d_weights_load_into_any_model_with_their_unit_and_only_there():
+    with torch.device("meta"):
+        state = timm.create_model("ecaresnet50d", pretrained=False).state_dict()
+        cbam = timm.create_model("resnet50", block_args={"attn_layer": "cbam"}).state_dict()
+        assert senet.weights.model_options("se_resnet50d", "auto", state) == {"attention": "eca"}
+        senet.load_weights(senet.create_model("se_resnet50d", attention="eca"), state)  # the same network
+        call = r"create_model\('se_resnet50d', attention='eca'\)"
+        with pytest.raises(ValueError, match=rf"attention='eca'.*build it with {call}"):
+            senet.load_weights(senet.create_model("se_resnet50d"), state)
+        with pytest.raises(ValueError, match=r"attention unit other than SE and ECA.*convert_timm_unit"):
+            senet.load_weights(senet.create_model("se_resnet50", attention="cbam"), cbam)

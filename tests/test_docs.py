@@ -80,3 +80,12 @@ def test_readme_attention_example_places_the_units_it_names():
     cbam = _run("import senet\n" + lines[1])["model"]
     assert cbam.layer1[0].se is None and type(cbam.layer3[0].se).__name__ == "CBAM"
     assert cbam.layer3[0].se.channels == 256  # after the 3×3: the bottleneck's width
+
+
+def test_every_test_reliability_md_names_exists():
+    """docs/reliability.md says which test holds each promise: each `tests/FILE.py::TEST` it names is a test."""
+    text = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`(test_\w+)\.py::(test_\w+)`", text))
+    assert len(named) > 30
+    missing = [f"{f}::{t}" for f, t in sorted(named) if f"def {t}(" not in (ROOT / "tests" / f"{f}.py").read_text()]
+    assert not missing, f"docs/reliability.md names tests that do not exist: {missing}"

@@ -8,23 +8,33 @@ writes that into a weights file, so that `load_model` can build the same network
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .constants import GOOD_STATE_FILE, LAST_FILE, STATE_FILE
 from .files import read_weights, safe_torch_load
-from .models import build_model
+from .models import FeatureNet, build_model
+from .validate import check_weights_metadata
 from .weights import convert_state_dict, fetch, get_weights, load_weights
 
 __all__ = ["create_model", "load_model", "model_metadata", "weights_file"]
 
 
 def create_model(
-    name: str, *, num_classes: int | None = None, in_chans: int = 3, weights: str | None = None, **options: Any
+    name: str,
+    *,
+    num_classes: int | None = None,
+    in_chans: int = 3,
+    weights: str | None = None,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
+    **options: Any,
 ) -> nn.Module:
-    """Build a registered model with fresh weights, or with published ones (``weights``).
+    """Build a registered model with fresh weights, or with published ones (``weights``); or its feature maps.
 
     Args:
         name: a name from `senet.list_models()`, e.g. ``"se_resnet50"`` or its plain twin ``"resnet50"``.
@@ -35,6 +45,10 @@ def create_model(
         weights: ``"DEFAULT"`` or a tag of `senet.list_weights(name)`: download (torch.hub's cache, checksum
             checked), convert and load the published weights; ``model.weights_meta`` then records their
             normalisation and origin (`senet.weights.KnownWeights.metadata`).
+        features_only: return the network's feature maps instead of its classes: a `senet.models.FeatureNet`,
+            whose forward returns a list of maps (timm's ``features_only``); ``model.feature_info`` gives the
+            channels and stride of each. Published weights are loaded first, the classifier then removed.
+        out_indices: which maps (indices into the network's ``feature_info``; an int n: the last n); default all.
         **options: architecture options of the family (e.g. ``layout="v1.5"``, ``drop_rate=0.2``) and, for SE
             models, the SE options: ``r`` (one ratio, or one per stage), ``se_position`` (standard, pre, post,
             identity, after_3x3), ``se_stages`` (1-based stages with SE), ``se_squeeze``, ``se_gate``,
@@ -48,6 +62,13 @@ def create_model(
         ValueError: unknown name (close matches named), a bad option value, or options the weights do not fit.
         TypeError: an option the model does not take (the valid ones named).
     """
+    if out_indices is not None and not features_only:
+        raise ValueError(f"out_indices={out_indices!r} chooses feature maps: pass features_only=True with it")
+    model = _create(name, num_classes, in_chans, weights, options)
+    return FeatureNet(model, out_indices) if features_only else model
+
+
+def _create(name: str, num_classes: int | None, in_chans: int, weights: str | None, options: dict) -> nn.Module:
     if weights is None:
         return build_model(name, num_classes=num_classes, in_chans=in_chans, **options)
     spec = get_weights(name, weights)
@@ -91,9 +112,15 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> tuple[nn.Module, di
     """
     path = weights_file(path)
     tensors, meta = read_weights(path)
-    if "name" not in meta:
+    if not meta:
         raise ValueError(f"{str(path)!r} has no senet metadata; load it into a model with senet.load_weights")
+    meta = check_weights_metadata(meta, repr(str(path)))
     options = {**meta.get("options", {}), **overrides}
+    # The model the metadata describes, first without memory (the meta device): its tensors are checked against
+    # the file's, so metadata that describes another or a huge network is refused before anything is allocated.
+    with torch.device("meta"):
+        shape = create_model(meta["name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **options)
+    convert_state_dict(tensors, shape, "senet", what=repr(str(path)))
     model = create_model(meta["name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **options)
     model.load_state_dict(convert_state_dict(tensors, model, "senet", what=repr(str(path))), strict=True)
     return model, meta

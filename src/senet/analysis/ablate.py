@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 import statistics
@@ -30,10 +31,12 @@ from typing import Any
 import torch
 
 from ..data import load_datasets
+from ..environment import check_parallelism
 from ..factory import create_model
 from ..files import atomic_write, atomic_write_text, folder_lock
 from ..models import get_entry
 from ..training import TrainConfig, train
+from ..validate import MAX_SEEDS, Float, Int, Json, List, Map, Maybe, Str, json_text, read_json
 from .attention import PRESETS, preset_options
 from .cost import ModelSpec, measure_cost
 
@@ -144,8 +147,80 @@ def _attention_row(preset: str, model: str, size: Callable[[], tuple[int, ...]])
 
 
 def _number(text: Any) -> int | float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"--values {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"--values {text!r} is not a finite number")
     return int(value) if value.is_integer() else value
+
+
+_OPTIONAL_COUNT = Maybe(Int(0, 2**62))
+_MS = Float(0.0, 1e9)  # a measured time in milliseconds
+# Where the cost columns of the attention study were measured (`senet.environment.describe` and the measurement's
+# settings); the fields shown are checked, the rest of describe()'s are bounded data.
+_COST_ENV = Map(
+    {
+        "device": Str(),
+        "threads": Int(1, 1 << 16),
+        "torch": Str(max_len=100),
+        "input_size": List(Int(1, 1 << 16), length=3),
+        "repeats": Int(1, 10_000),
+        "train_batch": Int(1, 1 << 16),
+    },
+    required=("device", "threads", "torch", "input_size", "repeats"),
+    others=Json(max_depth=4, max_items=1000),
+)
+# What study.json holds (`StudyResult.to_dict`), as `StudyResult.load` checks it: one row per variant, and for the
+# attention study the measured cost of each variant (``latency_ms`` by batch size, ``train_step_ms``) and ``env``.
+STUDY_SCHEMA = Map(
+    {
+        "study": Str(choices=tuple(STUDIES)),
+        "model": Str(max_len=100),
+        "rows": List(
+            Map(
+                {
+                    "label": Str(),
+                    "errors": List(Float(0.0, 100.0), max_len=MAX_SEEDS),
+                    "seeds": Int(1, MAX_SEEDS),
+                    "paper_err": Maybe(Float(0.0, 100.0)),
+                    "paper_note": Str(),
+                    "params": _OPTIONAL_COUNT,
+                    "macs": _OPTIONAL_COUNT,
+                    "images_per_s": List(Float(0.0, 1e12), max_len=MAX_SEEDS),
+                    "latency_ms": Maybe(Map(others=_MS, max_len=100)),
+                    "train_step_ms": Maybe(_MS),
+                },
+                required=("label", "errors", "seeds", "paper_err", "params", "macs"),
+            ),
+            max_len=1000,
+        ),
+        "env": Maybe(_COST_ENV),
+    },
+    required=("study", "model", "rows"),
+)
+# cost.json: the attention study's measured cost, kept with what it was measured for (the variants, the input size).
+_COST_SCHEMA = Map(
+    {
+        "variants": Json(max_depth=8, max_items=100_000),
+        "input_size": List(Int(1, 1 << 16), length=3),
+        "env": _COST_ENV,
+        "rows": List(
+            Map(
+                {
+                    "latency_ms": Map(others=_MS, max_len=100),
+                    "train_step_ms": Maybe(_MS),
+                    "train_batch": Int(1, 1 << 16),
+                },
+                required=("latency_ms", "train_step_ms", "train_batch"),
+            ),
+            min_len=1,
+            max_len=1000,
+        ),
+    },
+    required=("variants", "input_size", "env", "rows"),
+)
 
 
 def study_variants(
@@ -195,7 +270,8 @@ class StudyResult:
         path = Path(folder) / "study.json"
         if not path.is_file():
             raise FileNotFoundError(f"no study at {str(folder)!r} (study.json is missing)")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        fix = "it was altered or damaged: delete it and run the study again (its runs are cached)"
+        data = read_json(path, STUDY_SCHEMA, "study.json", fix)
         return cls(data["study"], data["model"], Path(folder), data["rows"], data.get("env"))
 
     def heading(self) -> str:
@@ -276,9 +352,14 @@ class StudyResult:
         return out
 
     def save(self) -> None:
-        atomic_write_text(self.folder / "study.json", json.dumps(self.to_dict(), indent=1))
+        atomic_write_text(self.folder / "study.json", json_text(self.to_dict()))
         atomic_write_text(self.folder / "study.md", self.markdown() + "\n")
         self.plot(self.folder / "study.png")
+
+
+def _options(v: Variant, base: TrainConfig) -> dict[str, Any]:
+    """The options of variant ``v``'s model: those of the recipe its model shares, then the variant's own."""
+    return {**get_entry(v.model).shared_options(base.model_options), **v.options}
 
 
 def run_study(
@@ -300,6 +381,10 @@ def run_study(
     """
     size = functools.cache(lambda: _data_size(base))
     variants = study_variants(study, base.model, values, baseline, input_size=size)
+    check_parallelism(base.threads, base.workers)  # as each run would, but before the first one starts
+    for v in variants:  # the recipe's options with each variant's: a misfit fails now, before any training
+        with torch.device("meta"):
+            create_model(v.model, **_options(v, base))
     folder = Path(out_dir)
     with folder_lock(folder, "--out"):
         result = _run_study(study, base, variants, seeds, folder, runs_dir, log)
@@ -323,11 +408,12 @@ def _add_costs(result: StudyResult, variants: list[Variant], size: tuple[int, ..
     specs = [ModelSpec(v.model, v.options, v.label) for v in variants]
     key = {"variants": [[s.model, s.options, s.label] for s in specs], "input_size": list(size)}
     path = result.folder / "cost.json"
-    saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    if {k: saved.get(k) for k in key} != json.loads(json.dumps(key)):
+    fix = "it was altered or damaged: delete it and the cost is measured again"
+    saved = read_json(path, _COST_SCHEMA, "cost.json of a study", fix) if path.is_file() else {}
+    if {k: saved.get(k) for k in key} != json.loads(json_text(key)):
         log(f"measuring latency and training step of {len(specs)} variants at {'×'.join(map(str, size))}")
         rows, env = measure_cost(specs, batch_sizes=(1, 8), train_batch=8, input_size=size, twins=False)
-        text = json.dumps({**key, "env": env, "rows": [r.to_dict() for r in rows]}, indent=1)
+        text = json_text({**key, "env": env, "rows": [r.to_dict() for r in rows]})
         atomic_write_text(path, text)
         saved = json.loads(text)  # batch sizes as JSON keys, as a later run reads them
     for row, cost in zip(result.rows, saved["rows"], strict=True):
@@ -351,16 +437,15 @@ def _run_study(
             {**asdict(v), "seeds": len(seeds), "errors": [], "runs": [], "images_per_s": [], "params": None,
              "macs": None}
         )  # fmt: skip
-    atomic_write_text(folder / "variants.json", json.dumps([asdict(v) for v in variants], indent=1))
+    atomic_write_text(folder / "variants.json", json_text([asdict(v) for v in variants]))
     total = len(variants) * len(seeds)
     done = 0
     for v, row in zip(variants, result.rows, strict=True):
-        entry = get_entry(v.model)
         for seed in seeds:
             done += 1
             cfg = base.replace(
                 model=v.model,
-                model_options={**entry.shared_options(base.model_options), **v.options},
+                model_options=_options(v, base),
                 seed=seed,
                 out_dir=str(runs_dir or folder / "runs"),
                 name=v.run_name(seed),

@@ -1,44 +1,60 @@
-"""convert Caffe-port / timm / torchvision weights into a senet weights file
+"""convert weights of another layout (Caffe port, timm, torchvision, pretrainedmodels) into a senet weights file
 
 Load a .pth (read with weights_only=True, never unpickling code) or safetensors file of another layout into a senet
-model and save it as safetensors with senet's metadata. Missing, unexpected or misshapen keys are an error naming
-them.
+model built with the options that layout computes with, and save it as safetensors with senet's metadata: what
+rebuilds the model, and the input normalisation the weights expect. Missing, unexpected or misshapen keys are an
+error naming them; weights no senet model reproduces are refused with the reason.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from senet.constants import IMAGENET_MEAN, IMAGENET_STD
+from senet.cli._config import CLASSES, finite
 from senet.weights import LAYOUTS
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", metavar="SRC", help="the weights file to convert")
     parser.add_argument("--from", dest="layout", default="auto", choices=("auto", *LAYOUTS),
-                   help="layout of SRC (default: recognised from its key names)")  # fmt: skip
-    parser.add_argument("--model", required=True, help="senet model name, e.g. se_resnet50 (see `senet models`)")
+                        help="layout of SRC (default: recognised from its key names)")  # fmt: skip
+    parser.add_argument("--model", help="senet model name, e.g. se_resnet50 (see `senet models`); default: the "
+                        "layout's model, where it has one (Inception, VGG, MobileNet layouts)")  # fmt: skip
     parser.add_argument("--out", required=True, metavar="DST", help="output .safetensors file (written atomically)")
-    parser.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the model's, 1000)")
-    parser.add_argument("--mean", type=float, nargs="+", default=list(IMAGENET_MEAN),
-                   help="input normalisation recorded with the weights (default ImageNet's)")  # fmt: skip
-    parser.add_argument("--std", type=float, nargs="+", default=list(IMAGENET_STD))
+    parser.add_argument("--num-classes", type=CLASSES, default=None, help="classifier outputs (default: the model's, "
+                        "1000)")  # fmt: skip
+    parser.add_argument("--mean", type=finite, nargs="+", default=None,
+                        help="input normalisation recorded with the weights (default: the layout's, e.g. "
+                        "ImageNet's)")  # fmt: skip
+    parser.add_argument("--std", type=finite, nargs="+", default=None, help="one per channel, above 0 (default: the "
+                        "layout's)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     from senet.factory import create_model, model_metadata
     from senet.files import refuse_overwrite, save_weights
-    from senet.weights import detect_layout, load_weights, model_options, read_state
+    from senet.validate import check_normalisation
+    from senet.weights import get_layout, load_weights, model_options, read_source
 
     refuse_overwrite(args.out, {"weights file to convert": args.src})
-    state = read_state(args.src)
-    layout = detect_layout(state) if args.layout == "auto" else args.layout
-    if layout is None:
-        raise ValueError(f"cannot tell the layout of {args.src!r}; pass --from one of {', '.join(LAYOUTS)}")
-    options = model_options(args.model, layout)
-    model = create_model(args.model, num_classes=args.num_classes, **options)
-    load_weights(model, state, layout)
-    meta = model_metadata(model, mean=args.mean, std=args.std, source=str(args.src), source_layout=layout)
+    state, recorded = read_source(args.src)  # recorded: a senet file's own metadata (mean, std, classes, ...)
+    spec = get_layout(args.layout, state)
+    name = args.model or spec.model
+    if name is None:
+        raise ValueError(f"{args.src!r} holds {spec.source} weights of the ResNet family; name the senet model "
+                         "with --model (e.g. se_resnet50)")  # fmt: skip
+    options = model_options(name, spec.name, state)
+    model = create_model(name, num_classes=args.num_classes, **options)
+    load_weights(model, state, spec.name)
+    meta = getattr(model, "weights_meta", None) or recorded
+    mean = args.mean if args.mean is not None else meta.get("mean")
+    std = args.std if args.std is not None else meta.get("std")
+    if mean is not None or std is not None:
+        check_normalisation(mean or [], std or [], model.in_chans, "--mean/--std:")
+    rebuilt = ("mean", "std", "layout", "source", "name", "options", "num_classes", "in_chans")  # written anew below
+    extra = {k: v for k, v in meta.items() if k not in rebuilt}
+    extra |= {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}  # senet's own files: as recorded
+    meta = model_metadata(model, source=str(args.src), source_layout=spec.name, **extra)
     save_weights(args.out, model, meta)
-    print(f"{args.src} ({layout} layout) -> {args.out}: {args.model} {options or ''}, {len(state)} tensors")
+    print(f"{args.src} ({spec.name} layout) -> {args.out}: {name} {options or ''}, {len(state)} tensors")
     return 0

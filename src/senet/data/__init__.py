@@ -12,7 +12,7 @@ quarter of the bytes. All randomness of a batch comes from the seed the sampler 
 """
 
 from .datasets import AUGMENTATIONS, DATASETS, DataSpec, ImageFolder, TensorImages, load_datasets
-from .formats import read_cifar_batch, read_idx
+from .formats import UnreadableImage, read_cifar_batch, read_idx, read_image
 from .sampling import Batch, BatchKey, EpochBatches, collate_batch, derive_seed
 from .sources import FASHION_MNIST_DIR, default_root
 from .transforms import imagenet_transforms, normalize, random_crop_flip, random_erase
@@ -27,6 +27,7 @@ __all__ = [
     "EpochBatches",
     "ImageFolder",
     "TensorImages",
+    "UnreadableImage",
     "collate_batch",
     "default_root",
     "derive_seed",
@@ -37,4 +38,5 @@ __all__ = [
     "random_erase",
     "read_cifar_batch",
     "read_idx",
+    "read_image",
 ]

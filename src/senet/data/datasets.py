@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from .formats import UnreadableImage, read_image
 from .sampling import Batch, BatchKey, derive_seed
 from .sources import cifar_arrays, fashion_mnist_arrays, missing_files
 from .transforms import imagenet_transforms, random_crop_flip, random_erase
@@ -97,10 +98,20 @@ class TensorImages(Dataset):
 
 class ImageFolder(Dataset):
     """Images in class folders (``root/CLASS/*.jpg``), decoded per image with PIL and transformed with
-    torchvision.transforms.v2. A file that cannot be decoded is left out of its batch and named in
-    `Batch.unreadable`, so the trainer can stop with its name or skip and count it."""
+    torchvision.transforms.v2. A file that cannot be decoded, or declares more pixels than senet decodes
+    (`senet.data.formats.read_image`), is left out of its batch and named in `Batch.unreadable`, so the trainer can
+    stop with its name or skip and count it. ``require_all`` (a training set) refuses a class folder without images."""
 
-    def __init__(self, root: Path, classes: Sequence[str], transform: torch.nn.Module, *, in_chans: int, size: int):
+    def __init__(
+        self,
+        root: Path,
+        classes: Sequence[str],
+        transform: torch.nn.Module,
+        *,
+        in_chans: int,
+        size: int,
+        require_all: bool = False,
+    ) -> None:
         self.root, self.classes, self.transform, self.in_chans, self.size = (
             root,
             tuple(classes),
@@ -121,6 +132,11 @@ class ImageFolder(Dataset):
         ]
         if not self.samples:
             raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root)!r}")
+        if require_all:  # a class folder without images would become a class that no image teaches
+            empty = sorted(set(self.classes) - {self.classes[label] for _, label in self.samples})
+            if empty:
+                raise ValueError(f"class folder(s) without images ({', '.join(IMAGE_EXTENSIONS)}) in {str(root)!r}: "
+                                 f"{empty[:5]}; add images or remove the folder")  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -131,22 +147,14 @@ class ImageFolder(Dataset):
             raise ValueError(f"unreadable image {batch.unreadable[0]!r}")
         return batch.images[0], int(batch.labels[0])
 
-    def _load(self, path: str) -> Tensor:
-        from PIL import Image
-        from torchvision.transforms import v2
-
-        with Image.open(path) as img:
-            img = img.convert("L" if self.in_chans == 1 else "RGB")
-        return v2.functional.pil_to_tensor(img)
-
     def __getitems__(self, key: BatchKey) -> Batch:
         images, labels, bad = [], [], []
         for j, i in enumerate(key.indices):
             path, label = self.samples[i]
             try:
-                img = self._load(path)
-            except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for broken or non-image files
-                bad.append(f"{path} ({type(e).__name__}: {e})")
+                img = read_image(path, self.in_chans)
+            except UnreadableImage as e:  # broken, non-image or oversized files
+                bad.append(f"{path} ({e.reason})")
                 continue
             with torch.random.fork_rng(devices=[]):  # v2 draws from the global generator
                 torch.manual_seed(derive_seed(key.seed, j))
@@ -177,8 +185,9 @@ def _image_folder(
     classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
     size = size or 224
     train = ImageFolder(
-        root / "train", classes, imagenet_transforms(size, augment == "imagenet"), in_chans=in_chans, size=size
-    )
+        root / "train", classes, imagenet_transforms(size, augment == "imagenet"), in_chans=in_chans, size=size,
+        require_all=True,
+    )  # fmt: skip
     test = ImageFolder(root / "val", classes, imagenet_transforms(size, False), in_chans=in_chans, size=size)
     mean, std = _STATS["imagefolder"]
     if in_chans == 1:
@@ -228,6 +237,9 @@ def load_datasets(
         ValueError: unknown dataset or augmentation, corrupt files.
         FileNotFoundError: no files, with where it looked and how to get them.
     """
+    for flag, keep in (("train_subset", train_subset), ("test_subset", test_subset)):
+        if not isinstance(keep, int) or keep < 0:
+            raise ValueError(f"{flag}={keep!r} must be a whole number of images, at least 0 (0: all)")
     if name not in DATASETS:
         hints = difflib.get_close_matches(name, DATASETS, n=2)
         hint = f" (did you mean {hints[0]!r}?)" if hints else ""
