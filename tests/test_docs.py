@@ -6,6 +6,7 @@ left out; the functions they call have their own tests.
 
 import ast
 import re
+import shlex
 from pathlib import Path
 
 import torch
@@ -89,3 +90,19 @@ def test_every_test_reliability_md_names_exists():
     assert len(named) > 30
     missing = [f"{f}::{t}" for f, t in sorted(named) if f"def {t}(" not in (ROOT / "tests" / f"{f}.py").read_text()]
     assert not missing, f"docs/reliability.md names tests that do not exist: {missing}"
+
+
+def test_attention_md_commands_for_the_pending_results_parse():
+    """docs/attention.md gives the exact commands whose output the lead pastes in: each is a valid senet command."""
+    from senet.cli import build_parser
+
+    text = (ROOT / "docs" / "attention.md").read_text(encoding="utf-8")
+    commands = [b for b in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M) if "flock" in b]
+    assert len(commands) == 2
+    parser = build_parser()
+    for block in commands:
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if "senet" in words:
+                args = parser.parse_args(words[words.index("senet") + 1 :])
+                assert args.command in ("ablate", "cost", "report")
