@@ -39,10 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from senet.analysis.attention import PRESETS, preset_options
     from senet.analysis.cost import ModelSpec, markdown_table, measure_cost
     from senet.environment import check_parallelism
-    from senet.files import atomic_write_text
+    from senet.files import atomic_write_text, refuse_busy
     from senet.models import get_entry
     from senet.validate import json_text
 
+    if args.out:
+        refuse_busy(args.out)
     if args.threads:
         check_parallelism(args.threads, flags=("--threads", "--workers"))
         torch.set_num_threads(args.threads)
