@@ -1,7 +1,8 @@
 """the paper's ablation studies, K seeds, cached and resumable
 
 Train every variant of a study (and the plain twin) over K seeds with one recipe; each run is cached in its own
-folder, so an interrupted study resumes where it stopped.
+folder, so an interrupted study resumes where it stopped. The attention study puts each of SE's successors in SE's
+place and adds their measured cost.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default="fmnist-fast", help=f"{recipe_help()} (default fmnist-fast)")
     parser.add_argument("--seeds", type=whole(1, MAX_SEEDS), default=3, help="seeds 0..K-1 (default 3)")
     parser.add_argument("--seed-list", type=whole(0, 2**63 - 1), nargs="+", help="explicit seeds instead of --seeds")
-    parser.add_argument("--values", nargs="+", help="the study's values, e.g. --values 2 4 8 16 for reduction")
+    parser.add_argument("--values", nargs="+", help="the study's values, e.g. --values 2 4 8 16 for reduction, "
+                        "--values eca cbam ge_theta_plus for attention (units as their papers use them)")  # fmt: skip
     parser.add_argument("--no-baseline", action="store_true", help="leave out the plain twin")
     parser.add_argument("--out", metavar="DIR", help="study folder (default OUT_DIR/ablate-STUDY-MODEL-DATASET)")
     parser.add_argument("--runs-dir", metavar="DIR", help="where the runs go (default STUDY/runs); share it between "
