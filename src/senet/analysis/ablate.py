@@ -28,6 +28,7 @@ from ..factory import create_model
 from ..files import atomic_write, atomic_write_text, folder_lock
 from ..models import get_entry
 from ..training import TrainConfig, train
+from ..training.outputs import mean_std
 from ..validate import MAX_SEEDS, Float, Int, List, Map, Maybe, Str, json_text, read_json
 
 __all__ = ["STUDIES", "StudyResult", "Variant", "run_study", "study_variants"]
@@ -195,11 +196,7 @@ class StudyResult:
         ]
         for r in self.rows:
             errs = r["errors"]
-            if errs:
-                std = statistics.stdev(errs) if len(errs) > 1 else 0.0
-                err = f"{statistics.mean(errs):.2f} ± {std:.2f}"
-            else:
-                err = "–"
+            err = mean_std(errs)
             paper = "–" if r["paper_err"] is None else f"{r['paper_err']:.2f}"
             params = "–" if r["params"] is None else f"{r['params'] / 1e6:.3f}M"
             macs = "–" if r["macs"] is None else f"{r['macs'] / 1e6:.2f}M"

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..files import atomic_write
 from ..training import RunResult, TrainConfig
 from ..training.compare import COMPARE_SCHEMA
+from ..training.outputs import count, mean_std
 from ..validate import MAX_JSON_BYTES, read_json
 
 __all__ = ["Section", "build_report", "render_html", "write_html"]
@@ -193,7 +194,7 @@ def _comparison_sections(folder: Path) -> tuple[str, str, list[Section]]:
             "model": m["model"],
             "params": f"{m['params'] / 1e6:.3f}M",
             "MMACs / image": f"{m['macs'] / 1e6:.2f}",
-            "test top-1 % (mean ± std)": f"{100 * m['mean']:.2f} ± {100 * m['std']:.2f}",
+            "test top-1 % (mean ± std)": mean_std([100 * a for a in m["test_acc"]]),
             "seeds": len(m["seeds"]),
             "per seed": ", ".join(_pct(a) for a in m["test_acc"]),
             "train img/s": f"{m['images_per_s']:.0f}",
@@ -205,7 +206,9 @@ def _comparison_sections(folder: Path) -> tuple[str, str, list[Section]]:
     cfg = data["config"]
     plot = [folder / "compare.png"] if (folder / "compare.png").is_file() else []
     sections = [
-        Section("Last-epoch test accuracy", f"{cfg['epochs']} epochs on {cfg['dataset']}; machine: {where}.", rows),
+        Section(
+            "Last-epoch test accuracy", f"{count(cfg['epochs'], 'epoch')} on {cfg['dataset']}; machine: {where}.", rows
+        ),
         Section("Training curves (mean over seeds)", images=plot),
         Section("Recipe", code=__import__("yaml").safe_dump(cfg, sort_keys=False)),
     ]
@@ -220,12 +223,10 @@ def _study_sections(folder: Path) -> tuple[str, str, list[Section]]:
     rows = []
     for r in study.rows:
         errs = r["errors"]
-        mean = sum(errs) / len(errs) if errs else None
-        sd = (sum((e - mean) ** 2 for e in errs) / (len(errs) - 1)) ** 0.5 if len(errs) > 1 else 0.0
         rows.append(
             {
                 "variant": r["label"],
-                "top-1 err % (mean ± std)": "–" if mean is None else f"{mean:.2f} ± {sd:.2f}",
+                "top-1 err % (mean ± std)": mean_std(errs),
                 "seeds done": f"{len(errs)}/{r['seeds']}",
                 "params": "–" if r["params"] is None else f"{r['params'] / 1e6:.3f}M",
                 "MMACs": "–" if r["macs"] is None else f"{r['macs'] / 1e6:.2f}",
