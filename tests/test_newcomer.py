@@ -127,12 +127,15 @@ def test_eval_of_a_run_from_another_folder_scores_the_runs_own_test_subset(folde
     assert out["images"] == out["test_subset"] == 5
     whole = json.loads(_ok(capsys, "eval", str(folder_run), "--test-subset", "0"))
     assert whole["images"] == 24 and whole["test_subset"] == 0
+    err = _fails(capsys, "eval", str(folder_run), "--dataset", "synthetic")
+    assert "has 3 classes, synthetic has 10; evaluate it on the data it was trained on (leave out --dataset" in err
 
 
 @slow
 def test_excitation_of_a_three_class_run_needs_no_classes_flag(folder_run, tmp_path, capsys):
     out = _ok(capsys, "excitation", str(folder_run), "--out", str(tmp_path / "exc"))
     assert "SE_4_3" in out and (tmp_path / "exc" / "class_means.png").is_file()
+    assert "\n5 test images; wrote" in out  # the run's own test subset, as eval scores it
     assert "class indices run from 0 to 2" in _fails(capsys, "excitation", str(folder_run), "--classes", "3",
                                                      "--out", str(tmp_path / "exc2"))  # fmt: skip
 
@@ -206,3 +209,36 @@ def test_curves_of_one_epoch_draw_their_points(tmp_path, monkeypatch):
     lines = [line for ax in figures[0].axes for line in ax.get_lines()]
     assert len(lines) == 6 and all(len(line.get_xdata()) == 1 for line in lines)
     assert all(line.get_marker() not in (None, "", "None", " ") for line in lines)
+
+
+# -- messages that name the fix ---------------------------------------------------------------------------------------
+
+
+def test_image_folder_errors_say_how_to_lay_the_folder_out(tmp_path):
+    root = _image_folder(tmp_path / "imgs", n=1)
+    (root / "val" / "owl").mkdir()
+    with pytest.raises(ValueError, match=r"lacks: \['owl'\]; add them, with images, to train/ or remove them here"):
+        load_datasets("imagefolder", data_dir=str(root))
+    bare = tmp_path / "bare"
+    for split in ("train", "val"):
+        (bare / split / "ant").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"no images .* put them in one folder per class: CLASS/\*\.jpg"):
+        load_datasets("imagefolder", data_dir=str(bare))
+
+
+@slow
+def test_training_errors_name_the_flag_that_fixes_them(tmp_path, capsys):
+    syn = ["--dataset", "synthetic", "--train-subset", "64", "--test-subset", "16", "--progress", "none",
+           "--out-dir", str(tmp_path)]  # fmt: skip
+    err = _fails(capsys, "train", *syn, "--model", "resnet20", "--batch-size", "32", "--accum-steps", "4")
+    assert "2 batches, fewer than accum_steps=4; lower accum_steps or batch_size" in err
+    err = _fails(capsys, "train", *syn, "--model", "resnet18", "--image-size", "16", "--batch-size", "32")
+    assert "resnet18 needs images of at least 32 px; the data has 16: pass --image-size 32 or more" in err
+
+
+def test_excitation_of_a_plain_model_points_to_its_se_twin():
+    from senet.analysis.excitation import default_units
+    from senet.factory import create_model
+
+    with pytest.raises(ValueError, match=r"resnet20 has no SE units to record; record an SE model \(its se_ twin\)"):
+        default_units(create_model("resnet20"))

@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
     if model is None:  # a plain PyTorch state dict: read with weights_only=True, every key checked
         model = _state_dict_model(args.weights, args.model, spec)
     if spec.num_classes != model.num_classes:
-        raise ValueError(f"{args.weights!r} has {model.num_classes} classes, {dataset} has {spec.num_classes}")
+        raise ValueError(f"{args.weights!r} has {model.num_classes} classes, {dataset} has {spec.num_classes}; "
+                         "evaluate it on the data it was trained on (leave out --dataset, or point --data-dir "
+                         "there)")  # fmt: skip
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     inputs = Inputs(
         torch.device("cuda" if cuda else "cpu"), tuple(meta.get("mean", spec.mean)), tuple(meta.get("std", spec.std)),

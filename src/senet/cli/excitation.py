@@ -20,7 +20,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", type=whole(0, MAX_CLASSES), nargs="+",
                         help="class indices to draw (default: the first four, or all of a run with fewer)")  # fmt: skip
     parser.add_argument("--data-dir", help="where the dataset is (default: as the weights' recipe)")
-    parser.add_argument("--test-subset", type=SUBSET, default=0, help="use a fixed subset of N test images (0: all)")
+    parser.add_argument("--test-subset", type=SUBSET, help="use a fixed subset of N test images; 0: all (default: the "
+                        "subset the run was evaluated on, as eval)")  # fmt: skip
     parser.add_argument("--batch-size", type=BATCH, default=256)
     parser.add_argument("--out", metavar="DIR", help="default: RUN/excitation beside the weights")
 

@@ -127,7 +127,8 @@ class ImageFolder(Dataset):
         index = {c: i for i, c in enumerate(self.classes)}
         extra = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in index)
         if extra:
-            raise ValueError(f"{str(root)!r} has class folders the training set lacks: {extra[:5]}")
+            raise ValueError(f"{str(root)!r} has class folders the training set lacks: {extra[:5]}; add them, with "
+                             "images, to train/ or remove them here")  # fmt: skip
         self.samples: list[tuple[str, int]] = [
             (str(p), index[c])
             for c in self.classes
@@ -136,7 +137,8 @@ class ImageFolder(Dataset):
             if p.suffix.lower() in IMAGE_EXTENSIONS
         ]
         if not self.samples:
-            raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root)!r}")
+            raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root)!r}; put them in one folder "
+                             "per class: CLASS/*.jpg")  # fmt: skip
         if require_all:  # a class folder without images would become a class that no image teaches
             empty = sorted(set(self.classes) - {self.classes[label] for _, label in self.samples})
             if empty:
