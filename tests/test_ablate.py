@@ -1,5 +1,6 @@
 """senet ablate (resumable studies), senet excitation and senet report on real runs (small synthetic data)."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -120,3 +121,53 @@ def test_variants_fail_early_when_they_do_not_fit():
     with pytest.raises(ValueError, match="unknown study"):
         study_variants("depth", "se_resnet20")
     assert [v.label for v in study_variants("reduction", "se_resnet20", ["2", "16"], baseline=False)] == ["r=2", "r=16"]
+
+
+@slow
+def test_attention_study_measures_its_cost_once_and_reports_it(tmp_path):
+    args = ["ablate", "attention", "--values", "eca", "--seeds", "1", "--out", str(tmp_path), *TINY]
+    assert main(args) == 0
+    cost = tmp_path / "cost.json"
+    stamp = cost.stat().st_mtime_ns
+    study = StudyResult.load(tmp_path)
+    assert [r["label"] for r in study.rows] == ["plain (resnet20)", "ECA"]
+    assert all(set(r["latency_ms"]) == {"1", "8"} and r["train_step_ms"] > 0 for r in study.rows)
+    text = (tmp_path / "study.md").read_text()
+    assert "| latency b=1 (ms) |" in text and "22.52 (ECA-Net" in text and "Cost columns: cpu" in text
+    assert main(args) == 0  # everything cached: no run trained again, the cost not measured again
+    assert cost.stat().st_mtime_ns == stamp
+    page = build_report(tmp_path).read_text()
+    assert "Ablation: attention unit in SE&#x27;s place" in page and "train step b=8 (ms)" in page
+
+
+def _attention_study_json(**row_changes) -> dict:
+    env = {"device": "cpu", "threads": 2, "torch": "2.14.1", "input_size": [1, 28, 28], "repeats": 15,
+           "train_batch": 8, "cpu": "Intel Xeon", "cores": 2, "python": "3.11.2", "gpu": None}  # fmt: skip
+    row = {"label": "ECA", "model": "se_resnet20", "options": {"attention": "eca"}, "paper_err": 22.52,
+           "paper_note": "ECA-Net", "seeds": 3, "errors": [8.1, 8.3], "runs": [], "images_per_s": [812.5, 790.0],
+           "params": 270_000, "macs": 41_000_000, "latency_ms": {"1": 1.9, "8": 6.2},
+           "train_step_ms": 21.0}  # fmt: skip
+    return {"study": "attention", "model": "se_resnet20", "rows": [row | row_changes], "env": env}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"images_per_s": [-1.0]}, r"rows\[0\]\.images_per_s\[0\]"),
+        ({"latency_ms": {"1": "fast"}}, r"rows\[0\]\.latency_ms\.1"),
+        ({"train_step_ms": True}, r"rows\[0\]\.train_step_ms"),
+        ({"paper_note": 7}, r"rows\[0\]\.paper_note"),
+    ],
+)
+def test_study_json_with_cost_columns_is_checked_field_by_field(tmp_path, change, field):
+    (tmp_path / "study.json").write_text(json.dumps(_attention_study_json()))
+    study = StudyResult.load(tmp_path)
+    assert study.env["train_batch"] == 8 and "| latency b=8 (ms) |" in study.markdown()
+    (tmp_path / "study.json").write_text(json.dumps(_attention_study_json(**change)))
+    with pytest.raises(ValueError, match=field):
+        StudyResult.load(tmp_path)
+    bad_env = _attention_study_json()
+    bad_env["env"]["threads"] = 0
+    (tmp_path / "study.json").write_text(json.dumps(bad_env))
+    with pytest.raises(ValueError, match=r"env\.threads.*run the study again"):
+        StudyResult.load(tmp_path)

@@ -10,7 +10,8 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "senet"
 
 # Bottom up: a unit may import the units of lower layers and, within itself, anything.
 LAYERS = [
-    {"_version", "constants", "files", "environment", "validate"},
+    {"_version", "constants"},  # names and numbers only: the run folder's file names among them
+    {"files", "environment", "validate"},
     {"layers"},
     {"models"},
     {"weights", "complexity"},

@@ -189,7 +189,12 @@ def _bad_values(action: argparse.Action, ws: Path) -> list[str]:
         return ["-1", "100000000000000000000", "1.5", "x"]
     if kind == "number":
         return ["nan", "inf", "x"]
-    return []  # strings: names, paths, patterns (their cases are the hostile files below)
+    if action.dest in ("out", "json", "runs_dir"):  # outputs: over an input, over a run's own files, too long a name
+        run = ws / "run"
+        return [str(run / "last.safetensors"), str(run / "state.safetensors"), str(ws / ("x" * 300))]
+    if action.dest == "name_":
+        return ["../escaped", "/tmp/senet-absolute", "..", "x" * 300]
+    return []  # other strings: names, patterns, inputs (their cases are the hostile files below)
 
 
 def _argument_cases(ws: Path) -> list[tuple[str, list[str]]]:

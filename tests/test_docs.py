@@ -6,6 +6,7 @@ left out; the functions they call have their own tests.
 
 import ast
 import re
+import shlex
 from pathlib import Path
 
 import torch
@@ -71,6 +72,17 @@ def test_interop_add_se_example_adds_what_its_comment_says():
     assert added == int(said.replace(",", ""))
 
 
+def test_readme_attention_example_places_the_units_it_names():
+    block = next(b for b in _blocks("README.md") if "attention=" in b)
+    lines = [line for line in block.splitlines() if 'weights="DEFAULT"' not in line]  # no download here
+    ns = _run("import senet\n" + "\n".join(lines))
+    ge = ns["model"].layer2[0].se
+    assert type(ge).__name__ == "GatherExcite" and ge.variant == "theta_plus" and ge.feat_size == (28, 28)
+    cbam = _run("import senet\n" + lines[1])["model"]
+    assert cbam.layer1[0].se is None and type(cbam.layer3[0].se).__name__ == "CBAM"
+    assert cbam.layer3[0].se.channels == 256  # after the 3×3: the bottleneck's width
+
+
 def test_every_test_reliability_md_names_exists():
     """docs/reliability.md says which test holds each promise: each `tests/FILE.py::TEST` it names is a test."""
     text = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
@@ -78,3 +90,19 @@ def test_every_test_reliability_md_names_exists():
     assert len(named) > 30
     missing = [f"{f}::{t}" for f, t in sorted(named) if f"def {t}(" not in (ROOT / "tests" / f"{f}.py").read_text()]
     assert not missing, f"docs/reliability.md names tests that do not exist: {missing}"
+
+
+def test_attention_md_commands_for_the_pending_results_parse():
+    """docs/attention.md gives the exact commands whose output the lead pastes in: each is a valid senet command."""
+    from senet.cli import build_parser
+
+    text = (ROOT / "docs" / "attention.md").read_text(encoding="utf-8")
+    commands = [b for b in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M) if "flock" in b]
+    assert len(commands) == 2
+    parser = build_parser()
+    for block in commands:
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if "senet" in words:
+                args = parser.parse_args(words[words.index("senet") + 1 :])
+                assert args.command in ("ablate", "cost", "report")

@@ -57,10 +57,17 @@ OTHERS = {
     "legacy18": lambda: timm.create_model("legacy_seresnet18"),
     "timm": lambda: timm.create_model("seresnet50"),
     "torchvision": torchvision.models.resnet50,
+    "timm_eca_light": lambda: timm.create_model("ecaresnetlight"),  # detected as timm, refused by its rule
+    "timm_resnet50d": lambda: timm.create_model("resnet50d"),
+    "timm_ecaresnet50d": lambda: timm.create_model("ecaresnet50d"),
+    "timm_gcresnet50t": lambda: timm.create_model("gcresnet50t"),
     **{f"senet_{name}": (lambda name=name: senet.create_model(name)) for name in
-       ("se_resnet50", "bn_inception", "inception_v3", "inception_resnet_v2", "vgg16_bn", "mobilenet", "shufflenet")},
+       ("se_resnet50", "eca_resnet50d", "bn_inception", "inception_v3", "inception_resnet_v2", "vgg16_bn", "mobilenet",
+        "shufflenet")},
 }  # fmt: skip
-OTHER_LAYOUT = {"caffe": "caffe", "legacy18": "caffe", "timm": "timm", "torchvision": "torchvision"}
+OTHER_LAYOUT = {"caffe": "caffe", "legacy18": "caffe", "timm": "timm", "torchvision": "torchvision",
+                "timm_eca_light": "timm", "timm_resnet50d": "timm_resnet_d", "timm_ecaresnet50d": "timm_resnet_d",
+                "timm_gcresnet50t": "timm_byobnet"}  # fmt: skip
 
 
 def _random_like_trained(ref: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:

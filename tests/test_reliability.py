@@ -36,7 +36,7 @@ def test_compare_name_stays_inside_the_output_folder(tmp_path, capsys, name):
 def test_a_diverging_run_rolls_back_to_its_last_evaluated_state_and_resumes_with_another_schedule(tmp_path, capsys):
     """Epoch 1 trains at lr 0.1; the step schedule then multiplies it by 1e30, and the run diverges in epoch 2, with
     checkpoints every step. The run folder's state must be the end of epoch 1 (finite, evaluated), not the last
-    checkpoint before the divergence, and a resume with a sane gamma must finish."""
+    checkpoint before the divergence, and a resume with a sane gamma and another learning rate must finish."""
     run = tmp_path / "div"
     args = [*TINY, "--epochs", "2", "--lr", "0.1", "--schedule", "step", "--milestones", "[1]", "--gamma", "1e30"]
     args += ["--checkpoint-every", "1", "--progress", "none", *run_dir_args(tmp_path, "div")]
@@ -47,9 +47,10 @@ def test_a_diverging_run_rolls_back_to_its_last_evaluated_state_and_resumes_with
     tensors = [*state.model.values(), *(t for s in state.extra["optimizer"]["state"].values() for t in s.values())]
     assert all(t.isfinite().all() for t in tensors if t.is_floating_point())
     assert os.path.samefile(run / STATE_FILE, run / GOOD_STATE_FILE)
-    text = _ok(capsys, "train", "--resume", str(run), "--gamma", "0.1", "--progress", "none")
+    text = _ok(capsys, "train", "--resume", str(run), "--gamma", "0.1", "--lr", "0.05", "--progress", "none")
     assert "after 2 epochs" in text
-    assert load_state(run).extra["step"] == 8 and load_state(run).extra["config"]["gamma"] == 0.1
+    config = load_state(run).extra["config"]
+    assert load_state(run).extra["step"] == 8 and config["gamma"] == 0.1 and config["lr"] == 0.05
 
 
 def test_a_second_writer_of_a_run_folder_is_refused_naming_the_holder(tmp_path, capsys):
@@ -349,3 +350,28 @@ def test_a_nan_loss_is_written_as_null_in_valid_json(syn_run, tmp_path, capsys):
     study.save()
     assert _strict_json((tmp_path / "study" / "study.json").read_text())["rows"][0]["paper_err"] is None
     assert json_text({"a": [float("inf"), 1.5, {"b": -float("inf")}]}, indent=None) == '{"a": [null, 1.5, {"b": null}]}'
+
+
+def test_no_output_replaces_a_file_of_a_run_folder_or_lands_in_a_busy_one(syn_run, tmp_path, capsys):
+    """eval's --json, export's and convert's --out and profile's --json may not replace a run's own files (a run
+    given as the input, or any other), nor write into a folder a running senet process holds."""
+    files = {p: p.read_bytes() for p in syn_run.iterdir() if p.is_file()}
+    err = _fails(capsys, "eval", str(syn_run), "--json", str(syn_run / STATE_FILE), "--test-subset", "8")
+    assert "is the state.safetensors of the run" in err
+    assert "is the best.safetensors of the run" in _fails(capsys, "profile", "resnet20", "--json",
+                                                          str(syn_run / "best.safetensors"))  # fmt: skip
+    other = tmp_path / "other"
+    with folder_lock(other):
+        err = _fails(capsys, "profile", "resnet20", "--json", str(other / "p.json"))
+        assert f"is in use by senet pid {os.getpid()}" in err
+        assert "is in use" in _fails(capsys, "cost", "resnet20", "--no-train", "--repeats", "1", "--out", str(other))
+    assert [p.name for p in other.iterdir()] == [LOCK_FILE]
+    assert {p: p.read_bytes() for p in syn_run.iterdir() if p.is_file()} == files
+    _ok(capsys, "eval", str(syn_run), "--json", str(syn_run / "eval.json"), "--test-subset", "8")  # a new file: fine
+
+
+def test_a_huge_synthetic_subset_and_an_overlong_name_are_refused_before_anything_is_made(syn_run, tmp_path, capsys):
+    err = _fails(capsys, "eval", str(syn_run), "--test-subset", "100000000")
+    assert "would take" in err and "GiB; lower train_subset / test_subset or image_size" in err
+    err = _fails(capsys, "train", *SYN, "--name", "x" * 300, "--out-dir", str(tmp_path / "o"))
+    assert "is 300 bytes long; a folder name may have at most 255" in err and not (tmp_path / "o").exists()

@@ -10,6 +10,10 @@ increases. ResNet-101's +0.02 fits this count (+0.023; one MAC per element for b
 ResNet-152's +0.02, ResNeXt-101's +0.01 and the VGG-16, MobileNet and ShuffleNet increases fit the single count
 (ResNet-152: +0.020 vs +0.033 here; VGG-16: 15.484 vs 15.498). Either way every total is within 1% of the paper.
 
+The attention units that followed SE (`senet.layers.attention`) are counted by the same rule: their convolutions
+and linear layers as layers, plus what `AttentionUnit.map_macs` counts (one per element for each pass over the
+map: poolings, elementwise products and sums with the map, the rescale; matrix products exactly).
+
 The forward pass that measures the shapes runs on the ``meta`` device: no arithmetic is done, so profiling
 SENet-154 takes well under a second, and a model built under ``torch.device("meta")`` can be profiled without
 ever allocating its weights.
@@ -25,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .layers import SqueezeExcite
+from .layers import UNIT_TYPES, AttentionUnit
 from .models import build_model, get_entry
 
 __all__ = ["LayerCost", "Overhead", "Profile", "overhead", "profile"]
@@ -40,6 +44,7 @@ class LayerCost:
     params: int
     macs: int
     output_shape: tuple[int, ...]
+    unit: bool = False  # an SE (or attention) unit, its layers folded in
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ class Profile:
     """Complexity of a model for one input image of ``input_size``.
 
     ``layers`` has one row per call of a convolution, linear layer or SE unit, in execution order; an SE unit's
-    row includes its two FCs.
+    row includes its two FCs (an attention unit's, all its layers).
     """
 
     params: int
@@ -58,12 +63,13 @@ class Profile:
 
     @property
     def se_params(self) -> int:
-        return sum(c.params for c in self.layers if c.kind == "SqueezeExcite")
+        """Parameters of the SE (or attention) units."""
+        return sum(c.params for c in self.layers if c.unit)
 
     @property
     def se_macs(self) -> int:
-        """MACs of the SE units: their two FCs, squeeze and scale."""
-        return sum(c.macs for c in self.layers if c.kind == "SqueezeExcite")
+        """MACs of the SE units: their two FCs, squeeze and scale (an attention unit's layers and passes)."""
+        return sum(c.macs for c in self.layers if c.unit)
 
     def by_kind(self) -> dict[str, int]:
         """MACs per module kind."""
@@ -79,16 +85,18 @@ class Profile:
         )
 
 
-_COUNTED = (nn.Conv2d, nn.Linear, SqueezeExcite)
+_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Linear, *UNIT_TYPES)
 
 
 def _macs(m: nn.Module, inputs: tuple, out: Tensor) -> int:
     """Multiply-adds of one call, per image."""
     per_image = out.numel() // out.shape[0]
-    if isinstance(m, nn.Conv2d):
-        return per_image * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+    if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+        return per_image * (m.in_channels // m.groups) * math.prod(m.kernel_size)
     if isinstance(m, nn.Linear):
         return per_image * m.in_features
+    if isinstance(m, AttentionUnit):  # its layers are rows of their own, folded in afterwards
+        return m.map_macs(*inputs[0].shape[1:])
     # SqueezeExcite: one per element to pool (two for avg+max, none without a squeeze) and one to scale;
     # its FCs are counted as rows of their own and folded in afterwards.
     squeeze = {"avg": 1, "max": 1, "avgmax": 2, "none": 0}[m.squeeze_kind]
@@ -108,8 +116,10 @@ def profile(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> Prof
 
     def hook(m: nn.Module, inputs: tuple, out: object) -> None:
         if isinstance(out, Tensor):
-            params = sum(p.numel() for p in m.parameters(recurse=False))
-            rows.append(LayerCost(names[m], type(m).__name__, params, _macs(m, inputs, out), tuple(out.shape[1:])))
+            unit = isinstance(m, UNIT_TYPES)  # all its parameters: a layer it calls twice (CBAM) is one layer
+            params = sum(p.numel() for p in m.parameters(recurse=unit))
+            cost = LayerCost(names[m], type(m).__name__, params, _macs(m, inputs, out), tuple(out.shape[1:]), unit)
+            rows.append(cost)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _COUNTED)]
     tensors = itertools.chain(model.named_parameters(), model.named_buffers())
@@ -125,18 +135,18 @@ def profile(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> Prof
         for h in handles:
             h.remove()
 
-    activations = sum(math.prod(c.output_shape) for c in rows if c.kind != "SqueezeExcite")
-    # Fold each SE unit's FCs into its row (the FCs run first: a forward hook fires when its module returns).
+    activations = sum(math.prod(c.output_shape) for c in rows if not c.unit)
+    # Fold each unit's layers into its row (they run first: a forward hook fires when its module returns).
     layers: list[LayerCost] = []
     pending: list[LayerCost] = []
     for c in rows:
-        if c.kind == "SqueezeExcite":
-            inner = [p for p in pending if p.name.startswith(c.name + ".")]
+        if c.unit:
+            inner = [p for p in pending if p.name.startswith(f"{c.name}." if c.name else "")]  # "": a bare unit
             pending = [p for p in pending if p not in inner]
             layers += pending
             pending = []
-            params = c.params + sum(p.params for p in inner)
-            layers.append(LayerCost(c.name, c.kind, params, c.macs + sum(p.macs for p in inner), c.output_shape))
+            macs = c.macs + sum(p.macs for p in inner)
+            layers.append(LayerCost(c.name, c.kind, c.params, macs, c.output_shape, unit=True))
         else:
             pending.append(c)
     layers += pending

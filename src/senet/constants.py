@@ -10,3 +10,8 @@ STATE_FILE = "state.safetensors"  # everything --resume needs
 GOOD_STATE_FILE = "state.good.safetensors"  # the last state known to be usable
 LAST_FILE = "last.safetensors"  # the weights after the last epoch: what a run folder means to eval, predict, export
 BEST_FILE = "best.safetensors"  # the weights at the best test accuracy
+CONFIG_FILE = "config.yaml"  # the recipe the run was started with (what --resume and eval read back)
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+# A run's own files: no other command's output may replace them (`senet.files.refuse_overwrite`).
+RUN_FILES = (STATE_FILE, GOOD_STATE_FILE, LAST_FILE, BEST_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE)

@@ -53,7 +53,10 @@ def create_model(
             models, the SE options: ``r`` (one ratio, or one per stage), ``se_position`` (standard, pre, post,
             identity, after_3x3), ``se_stages`` (1-based stages with SE), ``se_squeeze``, ``se_gate``,
             ``se_rounding``, ``se_reduced``, ``se_bias``, ``se_conv``, ``se_init`` (``"identity"``: every unit
-            starts with its gate exactly 1; needs ``se_gate="sigmoid_x2"`` or ``"relu"``).
+            starts with its gate exactly 1; needs ``se_gate="sigmoid_x2"`` or ``"relu"``), and ``attention``: one
+            of SE's successors in SE's place (``"eca"``, ``"cbam"``, ``"ge"``, ``"gc"``, ``"srm"``, ``"coord"``,
+            ``"fca"``, ``"ese"``, ``"simam"``, ``"triplet"``; `senet.layers.attention`) with its own options in
+            ``attention_options``, placed by ``se_position`` and ``se_stages`` (docs/attention.md).
 
     Raises:
         ValueError: unknown name (close matches named), a bad option value, or options the weights do not fit.

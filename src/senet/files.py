@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from .constants import RUN_FILES
+
 __all__ = [
     "DiskFullError",
     "FolderBusyError",
@@ -31,6 +33,7 @@ __all__ = [
     "download_retrying",
     "folder_lock",
     "read_weights",
+    "refuse_busy",
     "refuse_overwrite",
     "safe_torch_load",
     "save_weights",
@@ -112,13 +115,19 @@ def check_folder_name(name: str, flag: str = "--name") -> str:
     if any(sep in name for sep in seps) or name in (".", "..") or "\0" in name:
         raise ValueError(f"{flag} {name!r} must be a plain folder name (no '/', not '.' or '..'); it is created "
                          "under the output folder (--out-dir)")  # fmt: skip
+    if len(name.encode()) > 255:  # the longest file name Linux, macOS and Windows file systems take
+        raise ValueError(f"{flag} {name[:20]!r}... is {len(name.encode())} bytes long; a folder name may have at "
+                         "most 255: choose a shorter one")  # fmt: skip
     return name
 
 
 def refuse_overwrite(out: str | os.PathLike, inputs: Mapping[str, str | os.PathLike], flag: str = "--out") -> Path:
-    """``out`` as a Path, unless it is one of the ``inputs`` (label → path): ValueError naming both.
+    """``out`` as a Path, unless writing it would destroy something: ValueError naming it and the fix.
 
-    Compares the files themselves where both exist (links and other spellings of one path included).
+    Refused: ``out`` is one of the ``inputs`` (label → path; links and other spellings of one path included), a
+    file inside an input that is a folder (a run folder given to eval or export), one of a run folder's own files
+    (`senet.constants.RUN_FILES`, in any folder with a `LOCK_FILE`), or a path in a folder that a running senet
+    process holds (`folder_lock`).
     """
     out = Path(out)
     for label, path in inputs.items():
@@ -126,7 +135,35 @@ def refuse_overwrite(out: str | os.PathLike, inputs: Mapping[str, str | os.PathL
         same = out.exists() and path.exists() and os.path.samefile(out, path)
         if same or out.resolve() == path.resolve():
             raise ValueError(f"{flag} {str(out)!r} is the {label} itself and would be replaced; choose another {flag}")
+        if path.is_dir() and out.exists() and out.resolve().is_relative_to(path.resolve()):
+            raise ValueError(f"{flag} {str(out)!r} is a file of the {label} {str(path)!r} and would be replaced; "
+                             f"choose a new name or another folder for {flag}")  # fmt: skip
+    folder = out.parent
+    if (folder / LOCK_FILE).is_file():
+        if out.name in RUN_FILES:
+            raise ValueError(f"{flag} {str(out)!r} is the {out.name} of the run in {str(folder)!r}, which senet reads "
+                             f"back; choose another name or folder for {flag}")  # fmt: skip
+        refuse_busy(folder, flag)
     return out
+
+
+def refuse_busy(folder: str | os.PathLike, flag: str = "--out") -> None:
+    """FolderBusyError if a running process holds ``folder``'s lock (`folder_lock`): it may replace what we write."""
+    lock = Path(folder) / LOCK_FILE
+    try:
+        import fcntl
+
+        fd = os.open(lock, os.O_RDONLY)
+    except (ImportError, OSError):  # no lock file (or no fcntl): nobody holds it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: succeeds unless a writer holds it
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+        raise FolderBusyError(f"{flag}: {str(folder)!r} is in use by {holder}; wait for it to end, or write "
+                              "elsewhere") from None  # fmt: skip
+    finally:
+        os.close(fd)  # releases the shared lock at once
 
 
 class FolderBusyError(ValueError):

@@ -7,6 +7,9 @@ in rotating order), so that drifts of clock speed or load hit all models alike; 
 
 Memory: on CUDA, the peak allocated during a training step; everywhere, the bytes that autograd saves for the
 backward pass (activation memory), counted exactly with saved-tensor hooks.
+
+A model is a registered name or a `ModelSpec`: a name with `create_model` options and a label, so that variants of
+one network (SE-ResNet-50 with each attention unit, `senet.analysis.attention`) are measured in one run.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,7 +28,7 @@ from ..environment import describe
 from ..factory import create_model
 from ..models import get_entry
 
-__all__ = ["CostRow", "interleaved", "measure_cost", "saved_activation_bytes"]
+__all__ = ["CostRow", "ModelSpec", "interleaved", "markdown_table", "measure_cost", "saved_activation_bytes"]
 
 
 def interleaved(
@@ -70,6 +74,20 @@ def saved_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return sum(seen.values())
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model with `create_model` options, named ``label`` in tables (default: the model's name)."""
+
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        """The model and its label: what tells the variants of one model apart."""
+        return f"{self.model} {self.label}" if self.label else self.model
+
+
 @dataclass
 class CostRow:
     """One model's measured cost."""
@@ -84,13 +102,15 @@ class CostRow:
     activation_mb: float  # saved for backward in a training step at train_batch
     cuda_peak_mb: float | None = None
     samples: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    label: str = ""  # the ModelSpec's: what this variant of the model is
+    options: dict[str, Any] = field(default_factory=dict)  # create_model options beyond the name
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def measure_cost(
-    names: Sequence[str],
+    names: Sequence[str | ModelSpec],
     *,
     batch_sizes: Sequence[int] = (1, 8),
     train_batch: int = 8,
@@ -99,22 +119,30 @@ def measure_cost(
     train: bool = True,
     device: str | torch.device = "cpu",
     channels_last: bool = False,
+    twins: bool = True,
 ) -> tuple[list[CostRow], dict]:
-    """Measure every model of ``names`` and its plain twin side by side; returns (rows, environment).
+    """Measure every model of ``names`` (names or `ModelSpec`) side by side; returns (rows, environment).
 
-    Each SE model is followed by its twin in the rows. ``input_size`` defaults to the size the paper uses for the
-    first model (224² for ImageNet models).
+    With ``twins``, each SE model is followed by its plain twin in the rows. ``input_size`` defaults to the size the
+    paper uses for the first model (224² for ImageNet models). Labels must be unique.
     """
     device = torch.device(device)
-    pairs: list[str] = []
+    wanted: list[ModelSpec] = []
     for n in names:
-        e = get_entry(n)
-        for m in (e.name, e.twin) if e.has_se else (e.twin, e.name):
-            if m not in pairs:
-                pairs.append(m)
-    size = tuple(input_size or get_entry(pairs[0]).input_size)
+        spec = ModelSpec(n) if isinstance(n, str) else n
+        e = get_entry(spec.model)
+        pair = [spec, ModelSpec(e.twin)] if e.has_se else [ModelSpec(e.twin), spec]
+        wanted += pair if twins else [spec]
+    specs: dict[str, ModelSpec] = {}
+    for spec in wanted:
+        if specs.setdefault(spec.name, spec) != spec:
+            raise ValueError(f"two variants are named {spec.name!r} with other options; label each ModelSpec")
+    pairs = list(specs)
+    size = tuple(input_size or get_entry(specs[pairs[0]].model).input_size)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    models = {n: create_model(n, in_chans=size[0]).to(device, memory_format=fmt) for n in pairs}
+    models = {
+        n: create_model(s.model, in_chans=size[0], **s.options).to(device, memory_format=fmt) for n, s in specs.items()
+    }
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     latency: dict[str, dict[int, float]] = {n: {} for n in pairs}
@@ -171,10 +199,11 @@ def measure_cost(
     rows = []
     for n in pairs:
         p = profile(models[n], size)
+        spec = specs[n]
         rows.append(
             CostRow(
-                model=n,
-                twin=get_entry(n).twin,
+                model=spec.model,
+                twin=get_entry(spec.model).twin,
                 params=p.params,
                 macs=p.macs,
                 latency_ms=latency[n],
@@ -183,6 +212,8 @@ def measure_cost(
                 activation_mb=act_mb[n],
                 cuda_peak_mb=cuda_peak[n],
                 samples=samples[n],
+                label=spec.label,
+                options=dict(spec.options),
             )
         )
     env = {**describe(device), "input_size": list(size), "repeats": repeats, "channels_last": channels_last}
@@ -190,8 +221,8 @@ def measure_cost(
 
 
 def markdown_table(rows: Sequence[CostRow], env: dict) -> str:
-    """Each SE model beside its twin, with the ratios SE / plain."""
-    by_name = {r.model: r for r in rows}
+    """Each SE model beside its twin, with the ratios SE / plain (a variant's: its label / plain)."""
+    plain = {r.model: r for r in rows if not get_entry(r.model).has_se and not r.options}
     batches = sorted({b for r in rows for b in r.latency_ms})
     head = [
         "model",
@@ -206,7 +237,7 @@ def markdown_table(rows: Sequence[CostRow], env: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def fmt(r: CostRow) -> list[str]:
-        cells = [f"`{r.model}`", f"{r.params / 1e6:.3f}M", f"{r.macs / 1e9:.3f}"]
+        cells = [f"`{r.model}` {r.label}".rstrip(), f"{r.params / 1e6:.3f}M", f"{r.macs / 1e9:.3f}"]
         cells += [f"{r.latency_ms[b]:.2f}" for b in batches]
         cells += ["–" if r.train_step_ms is None else f"{r.train_step_ms:.1f}", f"{r.activation_mb:.1f}"]
         if "CUDA peak (MB)" in head:
@@ -216,17 +247,21 @@ def markdown_table(rows: Sequence[CostRow], env: dict) -> str:
     def ratio(a: float | None, b: float | None) -> str:
         return "–" if a is None or b is None else f"{a / b:.3f}×"
 
+    shown: set[str] = set()
     for r in rows:
-        if not get_entry(r.model).has_se or r.twin not in by_name:
+        if not get_entry(r.model).has_se or r.twin not in plain:
             continue
-        t = by_name[r.twin]
-        cells = ["**SE / plain**", ratio(r.params, t.params), ratio(r.macs, t.macs)]
+        t = plain[r.twin]
+        what = r.label or "SE"
+        cells = [f"**{what} / plain**", ratio(r.params, t.params), ratio(r.macs, t.macs)]
         cells += [ratio(r.latency_ms[b], t.latency_ms[b]) for b in batches]
         cells += [ratio(r.train_step_ms, t.train_step_ms), ratio(r.activation_mb, t.activation_mb)]
         if "CUDA peak (MB)" in head:
             cells.append(ratio(r.cuda_peak_mb, t.cuda_peak_mb))
-        for line in (fmt(r), fmt(t), cells):
-            lines.append("| " + " | ".join(line) + " |")
+        for line in (fmt(r), None if t.model in shown else fmt(t), cells):
+            if line is not None:
+                lines.append("| " + " | ".join(line) + " |")
+        shown.add(t.model)
     size = "×".join(map(str, env["input_size"][1:]))
     lines.append("")
     lines.append(

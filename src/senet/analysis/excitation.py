@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ..data import EpochBatches, load_datasets
 from ..factory import load_model
 from ..files import atomic_write
-from ..layers import SqueezeExcite
+from ..layers import AttentionUnit, SqueezeExcite
 from ..training.evaluation import Inputs, loader
 from ..validate import MAX_JSON_BYTES
 
@@ -52,8 +52,10 @@ def default_units(model: nn.Module) -> list[str]:
     """The paper's choice (Fig. 6): the last SE unit of each stage, and every SE unit of the last stage."""
     units = se_units(model)
     if not units:
-        raise ValueError(f"{getattr(model, 'model_name', type(model).__name__)} has no SE units to record; record an "
-                         "SE model (its se_ twin)")  # fmt: skip
+        others = sorted({type(m).__name__ for m in model.modules() if isinstance(m, AttentionUnit)})
+        why = f" (its units are {', '.join(others)}; this analysis records SE's gates, Figs. 6–7)" if others else ""
+        why = why or "; record an SE model (its se_ twin)"
+        raise ValueError(f"{getattr(model, 'model_name', type(model).__name__)} has no SE units to record{why}")
     stages: dict[str, list[str]] = {}
     for u in units:
         stages.setdefault(u.split(".")[0], []).append(u)

@@ -220,25 +220,19 @@ def _study_sections(folder: Path) -> tuple[str, str, list[Section]]:
 
     study = StudyResult.load(folder)
     what, table = STUDIES[study.study][:2]
-    rows = []
-    for r in study.rows:
-        errs = r["errors"]
-        rows.append(
-            {
-                "variant": r["label"],
-                "top-1 err % (mean ± std)": mean_std(errs),
-                "seeds done": f"{len(errs)}/{r['seeds']}",
-                "params": "–" if r["params"] is None else f"{r['params'] / 1e6:.3f}M",
-                "MMACs": "–" if r["macs"] is None else f"{r['macs'] / 1e6:.2f}",
-                "paper top-1 err % (SE-ResNet-50, ImageNet)": "–" if r["paper_err"] is None else r["paper_err"],
-            }
-        )
     plot = [folder / "study.png"] if (folder / "study.png").is_file() else []
-    text = (
-        f"The paper's {table} varies the {what} of SE-ResNet-50 on ImageNet; here the same variants of "
-        f"{study.model}. Compare the ordering of the variants, not the values."
-    )
-    return f"Ablation: {what}", str(folder), [Section("Results", text, rows, plot)]
+    if study.study == "attention":
+        text = (
+            f"Each unit in SE's place in {study.model}, one recipe and the same seeds for all, beside SE and the "
+            "plain twin. Each paper trained its own ResNet-50 baseline with its own recipe: its figure compares the "
+            "unit with that baseline, not with the other rows."
+        )
+    else:
+        text = (
+            f"The paper's {table} varies the {what} of SE-ResNet-50 on ImageNet; here the same variants of "
+            f"{study.model}. Compare the ordering of the variants, not the values."
+        )
+    return f"Ablation: {what}", str(folder), [Section("Results", text, study.table(), plot, caption=study.cost_note())]
 
 
 def build_report(folder: str | os.PathLike) -> Path:

@@ -81,8 +81,8 @@ def _one_line(e: BaseException) -> str:
     DataLoader worker process (PyTorch re-raises it with the worker's traceback in the message)."""
     text = str(e).strip()
     if isinstance(e, MemoryError) or _out_of_memory(e):
-        return (f"out of memory ({text.splitlines()[-1] if text else 'MemoryError'}); lower --batch-size, "
-                "--image-size or --workers")  # fmt: skip
+        return (f"out of memory ({text.splitlines()[-1] if text else 'MemoryError'}); lower the sizes asked "
+                "for (--batch-size, --image-size, --train-subset / --test-subset) or --workers")  # fmt: skip
     if isinstance(e, OSError) and e.filename is not None and e.strerror:  # the path it is about (a rename's target)
         return f"{e.strerror}: {str(e.filename2 or e.filename)!r}"
     lines = text.splitlines()

@@ -1,7 +1,8 @@
 """the paper's ablation studies, K seeds, cached and resumable
 
 Train every variant of a study (and the plain twin) over K seeds with one recipe; each run is cached in its own
-folder, so an interrupted study resumes where it stopped.
+folder, so an interrupted study resumes where it stopped. The attention study puts each of SE's successors in SE's
+place and adds their measured cost.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from senet.cli._config import add_config_flags, config_from_args, recipe_help, whole
+from senet.cli._config import add_config_flags, config_from_args, overrides, recipe_help, whole
 from senet.validate import MAX_SEEDS
 
 
@@ -21,7 +22,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default="fmnist-fast", help=f"{recipe_help()} (default fmnist-fast)")
     parser.add_argument("--seeds", type=whole(1, MAX_SEEDS), default=3, help="seeds 0..K-1 (default 3)")
     parser.add_argument("--seed-list", type=whole(0, 2**63 - 1), nargs="+", help="explicit seeds instead of --seeds")
-    parser.add_argument("--values", nargs="+", help="the study's values, e.g. --values 2 4 8 16 for reduction")
+    parser.add_argument("--values", nargs="+", help="the study's values, e.g. --values 2 4 8 16 for reduction, "
+                        "--values eca cbam ge_theta_plus for attention (units as their papers use them)")  # fmt: skip
     parser.add_argument("--no-baseline", action="store_true", help="leave out the plain twin")
     parser.add_argument("--out", metavar="DIR", help="study folder (default OUT_DIR/ablate-STUDY-MODEL-DATASET)")
     parser.add_argument("--runs-dir", metavar="DIR", help="where the runs go (default STUDY/runs); share it between "
@@ -33,6 +35,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from senet.analysis.ablate import run_study
 
+    if args.out and "out_dir" in overrides(args):
+        raise ValueError(f"--out {args.out!r} and --out-dir both say where the study goes; give one (--out-dir D "
+                         "puts it in D/ablate-STUDY-MODEL-DATASET)")  # fmt: skip
     base = config_from_args(args)
     seeds = list(range(args.seeds)) if args.seed_list is None else args.seed_list
     out = Path(args.out or Path(base.out_dir) / f"ablate-{args.study}-{base.model}-{base.dataset}")

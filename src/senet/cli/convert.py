@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     refuse_overwrite(args.out, {"weights file to convert": args.src})
     state, recorded = read_source(args.src)  # recorded: a senet file's own metadata (mean, std, classes, ...)
-    spec = get_layout(args.layout, list(state))
+    spec = get_layout(args.layout, state)
     name = args.model or spec.model
     if name is None:
         raise ValueError(f"{args.src!r} holds {spec.source} weights of the ResNet family; name the senet model "

@@ -1,7 +1,8 @@
 """measured cost of SE: params, MACs, latency, training step, memory
 
 Measure each SE model beside its plain twin in one process, interleaved: params, MACs, inference latency per batch
-size, training-step time, activation memory (and CUDA peak memory).
+size, training-step time, activation memory (and CUDA peak memory). --attention adds each SE model with the named
+units in place of SE (e.g. senet cost se_resnet50 --attention eca cbam ge_theta_plus gc simam).
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from senet.cli._config import BATCH, add_input_size_flags, input_size, positive,
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
+    from senet.analysis.attention import PRESETS
+
     parser.add_argument("models", nargs="+", metavar="MODEL", help="models (SE or plain; the twin is added)")
+    parser.add_argument("--attention", nargs="+", metavar="UNIT", choices=[p for p in PRESETS if p != "se"],
+                        help=f"also each SE model with these units in place of SE, as their papers use them: "
+                        f"{', '.join(p for p in PRESETS if p != 'se')}")  # fmt: skip
     parser.add_argument("--batch", type=BATCH, nargs="+", default=[1, 8], help="inference batch sizes (default 1 8)")
     parser.add_argument("--train-batch", type=BATCH, default=8, help="training-step batch size (default 8)")
     parser.add_argument("--repeats", type=whole(1, 10_000), default=15, help="timed rounds; figures are medians "
@@ -30,17 +36,28 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from senet.analysis.cost import markdown_table, measure_cost
+    from senet.analysis.attention import PRESETS, preset_options
+    from senet.analysis.cost import ModelSpec, markdown_table, measure_cost
     from senet.environment import check_parallelism
-    from senet.files import atomic_write_text
+    from senet.files import atomic_write_text, refuse_busy
+    from senet.models import get_entry
     from senet.validate import json_text
 
+    if args.out:
+        refuse_busy(args.out)
     if args.threads:
         check_parallelism(args.threads, flags=("--threads", "--workers"))
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    models: list[str | ModelSpec] = list(args.models)
+    for name in args.models if args.attention else ():
+        entry = get_entry(name)
+        se_model = entry.name if entry.has_se else entry.twin
+        size = input_size(args) or entry.input_size
+        for p in args.attention:
+            models.append(ModelSpec(se_model, preset_options(se_model, p, size), label=PRESETS[p].label))
     rows, env = measure_cost(
-        args.models,
+        models,
         batch_sizes=args.batch,
         train_batch=args.train_batch,
         input_size=input_size(args),

@@ -28,12 +28,14 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from senet.analysis.excitation import paper_name, plot_class_means, plot_spread, record_from_weights
+    from senet.files import refuse_busy
 
+    source = Path(args.weights)
+    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "excitation"
+    refuse_busy(out)
     stats = record_from_weights(
         args.weights, data_dir=args.data_dir, units=args.units, test_subset=args.test_subset, batch_size=args.batch_size
     )
-    source = Path(args.weights)
-    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "excitation"
     files = stats.save(out)
     classes = args.classes or list(range(min(4, len(stats.classes))))  # the paper's figures draw four classes
     bad = [k for k in classes if not 0 <= k < len(stats.classes)]

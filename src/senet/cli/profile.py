@@ -35,10 +35,12 @@ def format_table(rows: list) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from senet.complexity import overhead
-    from senet.files import atomic_write_text
+    from senet.files import atomic_write_text, refuse_overwrite
     from senet.models import get_entry, list_models
     from senet.validate import json_text
 
+    if args.json:
+        refuse_overwrite(args.json, {}, "--json")
     names = args.models or list_models(se=True, sort=False)
     size = input_size(args)
     pairs = dict.fromkeys(get_entry(n).name if get_entry(n).has_se else get_entry(n).twin for n in names)

@@ -172,6 +172,10 @@ class ImageFolder(Dataset):
         return Batch(stacked, torch.tensor(labels, dtype=torch.long), tuple(bad))
 
 
+# Synthetic data is generated whole before the first batch: bounded so an absurd subset is refused, not allocated.
+_SYNTHETIC_MAX_BYTES = 4 * 2**30
+
+
 def _subset(n: int, keep: int) -> Tensor | None:
     """A fixed random subset of ``keep`` of ``n`` indices (the same for every run), or None for all."""
     if not keep or keep >= n:
@@ -286,6 +290,10 @@ def load_datasets(
         size = image_size or 32
         g = torch.Generator().manual_seed(0)
         n_train, n_test = train_subset or 10_000, test_subset or 1_000
+        nbytes = (n_train + n_test) * in_chans * size * size  # uint8, held in memory
+        if nbytes > _SYNTHETIC_MAX_BYTES:
+            raise ValueError(f"synthetic data of {n_train + n_test} images of {in_chans}×{size}×{size} would take "
+                             f"{nbytes / 2**30:.1f} GiB; lower train_subset / test_subset or image_size")  # fmt: skip
         images = torch.randint(0, 256, (n_train + n_test, in_chans, size, size), dtype=torch.uint8, generator=g)
         labels = torch.randint(0, 10, (n_train + n_test,), generator=g)
         splits = {"train": (images[:n_train], labels[:n_train]), "test": (images[n_train:], labels[n_train:])}

@@ -19,14 +19,23 @@ from typing import Any
 
 from torch import nn
 
-from ..layers import SEConfig, SqueezeExcite
+from ..layers import UNIT_TYPES, AttentionUnit, SEConfig
 
-__all__ = ["SE_OPTIONS", "ModelEntry", "build_model", "get_entry", "list_models", "register_twins"]
+__all__ = [
+    "SE_OPTIONS",
+    "ModelEntry",
+    "build_model",
+    "get_entry",
+    "list_models",
+    "register_attention_model",
+    "register_twins",
+]
 
-# Keyword options of every SE model, mapped onto SEConfig (see SEConfig.from_options).
+# Keyword options of every SE model, mapped onto SEConfig (see SEConfig.from_options). ``attention`` puts another
+# unit where SE sits (senet.layers.attention), placed and staged by the same options.
 SE_OPTIONS = (
     "r", "se_reduced", "se_rounding", "se_squeeze", "se_gate", "se_bias", "se_conv", "se_position", "se_stages",
-    "se_init",
+    "se_init", "attention", "attention_options",
 )  # fmt: skip
 _COMMON = ("num_classes", "in_chans")
 
@@ -121,6 +130,28 @@ def register_twins(
     _REGISTRY[plain_name] = ModelEntry(plain_name, family, False, se_name, *common, plain_summary, family_doc)
 
 
+def register_attention_model(name: str, se_name: str, attention: str, *, summary: str, **options: object) -> None:
+    """Register ``name`` as the SE model ``se_name`` with ``attention`` in place of SE (``create_model(se_name,
+    attention=attention, **options)``), for a network published under a name of its own (timm's ECA-ResNets).
+
+    Its plain twin is ``se_name``'s; ``options`` (SE options only) become its defaults. Raises ValueError if the
+    name is taken, ``se_name`` is not an SE model or an option is not an SE option.
+    """
+    base = get_entry(se_name)
+    if name in _REGISTRY:
+        raise ValueError(f"model name {name!r} is already registered (by family {_REGISTRY[name].family!r})")
+    if not base.has_se:
+        raise ValueError(f"{se_name!r} is a plain model; an attention model is built on an SE model")
+    defaults = dict(base.se_defaults) | options | {"attention": attention}
+    if any(k not in SE_OPTIONS for k in defaults):
+        raise ValueError(f"options {options} may only set {SE_OPTIONS}")
+    SEConfig.from_options(**defaults)  # a bad default fails at import, not when the model is built
+    _REGISTRY[name] = ModelEntry(
+        name, base.family, True, base.twin, base.build, base.arch_options, base.input_size, summary,
+        base.family_doc, tuple(defaults.items()),
+    )  # fmt: skip
+
+
 def list_models(
     pattern: str = "*", *, se: bool | None = None, family: str | None = None, sort: bool = True
 ) -> list[str]:
@@ -176,10 +207,11 @@ def build_model(name: str, *, num_classes: int | None = None, in_chans: int = 3,
     se_kw = dict(entry.se_defaults) | {k: options.pop(k) for k in SE_OPTIONS if k in options}
     se = SEConfig.from_options(**se_kw) if entry.has_se else None
     model = entry.build(se, in_chans=in_chans, **options)
-    if se is not None and se.init == "identity":  # after the family's own initialisation, which may touch the FCs
-        for m in model.modules():
-            if isinstance(m, SqueezeExcite):
-                m.reset_to_identity()
+    for m in model.modules():  # after the family's own initialisation, which may touch the units' layers
+        if isinstance(m, AttentionUnit):
+            m.reset_parameters()  # each unit starts as its authors' code starts it
+        if se is not None and se.init == "identity" and isinstance(m, UNIT_TYPES):
+            m.reset_to_identity()
     model.model_name = name
     model.model_config = {**config, "num_classes": model.num_classes}  # what rebuilds it (see senet.factory)
     return model

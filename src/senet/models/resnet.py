@@ -12,6 +12,10 @@ Two layouts of the ImageNet bottleneck networks exist, chosen by ``layout``:
   figures describe (ResNet-50: 3.86 GMACs).
 * ``"v1.5"``: torchvision and timm (``seresnet50``). The stride is on the 3×3 convolution of every bottleneck and
   the max pool pads by 1. Slightly more accurate and more costly (ResNet-50: 4.09 GMACs).
+
+ResNet-D (He et al., "Bag of Tricks", CVPR 2019, §4.1: ``resnet50d``) is the v1.5 layout with a deep stem of three
+3×3 convolutions (32, 32, 64 channels) and shortcuts that average-pool before their 1×1 convolution; it is timm's
+``resnet50d`` and the base of its ECA-ResNets (``eca_resnet50d``, `senet.layers.attention`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch import Tensor, nn
 
 from ..layers import POSITIONS, SEConfig
 from .base import ResidualBlock, Staged
-from .registry import register_twins
+from .registry import register_attention_model, register_twins
 
 __all__ = ["BasicBlock", "Bottleneck", "PreActBasicBlock", "PreActBottleneck", "ResNet", "ResNetSpec"]
 
@@ -250,10 +254,14 @@ def _shortcut(kind: str, cin: int, cout: int, stride: int) -> nn.Module:
     """The projection on the identity path where a block changes shape.
 
     ``conv1x1``: strided 1×1 conv + BN (ResNet "option B"); ``conv3x3``: 3×3 conv + BN (SENet-154);
-    ``pad``: subsample and zero-pad (CIFAR ResNet "option A"); ``preact``: a bare 1×1 conv (pre-activation nets).
+    ``pad``: subsample and zero-pad (CIFAR ResNet "option A"); ``preact``: a bare 1×1 conv (pre-activation nets);
+    ``avg``: 2×2 average pooling (ceil mode, padding not counted) where strided, then 1×1 conv + BN (ResNet-D).
     """
     if kind == "pad":
         return PadShortcut(cin, cout, stride)
+    if kind == "avg":
+        pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
+        return nn.Sequential(pool, conv1x1(cin, cout), nn.BatchNorm2d(cout))
     if kind == "preact":
         return conv1x1(cin, cout, stride)
     conv = conv3x3(cin, cout, stride) if kind == "conv3x3" else conv1x1(cin, cout, stride)
@@ -414,7 +422,8 @@ def _cifar(
     drop_rate: float = 0.0,
     zero_init_last: bool = False,
 ) -> ResNet:
-    """A CIFAR ResNet: 32×32 input, no pooling in the stem."""
+    """A residual network whose spec fixes its whole layout: a CIFAR ResNet (32×32 input, no pooling in the stem),
+    or a ResNet-D (the v1.5 layout, a deep stem and average-pool shortcuts; 1000 classes by default)."""
     return ResNet(
         spec, se, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, zero_init_last=zero_init_last
     )
@@ -443,6 +452,8 @@ def _wide(
 _BASIC = (64, 128, 256, 512)
 _BOTTLENECK = (256, 512, 1024, 2048)
 _CIFAR = dict(strides=(1, 2, 2), stem="cifar", stem_width=16, shortcut="pad")  # He et al. §4.2, option A
+_RESNET_D = dict(stem="deep", shortcut="avg")  # deep stem 32-32-64 (stem_width 64), average-pool shortcuts
+_resnet_d = functools.partial(_cifar, num_classes=1000)  # every ResNet-D option is in its spec, as a CIFAR ResNet's
 _PREACT = dict(strides=(1, 2, 2), stem="cifar_preact", stem_width=16, shortcut="preact", final_act=True)
 
 
@@ -482,6 +493,14 @@ _NETWORKS = [
      ResNetSpec("ResNeXt-101", Bottleneck, (3, 4, 23, 3), _BOTTLENECK, groups=32, base_width=4),
      "SE-ResNeXt-101 32×4d (paper Table 2: 49.0M parameters, 8.00 GFLOPs; released model 19.81% top-1 error)",
      "ResNeXt-101 32×4d (Xie et al., CVPR 2017; paper Table 2: 44.2M parameters, 7.99 GFLOPs)"),
+    ("se_resnet50d", "resnet50d", _resnet_d,
+     ResNetSpec("ResNet-50-D", Bottleneck, (3, 4, 6, 3), _BOTTLENECK, **_RESNET_D),
+     "SE-ResNet-50-D: ResNet-50-D with SE on each bottleneck's residual branch",
+     "ResNet-50-D (He et al., 'Bag of Tricks', CVPR 2019, §4.1: deep stem, average-pool shortcuts; timm resnet50d)"),
+    ("se_resnet101d", "resnet101d", _resnet_d,
+     ResNetSpec("ResNet-101-D", Bottleneck, (3, 4, 23, 3), _BOTTLENECK, **_RESNET_D),
+     "SE-ResNet-101-D: ResNet-101-D with SE on each bottleneck's residual branch",
+     "ResNet-101-D (He et al., 'Bag of Tricks', CVPR 2019, §4.1; timm resnet101d)"),
     ("senet154", "resnext154_64x4d", functools.partial(_imagenet, drop_rate=0.2), SENET154,
      "SENet-154 (paper §6.1: the ILSVRC 2017 winner's base model; released model 18.68% top-1 error, 20.7 GFLOPs)",
      "SENet-154 without SE: ResNeXt-152 64×4d with SENet-154's stem, halved first 1×1s and 3×3 shortcuts"),
@@ -517,3 +536,9 @@ register_twins(
     summaries=("The source notes' CIFAR SE-ResNet-18: pre-activation basic blocks, SE as two 1×1 convolutions",
                "The source notes' CIFAR ResNet-18 without SE"),
 )  # fmt: skip
+# timm's ECA-ResNet-D models (ecaresnet50d, ecaresnet101d): ECA in SE's place, its kernel size ψ(C) per block.
+for _depth in (50, 101):
+    register_attention_model(
+        f"eca_resnet{_depth}d", f"se_resnet{_depth}d", "eca",
+        summary=f"ECA-ResNet-{_depth}-D (Wang et al., CVPR 2020, ECA in SE's place; timm ecaresnet{_depth}d)",
+    )  # fmt: skip

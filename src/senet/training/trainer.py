@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..complexity import profile
+from ..constants import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
 from ..data import Batch, DataSpec, EpochBatches, derive_seed, load_datasets
 from ..environment import check_parallelism, usable_cores
 from ..factory import create_model, model_metadata
@@ -61,7 +62,6 @@ from .schedule import LRSchedule
 
 __all__ = ["NonFiniteLossError", "RunResult", "train"]
 
-SUMMARY_FILE = "summary.json"
 # What summary.json holds (`RunResult.to_dict`), as `RunResult.load` checks it; a NaN is written as null.
 _ACC = Float(0.0, 1.0)
 SUMMARY_SCHEMA = Map(
@@ -403,7 +403,7 @@ class _Run:
             if row["test_acc"] > self.best_acc:
                 self.best_acc = row["test_acc"]
                 save_weights(self.run_dir / BEST_FILE, model, self._metadata(row))
-        write_metrics_csv(self.run_dir / "metrics.csv", self.history)
+        write_metrics_csv(self.run_dir / METRICS_FILE, self.history)
         plot_curves(self.run_dir / "curves.png", {self.config.model: self.history}, title=str(self.run_dir))
         self.tb.log(row)
 
@@ -440,7 +440,7 @@ class _Run:
         if exists:  # (folder_lock removed what a killed writer left)
             self._restore(load_state(state_path), state_path, strict=resume == "auto")
         if self.dist.main:
-            atomic_write_text(self.run_dir / "config.yaml", self.config.to_yaml())
+            atomic_write_text(self.run_dir / CONFIG_FILE, self.config.to_yaml())
         if not exists:  # the first good state: a diverging run can always go back to its start
             self._save_state()
             if self.dist.main:
@@ -492,10 +492,14 @@ class _Run:
         if state is None:
             return NonFiniteLossError(f"{what}; stopped before any checkpoint. Lower lr or add warmup_epochs")
         x = load_state(state).extra
-        when = f"the end of epoch {x['epoch']}" if x["epoch"] else "the start of the run"
+        when = (
+            f"the end of epoch {x['epoch']} (step {x['step']}, the last one evaluated with a finite loss)"
+            if x["epoch"]
+            else "the start of the run (step 0: no epoch ended with a finite loss)"
+        )
         return NonFiniteLossError(
-            f"{what}; stopped. The run's checkpoint {state} is back at {when} (step {x['step']}, the last one "
-            f"evaluated with a finite loss); resume it with a lower learning rate (senet train --resume "
+            f"{what}; stopped. The run's checkpoint {state} is back at {when}; resume it with a lower learning rate "
+            f"(senet train --resume "
             f"{self.run_dir} --lr LR), add warmup_epochs, or use amp=none"
         )
 

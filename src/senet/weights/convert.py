@@ -31,14 +31,17 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..files import looks_like_pickle, read_weights, safe_torch_load
+from ..layers import UNIT_TYPES, SqueezeExcite
+from ..layers.attention import CBAM, ECA, CoordinateAttention, EffectiveSE, GatherExcite, GlobalContext
 from ..models import ModelEntry, get_entry
-from .layouts import LAYOUT_TABLE, Layout
+from .layouts import LAYOUT_TABLE, TIMM_UNIT, Layout
 
 __all__ = [
     "LAYOUTS",
     "SHAPE_OR_TRAINING_OPTIONS",
     "ConversionError",
     "convert_state_dict",
+    "convert_timm_unit",
     "detect_layout",
     "get_layout",
     "load_weights",
@@ -112,7 +115,8 @@ def get_layout(layout: str, keys: Mapping[str, Any] | list[str] = ()) -> Layout:
     if layout not in _BY_NAME:
         raise ValueError(f"layout={layout!r} is not one of {', '.join(LAYOUTS)} (or 'auto')")
     spec = _BY_NAME[layout]
-    why = spec.refuse(list(keys)) if keys else ""  # without keys: the layout itself (options, input)
+    # without keys: the layout itself (options, input); a file's mapping lets a rule read shapes
+    why = spec.refuse(keys if isinstance(keys, Mapping) else list(keys)) if keys else ""
     if why:
         raise ValueError(f"{spec.source} weights are refused: {why}")
     return spec
@@ -196,8 +200,9 @@ def _call(name: str, options: Mapping[str, Any]) -> str:
 def model_options(model: str, layout: str, state: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``create_model`` options with which ``model`` takes weights of ``layout`` and computes what their network
     computes; ``state`` (the weights) where they depend on the file (Inception-v3's auxiliary head)."""
-    keys = list(_unwrap(state)) if state is not None else []
-    spec = get_layout(layout, keys)
+    tensors = _unwrap(state) if state is not None else {}
+    keys = list(tensors)
+    spec = get_layout(layout, tensors)
     if spec.model is not None and model != spec.model:
         raise ValueError(f"{spec.source} weights are weights of senet's {spec.model!r}, not {model!r}")
     return spec.options(get_entry(model), keys)
@@ -233,7 +238,7 @@ def convert_state_dict(
     """
     tensors = _unwrap(state)
     keys = list(tensors)
-    spec = get_layout(layout, keys)
+    spec = get_layout(layout, tensors)
     if spec.name != "senet":  # a bare senet state dict does not say which options it was made with
         _check_function(model, spec, keys)
     return _convert(tensors, model, spec, skip + tuple(f"{p}." for p in getattr(model, "removed", ())), what)
@@ -243,6 +248,7 @@ def _convert(
     tensors: dict[str, Tensor], model: nn.Module, spec: Layout, skip: tuple[str, ...], what: str
 ) -> dict[str, Tensor]:
     target = model.state_dict()
+    units = _unit_prefixes(model)
     out: dict[str, Tensor] = {}
     unexpected, mismatched, seen = [], [], set()
     biases: dict[str, Tensor] = {}  # convolution biases to fold into the BN after them, by the BN's running mean
@@ -262,7 +268,8 @@ def _convert(
         want = target[name]
         value = spec.adjust(name, value)
         if value.shape != want.shape:
-            reshape = (".se." in name or name in spec.flattened) and _same_weights(value.shape, want.shape)
+            in_unit = ".se." in name or name.startswith(units)  # SE's FCs (or another unit's) as 1×1 convolutions
+            reshape = (in_unit or name in spec.flattened) and _same_weights(value.shape, want.shape)
             if not reshape:
                 mismatched.append(f"{name} {tuple(value.shape)} in the file, {tuple(want.shape)} in the model")
                 continue
@@ -288,20 +295,26 @@ def _convert(
     if missing or unexpected or mismatched:
         name = getattr(model, "model_name", "") or type(model).__name__
         what = what or f"the {spec.name} state dict"
-        hint = _hint(tensors, spec, missing, unexpected, mismatched)
+        se = any(isinstance(m, SqueezeExcite) for m in model.modules())
+        hint = _hint(tensors, spec, missing, unexpected, mismatched, se)
         raise ConversionError(f"{what} does not fit {name}", missing, unexpected, mismatched, hint)
     return out
 
 
 def _hint(
-    tensors: dict[str, Tensor], spec: Layout, missing: list[str], unexpected: list[str], mismatched: list[str]
+    tensors: dict[str, Tensor],
+    spec: Layout,
+    missing: list[str],
+    unexpected: list[str],
+    mismatched: list[str],
+    se: bool = True,
 ) -> str:
-    """What to do about a misfit, where it has one likely cause."""
+    """What to do about a misfit, where it has one likely cause (``se``: the model has SE units)."""
     hint = ""
     found = detect_layout(tensors)
     if found not in (None, spec.name):
         hint += f" (the keys look like layout={found!r}, not {spec.name!r})"
-    if any(".se." in m for m in mismatched) and spec.name == "timm":
+    if se and any(".se." in m for m in mismatched) and spec.name == "timm":
         hint += " (timm rounds C/r to a multiple of 8: build the model with se_rounding='round8')"
     names = missing + [m.split(" ")[0] for m in mismatched] + [u.rpartition("(as ")[2].rstrip(")") for u in unexpected]
     if names and all(n.startswith("fc.") for n in names):
@@ -313,6 +326,35 @@ def _hint(
         hint += (f" (only the auxiliary classifier differs: the file {has} one; build the model with "
                  f"aux_logits={has == 'holds'}, or pass skip=('aux.',) to leave it as the model has it)")  # fmt: skip
     return hint
+
+
+def _unit_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Where the keys of ``model``'s SE and attention units start ("" for a bare unit)."""
+    return tuple(f"{n}." if n else "" for n, m in model.named_modules() if isinstance(m, UNIT_TYPES))
+
+
+# The attention units timm has, by the name of its module (`senet.weights.layouts.TIMM_UNIT` renames their keys).
+_TIMM_UNITS: dict[type, str] = {
+    ECA: "EcaModule",
+    CBAM: "CbamModule",
+    GatherExcite: "GatherExcite",
+    GlobalContext: "GlobalContext",
+    CoordinateAttention: "CoordAttn",
+    EffectiveSE: "EffectiveSEModule",
+}
+
+
+def convert_timm_unit(unit: nn.Module, state: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The state dict of timm's module for the same attention unit (``EcaModule``, ``CbamModule``, ...), renamed
+    and reshaped for ``unit``, strictly (`ConversionError` names every key that does not fit).
+
+    ``unit`` must be built with the options that make it compute timm's function (each class docstring says
+    which); then ``unit.load_state_dict(convert_timm_unit(unit, timm_module.state_dict()))`` makes the two agree.
+    """
+    if type(unit) not in _TIMM_UNITS:
+        names = ", ".join(f"{cls.__name__} ({timm})" for cls, timm in _TIMM_UNITS.items())
+        raise ValueError(f"timm has no module for {type(unit).__name__}; conversions exist for {names}")
+    return _convert(_unwrap(state), unit, TIMM_UNIT, (), f"timm's {_TIMM_UNITS[type(unit)]} state dict")
 
 
 def read_state(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Tensor]:
@@ -357,7 +399,7 @@ def load_weights(
     """
     tensors, meta = read_source(source)
     keys = list(tensors)
-    spec = get_layout(layout, keys)
+    spec = get_layout(layout, tensors)
     if spec.name != "senet":
         _check_function(model, spec, keys)
     elif meta.get("name") == getattr(model, "model_name", None):  # a senet file says what it computes

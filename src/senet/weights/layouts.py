@@ -16,6 +16,8 @@ layout                      who publishes weights in it                         
                                                                                         (18/34: ``relu_before_se``)
 ``timm``                    timm's ``seresnet*`` / ``seresnext*``                       ``layout="v1.5"``,
                                                                                         ``se_rounding="round8"``
+``timm_resnet_d``           timm's ResNet-D: ``resnet50d``, ``ecaresnet50d/101d``       ``resnet50d`` ...,
+                                                                                        ``eca_resnet50d`` ...
 ``torchvision``             torchvision's (and timm's) ``resnet*`` / ``resnext*``       ``layout="v1.5"``
 ``inception_v3``            torchvision's and timm's ``inception_v3``                   ``inception_v3``
 ``inception_resnet_v2``     timm's and Cadene's ``inception_resnet_v2``                 ``inception_resnet_v2``
@@ -23,14 +25,18 @@ layout                      who publishes weights in it                         
 ``timm_vgg``                timm's ``vgg16_bn``                                         ``vgg16_bn``, ``head="dense"``
 ``cadene_bninception``      Cadene's ``bninception``                                    ``bn_inception``
 ``timm_mobilenetv1``        timm's ``mobilenetv1_100``                                  ``mobilenet``, ``act="relu6"``
+``timm_byobnet``            timm's ByobNets (``gcresnet50t``, ``eca_resnet33ts``, ...)  none: refused
 ==========================  ==========================================================  ==========================
+
+`TIMM_UNIT` is the layout of the state dict of one of timm's attention modules (``EcaModule``, ``CbamModule``, ...)
+for the same senet unit (`senet.weights.convert_timm_unit`); no file holds it, so it is not detected.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +47,7 @@ from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..models import ModelEntry, build_model
 from ..models.resnet import BasicBlock
 
-__all__ = ["LAYOUT_TABLE", "Layout"]
+__all__ = ["LAYOUT_TABLE", "TIMM_UNIT", "Layout"]
 
 Keys = Collection[str]
 
@@ -62,7 +68,9 @@ class Layout:
         adjust: ``(senet name, tensor)`` → the tensor senet's model needs (BGR → RGB for a Caffe conv1).
         input: what the weights expect of their input: ``mean`` and ``std`` for RGB in [0, 1], ``input_size``, and
             a ``note`` where needed.
-        refuse: from the key names, why no senet model computes the file's function; empty if one does.
+        refuse: from the key names, why no senet model computes the file's function; empty if one does. Where the
+            file is at hand it gets the file's mapping of names to tensors (iterating it gives the names), so a rule
+            may read a shape that the names do not tell (timm's tiered stem).
     """
 
     name: str
@@ -127,8 +135,76 @@ def _caffe_options(entry: ModelEntry, keys: Keys) -> dict[str, Any]:
 def _timm_options(entry: ModelEntry, keys: Keys) -> dict[str, Any]:
     options = {"layout": "v1.5"} if _has(entry, "layout") else {}
     if entry.has_se:
-        options["se_rounding"] = "round8"  # timm's reduced width: C/r to a multiple of 8
+        unit = _timm_unit(keys)  # None without keys: the model's own unit
+        if unit is not None:
+            options["attention"] = unit
+        if (unit or entry.defaults().get("attention", "se")) == "se":
+            options["se_rounding"] = "round8"  # timm's reduced width: C/r to a multiple of 8
     return options
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The units of timm's ResNets (its ``attn_layer``, held as ``layerN.M.se``): timm publishes ResNet weights with SE
+# (``seresnet*``) and ECA (``ecaresnet*``); senet's SE and ECA with their default options compute timm's modules'
+# functions (tests/test_attention.py). Of its other units timm publishes no ResNet weights.
+
+_TIMM_RESNET_UNITS = {r"\.se\.fc1\.": "se", r"\.se\.conv\.weight$": "eca"}  # the key that tells the unit
+
+
+def _timm_unit(keys: Keys) -> str | None:
+    """senet's ``attention`` for the unit of a timm ResNet's keys; None if they hold no SE or ECA unit."""
+    return next((unit for pattern, unit in _TIMM_RESNET_UNITS.items() if _any(rf"layer\d+\.\d+{pattern}", keys)), None)
+
+
+def _refuse_timm_resnet(keys: Keys) -> str:
+    """timm ResNets that no senet model computes, told by names: average-pool shortcuts (``downsample.{1,2}``: pool,
+    conv, BN) on a 7×7 stem, or a unit other than SE and ECA in the blocks."""
+    if "conv1.weight" in keys and _any(r"layer\d+\.\d+\.downsample\.2\.", keys):
+        return (
+            "a timm ResNet with average-pool shortcuts and a 7×7 stem (ecaresnetlight, ...) is a network no senet "
+            "model computes; senet's average-pool shortcuts come with the deep stem (resnet50d, eca_resnet50d)"
+        )
+    if any(".se." in k for k in keys) and _timm_unit(keys) is None:
+        return (
+            "the blocks hold a timm attention unit other than SE and ECA, of which timm publishes no ResNet "
+            "weights; convert the unit's own weights with senet.weights.convert_timm_unit"
+        )
+    return ""
+
+
+# timm's deep stem (ResNet-D, He et al. 2019 §4.1): conv1 = Sequential(conv, BN, ReLU, conv, BN, ReLU, conv), then bn1.
+_DEEP_STEM = {"conv1.0": "stem.conv1", "conv1.1": "stem.bn1", "conv1.3": "stem.conv2", "conv1.4": "stem.bn2",
+              "conv1.6": "stem.conv3", "bn1": "stem.bn3"}  # fmt: skip
+_DEEP_STEM_WIDTH = 32  # the first convolution's filters; timm's tiered stem (ResNet-T) has 24
+
+
+def _rename_timm_resnet_d(key: str) -> str:
+    layer, _, param = key.rpartition(".")
+    return f"{_DEEP_STEM[layer]}.{param}" if layer in _DEEP_STEM else key
+
+
+def _refuse_timm_resnet_d(keys: Keys) -> str:
+    first = keys.get("conv1.0.weight") if isinstance(keys, Mapping) else None
+    if first is not None and first.shape[0] != _DEEP_STEM_WIDTH:
+        return (f"a timm ResNet with a tiered deep stem (conv1.0 has {first.shape[0]} filters: ResNet-T, ecaresnet26t, "
+                f"ecaresnet50t, seresnext26t_32x4d, ...); senet's ResNet-D stem has {_DEEP_STEM_WIDTH}, and no senet "
+                "model computes that network; use it with timm")  # fmt: skip
+    return _refuse_timm_resnet(keys)
+
+
+# timm's attention modules under their own names: CbamModule holds its MLP in ``channel`` and its spatial convolution
+# and BN in ``spatial.conv`` (a ConvNormAct); the other units timm has name their layers as senet's do.
+_TIMM_CBAM = {
+    "channel.fc1": "fc1",
+    "channel.fc2": "fc2",
+    "spatial.conv.conv": "spatial",
+    "spatial.conv.bn": "spatial_bn",
+}
+
+
+def _rename_timm_unit(key: str) -> str:
+    layer, _, param = key.rpartition(".")
+    return f"{_TIMM_CBAM[layer]}.{param}" if layer in _TIMM_CBAM else key
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -337,7 +413,9 @@ def _rename_timm_mobilenetv1(key: str) -> str | None:
 
 LAYOUT_TABLE: tuple[Layout, ...] = (
     Layout(
-        "senet", "senet", looks_like=lambda keys: any(k.startswith(("stem.", "features.conv1_1.")) for k in keys),
+        "senet", "senet",
+        looks_like=lambda keys: any(k.startswith(("stem.", "features.conv1_1.")) for k in keys)
+        and not any(k.startswith("stages.") for k in keys),  # timm's ByobNets have a stem. too
         rename=lambda key: key,
     ),
     Layout(
@@ -346,8 +424,13 @@ LAYOUT_TABLE: tuple[Layout, ...] = (
         options=_caffe_options, input=_IMAGENET,
     ),
     Layout(
-        "timm", "timm's", looks_like=lambda keys: "conv1.weight" in keys and any(".se.fc1." in k for k in keys),
-        rename=_rename_torchvision, options=_timm_options, input=_IMAGENET,
+        "timm", "timm's", looks_like=lambda keys: "conv1.weight" in keys and any(".se." in k for k in keys),
+        rename=_rename_torchvision, options=_timm_options, input=_IMAGENET, refuse=_refuse_timm_resnet,
+    ),
+    Layout(
+        "timm_resnet_d", "timm's ResNet-D",
+        looks_like=lambda keys: "conv1.0.weight" in keys and _any(r"layer1\.0\.conv1\.", keys),
+        rename=_rename_timm_resnet_d, options=_timm_options, input=_IMAGENET, refuse=_refuse_timm_resnet_d,
     ),
     Layout(
         "torchvision", "torchvision's",
@@ -355,6 +438,7 @@ LAYOUT_TABLE: tuple[Layout, ...] = (
         and not any(".se." in k for k in keys),
         rename=_rename_torchvision,
         options=lambda entry, keys: {"layout": "v1.5"} if _has(entry, "layout") else {}, input=_IMAGENET,
+        refuse=_refuse_timm_resnet,
     ),
     Layout(
         "inception_v3", "torchvision's or timm's inception_v3",
@@ -395,4 +479,14 @@ LAYOUT_TABLE: tuple[Layout, ...] = (
         rename=_rename_timm_mobilenetv1, model="mobilenet", options=lambda entry, keys: {"act": "relu6"},
         input={**_TF, "input_size": 224},
     ),
+    Layout(
+        "timm_byobnet", "timm's ByobNet", looks_like=lambda keys: any(k.startswith("stages.") for k in keys),
+        rename=lambda key: None,
+        refuse=lambda keys: "a timm ByobNet (gcresnet50t, gcresnext26ts, eca_resnet33ts, ...: keys 'stem.conv1.conv', "
+        "'stages.N.M...') is another network, whose stem, blocks and placement of the unit no senet model has; use "
+        "it with timm",
+    ),
 )  # fmt: skip
+
+# Not in the table: no file holds one unit's weights, so no detector looks for them (`convert_timm_unit`).
+TIMM_UNIT = Layout("timm_unit", "timm's attention module", looks_like=lambda keys: False, rename=_rename_timm_unit)

@@ -79,6 +79,7 @@ class KnownWeights:
 
 _CAFFE = "authors' Caffe model, PyTorch port of Cadene/pretrained-models.pytorch (re-hosted by timm)"
 _TIMM = "timm (Ross Wightman)"
+_MIIL = "timm's ecaresnet*d.miil_in1k (trained by Alibaba MIIL), re-hosted by timm"
 _TIMM_LEGACY = "timm (Ross Wightman), legacy_seresnet18/34: a ReLU before SE in every basic block"
 _TV = "torchvision"
 _REL = "https://github.com/rwightman/pytorch-image-models/releases/download"
@@ -93,6 +94,8 @@ _TV2 = {"crop_pct": 224 / 232}  # torchvision's *_V2 weights: resize 232, crop 2
 # weights for SE models, torchvision's classic recipe (IMAGENET1K_V1, comparable to the paper's) for plain twins.
 # timm's own legacy_seresnet18/34 weights (in the Caffe port's layout) apply a ReLU before SE, which is not the
 # paper's block: they load into se_resnet18/34 built with relu_before_se=True (their options say so), and only there.
+# timm's ECA-ResNet-D files (ecaresnet50d/101d.miil_in1k) fit eca_resnet50d/101d exactly; its other ECA and GC
+# models (tiered stems, ByobNets) are other networks and are refused (senet.weights.layouts).
 #                model                  tag                 url                                                  layout
 KNOWN_WEIGHTS: tuple[KnownWeights, ...] = (
     KnownWeights("se_resnet18", "timm_legacy_in1k", f"{_REL}/v0.1-weights/seresnet18-4bb0ce65.pth", "caffe",
@@ -117,6 +120,10 @@ KNOWN_WEIGHTS: tuple[KnownWeights, ...] = (
                  f"{_REL}/v0.1-weights/legacy_se_resnext101_32x4d-37725eac.pth", "caffe", _CAFFE, top1=80.236),
     KnownWeights("senet154", "caffe_in1k", f"{_REL}/v0.1-weights/legacy_senet154-e9eb9fe6.pth", "caffe", _CAFFE,
                  top1=81.304),
+    KnownWeights("eca_resnet50d", "timm_miil_in1k", f"{_REL}/v0.1-tresnet/ecaresnet50d-93c81e3b.pth",
+                 "timm_resnet_d", _MIIL, interpolation="bicubic"),
+    KnownWeights("eca_resnet101d", "timm_miil_in1k", f"{_REL}/v0.1-tresnet/ecaresnet101d-153dad65.pth",
+                 "timm_resnet_d", _MIIL, interpolation="bicubic"),
     KnownWeights("resnet18", "tv_in1k", f"{_TVD}/resnet18-f37072fd.pth", "torchvision", _TV, top1=69.758),
     KnownWeights("resnet34", "tv_in1k", f"{_TVD}/resnet34-b627a593.pth", "torchvision", _TV, top1=73.314),
     KnownWeights("resnet50", "tv_in1k", f"{_TVD}/resnet50-0676ba61.pth", "torchvision", _TV, top1=76.130),
