@@ -46,6 +46,7 @@ def test_two_process_gloo_run_trains_syncs_checkpoints_and_resumes(tmp_path):
             "--name", "ddp"]  # fmt: skip
     first = torchrun(*args)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.count("run folder:") == 1 and first.stdout.count("test top-1") == 1  # rank 0 alone prints
     run = tmp_path / "ddp"
     summary = json.loads((run / "summary.json").read_text())
     # both processes hold the same weights, and they are the ones written

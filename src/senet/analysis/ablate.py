@@ -36,6 +36,7 @@ from ..factory import create_model
 from ..files import atomic_write, atomic_write_text, folder_lock
 from ..models import get_entry
 from ..training import TrainConfig, train
+from ..training.outputs import mean_std
 from ..validate import MAX_SEEDS, Float, Int, Json, List, Map, Maybe, Str, json_text, read_json
 from .attention import PRESETS, preset_options
 from .cost import ModelSpec, measure_cost
@@ -286,10 +287,9 @@ class StudyResult:
         costs = any(r.get("latency_ms") for r in self.rows)
         for r in self.rows:
             errs = r["errors"]
-            std = statistics.stdev(errs) if len(errs) > 1 else 0.0
             row = {
                 "variant": r["label"],
-                "top-1 err % (mean ± std)": f"{statistics.mean(errs):.2f} ± {std:.2f}" if errs else "–",
+                "top-1 err % (mean ± std)": mean_std(errs),
                 "seeds": f"{len(errs)}/{r['seeds']}",
                 "params": "–" if r["params"] is None else f"{r['params'] / 1e6:.3f}M",
                 "MACs": "–" if r["macs"] is None else f"{r['macs'] / 1e6:.2f}M",

@@ -54,6 +54,7 @@ def default_units(model: nn.Module) -> list[str]:
     if not units:
         others = sorted({type(m).__name__ for m in model.modules() if isinstance(m, AttentionUnit)})
         why = f" (its units are {', '.join(others)}; this analysis records SE's gates, Figs. 6–7)" if others else ""
+        why = why or "; record an SE model (its se_ twin)"
         raise ValueError(f"{getattr(model, 'model_name', type(model).__name__)} has no SE units to record{why}")
     stages: dict[str, list[str]] = {}
     for u in units:
@@ -290,12 +291,13 @@ def record_from_weights(
     *,
     data_dir: str | None = None,
     units: Sequence[str] | None = None,
-    test_subset: int = 0,
+    test_subset: int | None = None,
     batch_size: int = 256,
 ) -> ExcitationStats:
     """`record_excitations` of a trained senet model (a weights file or a run folder) over its dataset's test set.
 
-    The dataset, input size, normalisation and class names come from the weights' metadata.
+    The dataset, input size, normalisation and class names come from the weights' metadata; ``test_subset`` (a fixed
+    subset of that many test images, 0: all) by default from its recipe, as ``senet eval`` scores a run.
     """
     model, meta = load_model(weights)
     if "dataset" not in meta:
@@ -305,7 +307,7 @@ def record_from_weights(
         data_dir=data_dir or meta.get("recipe", {}).get("data_dir"),
         image_size=meta.get("image_size", 0),
         augment="none",
-        test_subset=test_subset,
+        test_subset=meta.get("recipe", {}).get("test_subset", 0) if test_subset is None else test_subset,
         in_chans=meta.get("in_chans", 3),
     )
     inputs = Inputs(torch.device("cpu"), tuple(meta.get("mean", spec.mean)), tuple(meta.get("std", spec.std)))

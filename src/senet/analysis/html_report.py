@@ -18,6 +18,7 @@ from pathlib import Path
 from ..files import atomic_write
 from ..training import RunResult, TrainConfig
 from ..training.compare import COMPARE_SCHEMA
+from ..training.outputs import count, mean_std
 from ..validate import MAX_JSON_BYTES, read_json
 
 __all__ = ["Section", "build_report", "render_html", "write_html"]
@@ -193,7 +194,7 @@ def _comparison_sections(folder: Path) -> tuple[str, str, list[Section]]:
             "model": m["model"],
             "params": f"{m['params'] / 1e6:.3f}M",
             "MMACs / image": f"{m['macs'] / 1e6:.2f}",
-            "test top-1 % (mean ± std)": f"{100 * m['mean']:.2f} ± {100 * m['std']:.2f}",
+            "test top-1 % (mean ± std)": mean_std([100 * a for a in m["test_acc"]]),
             "seeds": len(m["seeds"]),
             "per seed": ", ".join(_pct(a) for a in m["test_acc"]),
             "train img/s": f"{m['images_per_s']:.0f}",
@@ -205,7 +206,9 @@ def _comparison_sections(folder: Path) -> tuple[str, str, list[Section]]:
     cfg = data["config"]
     plot = [folder / "compare.png"] if (folder / "compare.png").is_file() else []
     sections = [
-        Section("Last-epoch test accuracy", f"{cfg['epochs']} epochs on {cfg['dataset']}; machine: {where}.", rows),
+        Section(
+            "Last-epoch test accuracy", f"{count(cfg['epochs'], 'epoch')} on {cfg['dataset']}; machine: {where}.", rows
+        ),
         Section("Training curves (mean over seeds)", images=plot),
         Section("Recipe", code=__import__("yaml").safe_dump(cfg, sort_keys=False)),
     ]

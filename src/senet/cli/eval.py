@@ -1,13 +1,16 @@
 """top-1 / top-5 accuracy and loss of trained weights on a test set (JSON)
 
-Evaluate a senet weights file (or run folder) on the test set of the dataset it was trained on; prints JSON. A plain
-PyTorch state dict (.pth) needs --model and --dataset and is loaded without unpickling objects.
+Evaluate a senet weights file (or run folder) on the test set of the dataset it was trained on (by default the test
+subset the run was evaluated on); prints JSON. A plain PyTorch state dict (.pth) in senet's layout needs --model and
+--dataset and is loaded without unpickling objects; weights of another layout (torchvision, timm) go through senet
+convert first.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from senet.cli._config import BATCH, SUBSET, whole
 from senet.training.evaluation import TTA
@@ -21,7 +24,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="the model of a .pth state dict")
     parser.add_argument("--data-dir", help="where the dataset's files are")
     parser.add_argument("--download", action="store_true", help="download the dataset through torchvision if missing")
-    parser.add_argument("--test-subset", type=SUBSET, default=0, help="evaluate a fixed random subset of N images")
+    parser.add_argument("--test-subset", type=SUBSET, help="evaluate a fixed random subset of N images; 0: all "
+                        "(default: the subset the run was evaluated on, as its recipe says)")  # fmt: skip
     parser.add_argument("--batch-size", type=BATCH, default=256)
     parser.add_argument("--workers", type=whole(0, 1024), default=0, help="data-loading processes (at most the cores)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -38,11 +42,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from senet.data import load_datasets
-    from senet.factory import create_model, load_model, weights_file
+    from senet.factory import load_model, weights_file
     from senet.files import atomic_write_text, refuse_overwrite
     from senet.training import Inputs, evaluate
     from senet.validate import json_text
-    from senet.weights import load_weights
 
     state_dict = Path(args.weights).suffix in _STATE_DICT_SUFFIXES
     if args.json:
@@ -53,24 +56,25 @@ def run(args: argparse.Namespace) -> int:
     dataset = args.dataset or meta.get("dataset")
     if not dataset:
         raise ValueError(f"{args.weights!r} does not say which dataset it was trained on; pass --dataset")
+    recipe = meta.get("recipe", {})
+    subset = args.test_subset  # by default the images the run was evaluated on (its recipe's test_subset)
+    if subset is None:
+        subset = recipe.get("test_subset", 0) if dataset == meta.get("dataset") else 0
     _, test, spec = load_datasets(
         dataset,
-        data_dir=args.data_dir or meta.get("recipe", {}).get("data_dir"),
+        data_dir=args.data_dir or recipe.get("data_dir"),
         download=args.download,
         image_size=meta.get("image_size", 0),
         augment="none",
-        test_subset=args.test_subset,
+        test_subset=subset,
         in_chans=meta.get("in_chans", 3),
     )
     if model is None:  # a plain PyTorch state dict: read with weights_only=True, every key checked
-        if not args.model:
-            raise ValueError(f"{args.weights!r} is a PyTorch state dict without senet metadata; name its model with "
-                             "--model (or convert it first: senet convert)")  # fmt: skip
-        model = load_weights(
-            create_model(args.model, num_classes=spec.num_classes, in_chans=spec.in_chans), args.weights
-        )
+        model = _state_dict_model(args.weights, args.model, spec)
     if spec.num_classes != model.num_classes:
-        raise ValueError(f"{args.weights!r} has {model.num_classes} classes, {dataset} has {spec.num_classes}")
+        raise ValueError(f"{args.weights!r} has {model.num_classes} classes, {dataset} has {spec.num_classes}; "
+                         "evaluate it on the data it was trained on (leave out --dataset, or point --data-dir "
+                         "there)")  # fmt: skip
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     inputs = Inputs(
         torch.device("cuda" if cuda else "cpu"), tuple(meta.get("mean", spec.mean)), tuple(meta.get("std", spec.std)),
@@ -82,9 +86,30 @@ def run(args: argparse.Namespace) -> int:
         skip_bad_images=args.skip_bad_images, tta=tta,
     )  # fmt: skip
     out = {"weights": str(args.weights), "model": model.model_config["name"], "dataset": dataset, "images": result.n}
+    out["test_subset"] = subset  # 0: the whole test set
     out |= {"top1": result.acc, "top5": result.acc5, "loss": result.loss, "skipped": result.skipped, "tta": tta}
     text = json_text(out)  # a diverged model's loss is NaN: null in the JSON
     print(text)
     if args.json:
         atomic_write_text(args.json, text + "\n")
     return 0
+
+
+def _state_dict_model(path: str, name: str | None, spec: Any) -> Any:
+    """The model of a plain PyTorch state dict in senet's own layout; weights of another layout (torchvision, timm,
+    Caffe ports) need the options and input normalisation that `senet convert` records, so eval names that command."""
+    from senet.factory import create_model
+    from senet.weights import get_layout, load_weights, read_source
+
+    convert = (
+        f"convert it first: senet convert {path} --model MODEL --num-classes {spec.num_classes} --out W.safetensors"
+    )
+    if not name:
+        raise ValueError(f"{path!r} is a PyTorch state dict without senet metadata; name its model with --model, or "
+                         f"{convert}")  # fmt: skip
+    tensors, _ = read_source(path)
+    layout = get_layout("auto", list(tensors))
+    if layout.name != "senet":
+        raise ValueError(f"{path!r} holds {layout.source} weights ({layout.name} layout), which senet eval does not "
+                         f"read directly; {convert.replace('MODEL', name)}, then senet eval W.safetensors")  # fmt: skip
+    return load_weights(create_model(name, num_classes=spec.num_classes, in_chans=spec.in_chans), path, "senet")

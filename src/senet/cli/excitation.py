@@ -17,10 +17,11 @@ from senet.validate import MAX_CLASSES
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("weights", help="a senet weights file or a run folder")
     parser.add_argument("--units", nargs="+", help="SE module names, e.g. layer3.2.se (default: the paper's choice)")
-    parser.add_argument("--classes", type=whole(0, MAX_CLASSES), nargs="+", default=[0, 1, 2, 3],
-                        help="class indices to draw")  # fmt: skip
+    parser.add_argument("--classes", type=whole(0, MAX_CLASSES), nargs="+",
+                        help="class indices to draw (default: the first four, or all of a run with fewer)")  # fmt: skip
     parser.add_argument("--data-dir", help="where the dataset is (default: as the weights' recipe)")
-    parser.add_argument("--test-subset", type=SUBSET, default=0, help="use a fixed subset of N test images (0: all)")
+    parser.add_argument("--test-subset", type=SUBSET, help="use a fixed subset of N test images; 0: all (default: the "
+                        "subset the run was evaluated on, as eval)")  # fmt: skip
     parser.add_argument("--batch-size", type=BATCH, default=256)
     parser.add_argument("--out", metavar="DIR", help="default: RUN/excitation beside the weights")
 
@@ -36,11 +37,12 @@ def run(args: argparse.Namespace) -> int:
         args.weights, data_dir=args.data_dir, units=args.units, test_subset=args.test_subset, batch_size=args.batch_size
     )
     files = stats.save(out)
-    bad = [k for k in args.classes if not 0 <= k < len(stats.classes)]
+    classes = args.classes or list(range(min(4, len(stats.classes))))  # the paper's figures draw four classes
+    bad = [k for k in classes if not 0 <= k < len(stats.classes)]
     if bad:
         raise ValueError(f"--classes {bad}: class indices run from 0 to {len(stats.classes) - 1}")
-    files.append(plot_class_means(stats, out / "class_means.png", args.classes))
-    files.append(plot_spread(stats, out / "spread.png", args.classes[0]))
+    files.append(plot_class_means(stats, out / "class_means.png", classes))
+    files.append(plot_spread(stats, out / "spread.png", classes[0]))
     spec, spread = stats.specificity(), stats.class_spread()
     print(f"{'unit':<16} {'paper':<8} {'channels':>8} {'mean gate':>10} {'class spread':>13} {'η² (class)':>11}")
     for u in stats.units:

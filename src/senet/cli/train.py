@@ -27,9 +27,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from senet.training import train
+    from senet.training.distributed import launched_rank
 
     config = config_from_args(args)
     result = train(config, resume=args.resume is not None)
+    if launched_rank() != 0:  # under torchrun every process returns the result; one prints it
+        return 0
     best = f" (best {100 * result.best_acc:.2f}%)" if result.best_acc != result.test_acc else ""
     print(
         f"{config.model} on {config.dataset}: test top-1 {100 * result.test_acc:.2f}%{best} after {config.epochs} "

@@ -2,8 +2,9 @@
 
 * ``fashion-mnist``, ``cifar10``, ``cifar100``: held in memory (`TensorImages`), augmented per batch in one gather
   (pad, random crop, mirror; random erasing on request).
-* ``imagefolder``: ImageNet-style ``train/CLASS/*.jpg`` and ``val/CLASS/*.jpg`` (`ImageFolder`), decoded per image and
-  transformed with the paper's ImageNet recipe.
+* ``imagefolder``: ImageNet-style ``train/CLASS/*.jpg`` and ``val/CLASS/*.jpg`` (`ImageFolder`; the held-out
+  folder may also be named ``valid``, ``validation`` or ``test``, the first found in that order), decoded per image
+  and transformed with the paper's ImageNet recipe, at 224 pixels or the images' own size when they are smaller.
 * ``synthetic``: random images, for smoke runs and speed measurements.
 """
 
@@ -31,6 +32,10 @@ DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
 AUGMENTATIONS = ("auto", "none", "crop-flip", "imagenet")  # auto: imagenet for image folders, crop-flip otherwise
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
+# The names of an image folder's held-out split, in the order they are looked for (val/ is ImageNet's, valid/ Roboflow
+# and Kaggle exports', test/ that of sets split in two): the first one present is the test set.
+HELD_OUT_FOLDERS = ("val", "valid", "validation", "test")
+IMAGENET_SIDE = 224  # the paper's training crop (§6.1), the default side of image folders with larger images
 
 # Per-channel mean and std of the training images, on the 0–1 scale.
 _STATS = {
@@ -127,7 +132,8 @@ class ImageFolder(Dataset):
         index = {c: i for i, c in enumerate(self.classes)}
         extra = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in index)
         if extra:
-            raise ValueError(f"{str(root)!r} has class folders the training set lacks: {extra[:5]}")
+            raise ValueError(f"{str(root)!r} has class folders the training set lacks: {extra[:5]}; add them, with "
+                             "images, to train/ or remove them here")  # fmt: skip
         self.samples: list[tuple[str, int]] = [
             (str(p), index[c])
             for c in self.classes
@@ -136,7 +142,8 @@ class ImageFolder(Dataset):
             if p.suffix.lower() in IMAGE_EXTENSIONS
         ]
         if not self.samples:
-            raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root)!r}")
+            raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root)!r}; put them in one folder "
+                             "per class: CLASS/*.jpg")  # fmt: skip
         if require_all:  # a class folder without images would become a class that no image teaches
             empty = sorted(set(self.classes) - {self.classes[label] for _, label in self.samples})
             if empty:
@@ -187,22 +194,39 @@ def _image_folder(
     if not data_dir:
         raise ValueError("the imagefolder dataset needs --data-dir DIR with train/CLASS/*.jpg and val/CLASS/*.jpg")
     root = Path(data_dir).expanduser()
-    if not (root / "train").is_dir() or not (root / "val").is_dir():
-        raise missing_files(
-            "an image folder", [root / "train", root / "val"], "arrange it as train/CLASS/*.jpg, val/CLASS/*.jpg"
-        )
+    held_out = next((root / name for name in HELD_OUT_FOLDERS if (root / name).is_dir()), None)
+    if not (root / "train").is_dir() or held_out is None:
+        looked = [root / "train", *(root / name for name in HELD_OUT_FOLDERS)]
+        raise missing_files("an image folder", looked, "arrange it as train/CLASS/*.jpg, val/CLASS/*.jpg")
     classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
-    size = size or 224
+    size = size or min(IMAGENET_SIDE, _typical_side(root / "train", classes))
     train = ImageFolder(
         root / "train", classes, imagenet_transforms(size, augment == "imagenet"), in_chans=in_chans, size=size,
         require_all=True,
     )  # fmt: skip
-    test = ImageFolder(root / "val", classes, imagenet_transforms(size, False), in_chans=in_chans, size=size)
+    test = ImageFolder(held_out, classes, imagenet_transforms(size, False), in_chans=in_chans, size=size)
     mean, std = _STATS["imagefolder"]
     if in_chans == 1:
         mean, std = (sum(mean) / 3,), (sum(std) / 3,)
     spec = DataSpec("imagefolder", tuple(classes), in_chans, size, mean, std)
     return _take(train, subsets[0]), _take(test, subsets[1]), spec
+
+
+def _typical_side(folder: Path, classes: Sequence[str], per_class: int = 8) -> int:
+    """The median shorter side of the first few images of each class, read from their headers (nothing is decoded):
+    the side image folders of small images (64-pixel thumbnails) are trained at, instead of upscaling them."""
+    from PIL import Image
+
+    sides = []
+    for c in classes:
+        files = sorted(p for p in (folder / c).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        for path in files[:per_class]:
+            try:
+                with Image.open(path) as img:
+                    sides.append(min(img.size))
+            except (OSError, ValueError, SyntaxError):  # unreadable: the loader names it when it meets it
+                continue
+    return int(np.median(sides)) if sides else IMAGENET_SIDE
 
 
 def _take(ds: Dataset, keep: int) -> Dataset:
@@ -234,7 +258,8 @@ def load_datasets(
         name: one of `DATASETS`.
         data_dir: where the files are; by default the dataset's usual places (see the module docstring).
         download: fetch the dataset through torchvision if it is not found (needs the network).
-        image_size: the side the model sees; 0 for the dataset's own (28, 32, 224 for image folders).
+        image_size: the side the model sees; 0 for the dataset's own (28, 32; for image folders 224, or the median
+            shorter side of the training images where that is smaller).
         augment: ``crop-flip`` (pad ``crop_padding`` px, random crop, mirror) for in-memory datasets, ``imagenet``
             (the paper's) for image folders, ``none``, or ``auto`` (the one that applies).
         random_erasing: probability of erasing a random rectangle of each training image (`random_erase`);

@@ -70,7 +70,7 @@ class EpochBatches(Sampler[BatchKey]):
             if len(self._sampler) < batch_size:
                 raise ValueError(
                     f"{size} training images over {world} process(es) do not fill one batch of {batch_size}; "
-                    f"lower batch_size"
+                    f"set batch_size (--batch-size) to at most {len(self._sampler)} or add images"
                 )
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:

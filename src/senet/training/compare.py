@@ -24,7 +24,7 @@ from ..files import atomic_write_text, check_folder_name, folder_lock
 from ..models import get_entry
 from ..validate import MAX_SEEDS, Float, Int, Json, List, Map, Str, json_text
 from .config import TrainConfig
-from .outputs import plot_curves
+from .outputs import count, mean_std, plot_curves
 from .trainer import RunResult, train
 
 __all__ = ["COMPARE_SCHEMA", "Comparison", "ModelSummary", "compare", "paired_differences"]
@@ -113,16 +113,16 @@ class Comparison:
 
     def table(self) -> str:
         """A markdown table: model, params, MACs, last-epoch test accuracy mean ± std over seeds, speed, time."""
-        seeds = _count(len(self.models[0].runs), "seed")
+        seeds = count(len(self.models[0].runs), "seed")
         lines = [
             f"| model | params | MMACs | test top-1 % (mean ± std, {seeds}) | train img/s | wall time / run |",
             "|---|---|---|---|---|---|",
         ]
         for m in self.models:
-            d = m.to_dict()
+            d, acc = m.to_dict(), mean_std([100 * a for a in m.accs])
             lines.append(
-                f"| {m.model} | {d['params'] / 1e6:.3f}M | {d['macs'] / 1e6:.2f} | {100 * m.mean:.2f} ± "
-                f"{100 * m.std:.2f} | {d['images_per_s']:.0f} | {d['wall_s'] / 60:.1f} min |"
+                f"| {m.model} | {d['params'] / 1e6:.3f}M | {d['macs'] / 1e6:.2f} | {acc} | {d['images_per_s']:.0f} | "
+                f"{d['wall_s'] / 60:.1f} min |"
             )
         return "\n".join(lines)
 
@@ -160,10 +160,6 @@ def paired_differences(first: Sequence[float], second: Sequence[float]) -> dict[
     diffs = [a - b for a, b in zip(first, second, strict=True)]
     stderr = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
     return {"per_seed": diffs, "mean": statistics.fmean(diffs), "stderr": stderr}
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def compare(
@@ -215,7 +211,7 @@ def _compare(
     result = Comparison(
         summaries, folder, folder / "compare.md", folder / "compare.png", folder / "compare.json", describe()
     )
-    curves = {f"{s.model} ({_count(len(s.runs), 'seed')})": s.mean_history() for s in summaries}
+    curves = {f"{s.model} ({count(len(s.runs), 'seed')})": s.mean_history() for s in summaries}
     plot_curves(result.plot, curves, title=f"{config.dataset}: mean over seeds")
     mach = result.machine
     differences = result.differences_text()  # empty for one model
@@ -223,7 +219,7 @@ def _compare(
         differences += "\n\n"
     text = (
         f"# {' vs '.join(models)} on {config.dataset}\n\n{result.table()}\n\n{differences}"
-        f"Last-epoch test accuracy after {_count(config.epochs, 'epoch')}; seeds {seed_list}. Machine: {mach['cpu']}, "
+        f"Last-epoch test accuracy after {count(config.epochs, 'epoch')}; seeds {seed_list}. Machine: {mach['cpu']}, "
         f"{mach['cores']} cores, {mach['threads']} threads, torch {mach['torch']}"
         f"{', GPU ' + mach['gpu'] if mach['gpu'] else ''}.\n\nRecipe:\n\n```yaml\n{config.to_yaml()}```\n"
     )

@@ -151,6 +151,9 @@ class TrainConfig:
     progress: str = option("auto", "auto (a bar on a terminal, one line per epoch otherwise), bar, epoch, none")
 
     def __post_init__(self) -> None:
+        # stored absolute: the run's config and weights find their data from any working folder (senet eval RUN)
+        if isinstance(self.data_dir, str) and self.data_dir:
+            self.data_dir = str(Path(self.data_dir).expanduser().absolute())
         self.validate()
 
     # -- construction ------------------------------------------------------------------------------------------

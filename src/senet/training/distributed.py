@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["Dist", "setup"]
+__all__ = ["Dist", "launched_rank", "setup"]
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,15 @@ class Dist:
             dist.barrier()
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (RANK); 0 for a process started alone. Only rank 0 prints."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(device: str = "auto") -> Dist:
     """Join the process group torchrun describes (if any) and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local_rank = launched_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but torch sees no CUDA device; use device=cpu or auto")

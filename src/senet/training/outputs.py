@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import statistics
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -13,7 +14,7 @@ from typing import Any, TextIO
 from ..files import atomic_write, atomic_write_text
 from ..validate import MAX_EPOCHS, Float, Int, Json, Map, Maybe
 
-__all__ = ["HISTORY_ROW", "METRICS", "Progress", "TensorBoard", "plot_curves", "write_metrics_csv"]
+__all__ = ["HISTORY_ROW", "METRICS", "Progress", "TensorBoard", "count", "mean_std", "plot_curves", "write_metrics_csv"]
 
 # The columns of metrics.csv, one row per epoch.
 METRICS = (
@@ -93,6 +94,22 @@ def write_metrics_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def count(n: int, noun: str) -> str:
+    """``1 epoch``, ``3 epochs``: a count with its noun."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """``mean ± std`` (the sample standard deviation) of results over seeds, to two decimals, as every table of
+    seeds shows them; one result alone is ``value (n=1)``: one seed measures no spread, and ``± 0.00`` would say
+    it is nil. Empty: ``–``."""
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.2f} (n=1)"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
 def plot_curves(path: Path, runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str = "") -> Path:
     """Loss and test accuracy per epoch of one or more runs (label → metric rows) on one PNG, as the paper's
     training curves (Fig. 4): train loss solid, test loss dashed; test top-1 accuracy on the right."""
@@ -105,11 +122,13 @@ def plot_curves(path: Path, runs: Mapping[str, Sequence[Mapping[str, Any]]], tit
     for i, (label, rows) in enumerate(runs.items()):
         color = f"C{i}"
         epochs = [r["epoch"] for r in rows]
-        ax_loss.plot(epochs, [r["train_loss"] for r in rows], color=color, label=f"{label} train")
+        # markers: a run of one epoch is one point per curve, which a line alone does not draw
+        ax_loss.plot(epochs, [r["train_loss"] for r in rows], "o-", color=color, ms=3, label=f"{label} train")
         tested = [r for r in rows if r.get("test_loss", "") != ""]
         ax_loss.plot(
-            [r["epoch"] for r in tested], [r["test_loss"] for r in tested], "--", color=color, label=f"{label} test"
-        )
+            [r["epoch"] for r in tested], [r["test_loss"] for r in tested], "s--", color=color, ms=3,
+            label=f"{label} test",
+        )  # fmt: skip
         ax_acc.plot([r["epoch"] for r in tested], [100 * r["test_acc"] for r in tested], "o-", color=color, label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (train solid, test dashed)")
     ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="test accuracy")

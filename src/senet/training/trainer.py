@@ -258,7 +258,8 @@ class _Run:
         self.train_loader = loader(train_set, self.sampler, c.workers, dist.device.type == "cuda")
         self.batches = len(self.sampler) // c.accum_steps * c.accum_steps  # per epoch: whole optimizer steps
         if self.batches == 0:
-            raise ValueError(f"an epoch has {len(self.sampler)} batches, fewer than accum_steps={c.accum_steps}")
+            raise ValueError(f"an epoch has {len(self.sampler)} batches, fewer than accum_steps={c.accum_steps}; "
+                             "lower accum_steps or batch_size")  # fmt: skip
 
         # the model, its EMA, and what runs it (DistributedDataParallel, torch.compile)
         self.model = self._build_model()
@@ -295,7 +296,9 @@ class _Run:
         torch.manual_seed(derive_seed(c.seed, "init"))
         model = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **c.model_options)
         if s.image_size < getattr(model, "min_size", 1):
-            raise ValueError(f"{c.model} needs images of at least {model.min_size} px; the data has {s.image_size}")
+            raise ValueError(f"{c.model} needs images of at least {model.min_size} px; the data has {s.image_size}: "
+                             f"pass --image-size {model.min_size} or more (the images are resized), or choose a model "
+                             "for small images")  # fmt: skip
         with torch.device("meta"):  # count parameters and multiply-adds without a second set of weights
             meta = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **c.model_options)
         self.cost = profile(meta, (s.in_chans, s.image_size, s.image_size))

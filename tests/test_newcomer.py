@@ -1,0 +1,244 @@
+"""A newcomer's path through the everyday commands (issue 18): image folders as people lay them out, small images,
+one epoch and one seed, runs used from another folder, and weights of another layout given to eval."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import slow
+
+from senet.cli import main
+from senet.data import load_datasets
+from senet.data.sampling import EpochBatches
+from senet.files import read_weights
+from senet.training import TrainConfig
+from senet.training.checkpoint import LAST_FILE
+from senet.training.outputs import mean_std
+
+CLASSES = ("ant", "bee", "cow")
+
+
+def _image_folder(root: Path, held_out: str = "val", size: tuple[int, int] = (64, 64), n: int = 8) -> Path:
+    """``root/train/CLASS/*.png`` and ``root/HELD_OUT/CLASS/*.png``: three classes of n images each, told apart by
+    their colour."""
+    from PIL import Image
+
+    for split in ("train", held_out):
+        for k, c in enumerate(CLASSES):
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.new("RGB", size, (90 * k, 10 * i, 255 - 90 * k)).save(root / split / c / f"{i}.png")
+    return root
+
+
+def _ok(capsys, *argv: str) -> str:
+    assert main(list(argv)) == 0, capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+def _fails(capsys, *argv: str) -> str:
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+# -- image folders ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("held_out", ["val", "valid", "validation", "test"])
+def test_the_held_out_folder_goes_by_its_common_names(tmp_path, held_out):
+    root = _image_folder(tmp_path / "imgs", held_out, n=2)
+    _, test, spec = load_datasets("imagefolder", data_dir=str(root))
+    assert spec.classes == CLASSES and len(test) == 6
+    assert {Path(p).parts[-3] for p, _ in test.samples} == {held_out}
+
+
+def test_val_is_the_test_set_of_a_folder_split_three_ways(tmp_path):
+    root = _image_folder(tmp_path / "imgs", "val", n=2)
+    _image_folder(root, "test", n=1)
+    _, test, _ = load_datasets("imagefolder", data_dir=str(root))
+    assert len(test) == 6 and {Path(p).parts[-3] for p, _ in test.samples} == {"val"}
+
+
+def test_a_folder_without_a_held_out_split_names_the_places_looked(tmp_path, capsys):
+    root = tmp_path / "imgs"
+    (root / "train" / "ant").mkdir(parents=True)
+    err = _fails(capsys, "train", "--dataset", "imagefolder", "--data-dir", str(root), "--out-dir", str(tmp_path))
+    assert all(str(root / name) in err for name in ("train", "val", "valid", "validation", "test"))
+
+
+@pytest.mark.parametrize(("size", "side"), [((64, 64), 64), ((40, 36), 36), ((300, 260), 224)])
+def test_image_size_follows_small_images_and_is_224_for_large_ones(tmp_path, size, side):
+    root = _image_folder(tmp_path / "imgs", size=size, n=2)
+    train, test, spec = load_datasets("imagefolder", data_dir=str(root))
+    assert spec.image_size == side
+    assert train[0][0].shape == test[0][0].shape == (3, side, side)
+    assert load_datasets("imagefolder", data_dir=str(root), image_size=48)[2].image_size == 48  # as asked
+
+
+def test_a_batch_larger_than_the_training_set_names_the_largest_that_fits(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"do not fill one batch of 64; set batch_size \(--batch-size\) to at most 10"):
+        EpochBatches(10, 64, shuffle=True)
+    root = _image_folder(tmp_path / "imgs", size=(16, 16), n=2)
+    err = _fails(capsys, "train", "--dataset", "imagefolder", "--data-dir", str(root), "--model", "resnet20",
+                 "--out-dir", str(tmp_path / "out"))  # fmt: skip
+    assert "6 training images" in err and "at most 6" in err
+
+
+def test_a_relative_data_dir_is_stored_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(dataset="imagefolder", data_dir="imgs")
+    assert config.data_dir == str(tmp_path / "imgs")
+    assert TrainConfig.from_dict(config.to_dict()).data_dir == str(tmp_path / "imgs")  # unchanged when read back
+    assert TrainConfig(data_dir="~/data").data_dir == str(Path.home() / "data")
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """se_resnet20 trained one epoch on a three-class folder of 64-pixel images with a valid/ split, named by a
+    relative --data-dir and evaluated on a test subset of 5 images."""
+    tmp = tmp_path_factory.mktemp("newcomer")
+    _image_folder(tmp / "imgs", "valid")
+    cwd = os.getcwd()
+    os.chdir(tmp)
+    try:
+        assert main(["train", "--dataset", "imagefolder", "--data-dir", "imgs", "--model", "se_resnet20",
+                     "--model-options", "{r: 4}", "--batch-size", "8", "--epochs", "1", "--test-subset", "5",
+                     "--progress", "none", "--threads", "1", "--out-dir", "runs", "--name", "r"]) == 0  # fmt: skip
+    finally:
+        os.chdir(cwd)
+    return tmp / "runs" / "r"
+
+
+@slow
+def test_a_run_on_small_images_records_their_size_and_its_absolute_data_dir(folder_run):
+    meta = read_weights(folder_run / LAST_FILE)[1]
+    assert meta["image_size"] == 64 and meta["classes"] == list(CLASSES)
+    assert meta["recipe"]["data_dir"] == str(folder_run.parent.parent / "imgs")
+
+
+@slow
+def test_eval_of_a_run_from_another_folder_scores_the_runs_own_test_subset(folder_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # where imgs/ is not
+    out = json.loads(_ok(capsys, "eval", str(folder_run)))
+    assert out["images"] == out["test_subset"] == 5
+    whole = json.loads(_ok(capsys, "eval", str(folder_run), "--test-subset", "0"))
+    assert whole["images"] == 24 and whole["test_subset"] == 0
+    err = _fails(capsys, "eval", str(folder_run), "--dataset", "synthetic")
+    assert "has 3 classes, synthetic has 10; evaluate it on the data it was trained on (leave out --dataset" in err
+
+
+@slow
+def test_excitation_of_a_three_class_run_needs_no_classes_flag(folder_run, tmp_path, capsys):
+    out = _ok(capsys, "excitation", str(folder_run), "--out", str(tmp_path / "exc"))
+    assert "SE_4_3" in out and (tmp_path / "exc" / "class_means.png").is_file()
+    assert "\n5 test images; wrote" in out  # the run's own test subset, as eval scores it
+    assert "class indices run from 0 to 2" in _fails(capsys, "excitation", str(folder_run), "--classes", "3",
+                                                     "--out", str(tmp_path / "exc2"))  # fmt: skip
+
+
+# -- weights of another layout -------------------------------------------------------------------------------------
+
+
+@slow
+def test_eval_of_a_torchvision_pth_names_senet_convert(tmp_path, capsys):
+    import torchvision
+
+    path = tmp_path / "tv.pth"
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), path)
+    err = _fails(capsys, "eval", str(path), "--model", "resnet18", "--dataset", "synthetic", "--test-subset", "8")
+    assert f"senet convert {path} --model resnet18 --num-classes 10 --out W.safetensors" in err
+    assert "torchvision" in err and "Missing key" not in err
+
+
+# -- one epoch, one seed ---------------------------------------------------------------------------------------------
+
+
+def test_one_seed_shows_no_spread():
+    assert mean_std([91.0]) == "91.00 (n=1)"
+    assert mean_std([90.0, 92.0]) == "91.00 ± 1.41"
+    assert mean_std([]) == "–"
+
+
+def test_tables_of_one_seed_show_no_zero_spread(tmp_path):
+    from types import SimpleNamespace
+
+    from senet.analysis.ablate import StudyResult
+    from senet.analysis.html_report import build_report
+    from senet.training.compare import Comparison, ModelSummary
+
+    run = SimpleNamespace(
+        test_acc=0.9123,
+        params=10,
+        macs=20,
+        images_per_s=5.0,
+        wall_s=60.0,
+        run_dir=tmp_path,
+        config=SimpleNamespace(seed=0),
+    )
+    table = Comparison([ModelSummary("se", [run])], tmp_path, *(tmp_path / n for n in "rpd")).table()
+    assert "91.23 (n=1)" in table and "±" not in table.splitlines()[2]
+
+    row = {"label": "relu", "errors": [8.5], "seeds": 1, "params": 10, "macs": 20, "paper_err": None}
+    study = StudyResult("gate", "se_resnet20", tmp_path, [row])
+    assert "| relu | 8.50 (n=1) | 1/1 |" in study.markdown()
+
+    model = {"model": "se", "seeds": [0], "test_acc": [0.9123], "mean": 0.9123, "std": 0.0, "params": 10, "macs": 20,
+             "images_per_s": 5.0, "wall_s": 60.0}  # fmt: skip
+    data = {"models": [model], "config": TrainConfig(epochs=1).to_dict(), "machine": {"cpu": "x"}}
+    (tmp_path / "compare.json").write_text(json.dumps(data))
+    page = build_report(tmp_path).read_text()
+    assert "1 epoch on fashion-mnist" in page and "1 epochs" not in page
+    assert "91.23 (n=1)" in page and "± 0.00" not in page
+
+
+def test_curves_of_one_epoch_draw_their_points(tmp_path, monkeypatch):
+    """One epoch is one point per curve: each is drawn with a marker (a line through one point draws nothing)."""
+    from matplotlib.figure import Figure
+
+    from senet.training.outputs import plot_curves
+
+    figures = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (figures.append(self), save(self, *a, **k))[1])
+    row = {"epoch": 1, "train_loss": 2.0, "test_loss": 1.9, "test_acc": 0.3}
+    plot_curves(tmp_path / "c.png", {"se": [row], "plain": [row]})
+    lines = [line for ax in figures[0].axes for line in ax.get_lines()]
+    assert len(lines) == 6 and all(len(line.get_xdata()) == 1 for line in lines)
+    assert all(line.get_marker() not in (None, "", "None", " ") for line in lines)
+
+
+# -- messages that name the fix ---------------------------------------------------------------------------------------
+
+
+def test_image_folder_errors_say_how_to_lay_the_folder_out(tmp_path):
+    root = _image_folder(tmp_path / "imgs", n=1)
+    (root / "val" / "owl").mkdir()
+    with pytest.raises(ValueError, match=r"lacks: \['owl'\]; add them, with images, to train/ or remove them here"):
+        load_datasets("imagefolder", data_dir=str(root))
+    bare = tmp_path / "bare"
+    for split in ("train", "val"):
+        (bare / split / "ant").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"no images .* put them in one folder per class: CLASS/\*\.jpg"):
+        load_datasets("imagefolder", data_dir=str(bare))
+
+
+@slow
+def test_training_errors_name_the_flag_that_fixes_them(tmp_path, capsys):
+    syn = ["--dataset", "synthetic", "--train-subset", "64", "--test-subset", "16", "--progress", "none",
+           "--out-dir", str(tmp_path)]  # fmt: skip
+    err = _fails(capsys, "train", *syn, "--model", "resnet20", "--batch-size", "32", "--accum-steps", "4")
+    assert "2 batches, fewer than accum_steps=4; lower accum_steps or batch_size" in err
+    err = _fails(capsys, "train", *syn, "--model", "resnet18", "--image-size", "16", "--batch-size", "32")
+    assert "resnet18 needs images of at least 32 px; the data has 16: pass --image-size 32 or more" in err
+
+
+def test_excitation_of_a_plain_model_points_to_its_se_twin():
+    from senet.analysis.excitation import default_units
+    from senet.factory import create_model
+
+    with pytest.raises(ValueError, match=r"resnet20 has no SE units to record; record an SE model \(its se_ twin\)"):
+        default_units(create_model("resnet20"))
