@@ -36,6 +36,7 @@ from .factory import weights_file
 from .files import looks_like_pickle, read_weights, safe_torch_load
 from .layers import SqueezeExcite
 from .models import SE_OPTIONS, build_model, get_entry, list_models
+from .retrofit import SEAfter
 from .weights import (
     ConversionError,
     convert_state_dict,
@@ -200,8 +201,8 @@ class LoadReport:
 
 
 def _se_after_names(model: nn.Module) -> list[str]:
-    """Modules of an external model wrapped by `senet.add_se` (``bn2`` → ``bn2.module`` + ``bn2.se``)."""
-    return [n for n, m in model.named_modules() if type(m).__name__ == "SEAfter" and hasattr(m, "module")]
+    """Modules that `senet.add_se` wrapped (``bn2`` → ``bn2.module`` + ``bn2.se``), whose tensors moved."""
+    return [n for n, m in model.named_modules() if isinstance(m, SEAfter)]
 
 
 def load_init(model: nn.Module, source: InitSource, classes: Sequence[str], *, layout: str | None = None) -> LoadReport:
