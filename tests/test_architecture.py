@@ -10,12 +10,12 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "senet"
 
 # Bottom up: a unit may import the units of lower layers and, within itself, anything.
 LAYERS = [
-    {"_version", "constants", "files", "environment"},
+    {"_version", "constants", "files", "environment", "validate"},
     {"layers"},
     {"models"},
     {"weights", "complexity", "retrofit"},
     {"factory"},
-    {"data", "export", "optimize", "transfer"},
+    {"data", "export", "optimize", "transfer", "detection"},
     {"training"},
     {"analysis"},
     {"cli"},

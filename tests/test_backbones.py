@@ -8,6 +8,7 @@ import pytest
 import timm
 import torch
 import torchvision
+from _interop import trained_like
 from conftest import slow
 
 import senet
@@ -24,36 +25,6 @@ def prof(name, size=None, **options):
 
 def se_units(model):
     return [m for m in model.modules() if isinstance(m, senet.SqueezeExcite)]
-
-
-def randomize(model):
-    """Random weights and BN statistics everywhere, so that copying any tensor to the wrong place shows."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-                torch.nn.init.kaiming_normal_(m.weight)
-                if m.bias is not None:
-                    m.bias.normal_(0, 0.1)
-            elif isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 1.5), m.num_batches_tracked.zero_()
-
-
-def ported(reference, name, order=None, **options):
-    """``reference()`` with random weights, and senet's ``name`` with a copy of them, both in eval mode.
-
-    The two state dicts hold the same tensors in the same order (``order`` reorders the reference's keys); only the
-    names differ. Both are built on the meta device: no time goes into initialising weights that are overwritten.
-    """
-    with torch.device("meta"):
-        ref, model = reference(), senet.create_model(name, **options)
-    ref.to_empty(device="cpu"), model.to_empty(device="cpu")
-    randomize(ref)
-    theirs, ours = ref.state_dict(), model.state_dict()
-    keys = order(list(theirs)) if order else list(theirs)
-    assert len(keys) == len(ours)
-    model.load_state_dict({k: theirs[t].reshape(ours[k].shape) for k, t in zip(ours, keys, strict=True)})
-    return ref.eval(), model.eval()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -141,50 +112,23 @@ def test_se_vgg16_placement_and_its_macs():
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The same functions as the reference implementations, with their weights copied in.
-
-
-def test_inception_v3_matches_torchvision_with_its_weights():
-    ref, model = ported(lambda: torchvision.models.inception_v3(aux_logits=False, init_weights=False), "inception_v3")
-    x = torch.randn(1, 3, 75, 75)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-4)
+# The same functions as the reference implementations: tests/test_family_weights.py converts each reference's weights
+# with senet.load_weights and compares the outputs in float64. Here, Inception-v3's auxiliary head in training mode.
 
 
 @slow
 def test_inception_v3_aux_head_matches_torchvision_in_training():
-    def aux_last(keys):  # torchvision registers AuxLogits before Mixed_7a; we register it after the blocks
-        return [k for k in keys if not k.startswith(("AuxLogits", "fc."))] + [
-            k for k in keys if k.startswith(("AuxLogits", "fc."))
-        ]
-
-    ref, model = ported(
-        lambda: torchvision.models.inception_v3(aux_logits=True, init_weights=False, dropout=0.0),
-        "inception_v3", aux_logits=True, drop_rate=0.0, order=aux_last,
-    )  # fmt: skip
+    ref = torchvision.models.inception_v3(aux_logits=True, init_weights=False, dropout=0.0)
+    ref = trained_like(ref, torch.randn(2, 3, 299, 299)).train()
+    model = senet.load_weights(senet.create_model("inception_v3", aux_logits=True, drop_rate=0.0), ref.state_dict())
     assert model.min_size == 299  # the auxiliary head's 5×5 convolution needs Mixed_6e at 17×17
     x = torch.randn(2, 3, 299, 299)
     with torch.no_grad():
-        out, expected = model.train()(x), ref.train()(x)
+        out, expected = model.train()(x), ref(x)
     assert isinstance(out, senet.models.inception.InceptionOutputs)
     torch.testing.assert_close(out.logits, expected.logits, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(out.aux_logits, expected.aux_logits, rtol=1e-4, atol=1e-4)
     assert model.eval()(x[:1]).shape == (1, 1000)  # no auxiliary output in eval mode
-
-
-def test_inception_resnet_v2_matches_timm_with_its_weights():
-    ref, model = ported(lambda: timm.create_model("inception_resnet_v2"), "inception_resnet_v2")
-    x = torch.randn(1, 3, 75, 75)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-4)
-
-
-@slow
-def test_vgg16_bn_matches_torchvision_with_its_weights():
-    ref, model = ported(torchvision.models.vgg16_bn, "vgg16_bn")  # fc6, fc7 reshaped to 7×7 and 1×1 convolutions
-    x = torch.randn(1, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

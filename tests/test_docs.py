@@ -78,3 +78,12 @@ def test_transfer_preprocessing_example_gives_what_its_comment_says():
     assert pre.mean == (0.485, 0.456, 0.406) and pre.std == (0.229, 0.224, 0.225)
     image = torch.randint(0, 256, (3, 300, 260), dtype=torch.uint8)
     assert ns["evaluate"](image).shape == ns["augment"](image).shape == (3, 224, 224)
+
+
+def test_every_test_reliability_md_names_exists():
+    """docs/reliability.md says which test holds each promise: each `tests/FILE.py::TEST` it names is a test."""
+    text = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`(test_\w+)\.py::(test_\w+)`", text))
+    assert len(named) > 30
+    missing = [f"{f}::{t}" for f, t in sorted(named) if f"def {t}(" not in (ROOT / "tests" / f"{f}.py").read_text()]
+    assert not missing, f"docs/reliability.md names tests that do not exist: {missing}"

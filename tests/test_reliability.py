@@ -1,6 +1,7 @@
 """What senet promises about files and runs (docs/reliability.md): nothing written outside the output folder, no
 output over an input, one writer per run folder, and a diverging run that stops on a checkpoint it can resume."""
 
+import json
 import os
 import subprocess
 import time
@@ -11,6 +12,7 @@ from conftest import slow
 from test_cli_train import TINY, _fails, _ok, run_dir_args, senet_cmd
 from test_data import needs_fmnist
 
+from senet.cli import main
 from senet.files import LOCK_FILE, folder_lock, read_weights
 from senet.training.checkpoint import GOOD_STATE_FILE, LAST_FILE, STATE_FILE, load_state
 
@@ -112,3 +114,238 @@ def test_weights_files_get_the_permissions_of_an_ordinary_file(weights):
     for name in (LAST_FILE, STATE_FILE, "best.safetensors", "metrics.csv"):
         assert (weights.parent / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
     assert read_weights(weights)[0] and torch.is_tensor(next(iter(read_weights(weights)[0].values())))
+
+
+# -- a full disk, a kill inside any save ------------------------------------------------------------------------------
+
+SYN = ["--dataset", "synthetic", "--model", "resnet20", "--image-size", "8", "--train-subset", "64", "--test-subset",
+       "16", "--batch-size", "16", "--epochs", "2", "--deterministic", "--checkpoint-every", "1", "--progress", "none",
+       "--tensorboard", "false"]  # fmt: skip
+
+
+def test_a_full_disk_while_saving_is_one_line_and_the_resume_after_it_is_bit_identical(tmp_path, capsys, monkeypatch):
+    """The device fills up half-way through the fifth checkpoint (ENOSPC from the write itself): one line that names
+    the file and the fix, the previous checkpoint intact and no temporary file left; once there is space again,
+    --resume ends with the weights of a run that never stopped."""
+    import errno
+    import pathlib
+
+    from test_cli_train import same_weights
+
+    _ok(capsys, "train", *SYN, *run_dir_args(tmp_path, "ref"))
+    real, calls = pathlib.Path.write_bytes, []
+
+    def full(path, data):
+        if path.name.startswith(f".{STATE_FILE}."):
+            calls.append(path)
+            if len(calls) == 5:
+                real(path, data[: len(data) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    err = _fails(capsys, "train", *SYN, *run_dir_args(tmp_path, "full"))
+    monkeypatch.undo()
+    run = tmp_path / "full"
+    assert f"no space left on the device to write {str(run / STATE_FILE)!r} (its previous version is kept)" in err
+    assert "free space and run the command again" in err and "--resume" in err
+    assert load_state(run).extra["step"] == 3 and not list(run.glob(".*.tmp"))  # steps 0..3 saved, the 4th torn
+    _ok(capsys, "train", "--resume", str(run))
+    assert same_weights(run / LAST_FILE, tmp_path / "ref" / LAST_FILE)
+
+
+_KILLER = """
+import os, signal, sys
+calls = {{"n": 0}}
+def killing(real):
+    def call(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == {k}:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+    return call
+os.fsync, os.replace = killing(os.fsync), killing(os.replace)  # inside every atomic write and link
+from senet.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+@slow
+@pytest.mark.parametrize("k", [2, 5, 9, 14, 20, 27, 33, 40])
+def test_a_kill_inside_any_save_leaves_only_temporary_files_the_clean_up_removes(tmp_path, k):
+    """SIGKILL at the k-th fsync or rename of a run (config.yaml, state, its good link, weights, metrics.csv,
+    curves.png, summary.json): whatever is left that is not one of the run's files has the temporary name that
+    clean_partial_writes removes, and the resume removes it and finishes the run."""
+    import fnmatch
+    import sys
+
+    argv = ["train", *SYN, *run_dir_args(tmp_path, "k")]
+    proc = subprocess.run([sys.executable, "-c", _KILLER.format(k=k, argv=argv)], capture_output=True, text=True)
+    run = tmp_path / "k"
+    if proc.returncode == 0:
+        pytest.skip(f"the run makes fewer than {k} fsync and rename calls")
+    assert proc.returncode == -9, proc.stderr
+    final = {"config.yaml", STATE_FILE, GOOD_STATE_FILE, LAST_FILE, "best.safetensors", "metrics.csv", "curves.png",
+             "summary.json", LOCK_FILE}  # fmt: skip
+    others = [p.name for p in run.iterdir() if p.name not in final]
+    assert all(fnmatch.fnmatch(n, ".*.tmp") for n in others), others
+    if not (run / STATE_FILE).is_file():
+        return  # killed before the first checkpoint: there is nothing to resume, and a new run starts clean
+    resumed = subprocess.run(senet_cmd("train", "--resume", str(run)), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not [p.name for p in run.iterdir() if p.name not in final]
+
+
+# -- malformed metadata, hostile recipes, silent acceptance -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def syn_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("syn")
+    assert main(["train", *SYN, "--epochs", "1", *run_dir_args(tmp, "r")]) == 0
+    return tmp / "r"
+
+
+def _with_metadata(src, dst, text):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), "pt") as f:
+        tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())  # noqa: SIM118
+    save_file(tensors, str(dst), metadata={**meta, "senet": text})
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda m: [m], "a JSON list, not an object"),
+        (lambda m: "resnet20", "a JSON str, not an object"),
+        (lambda m: {**m, "num_classes": 10**12}, "num_classes is 1000000000000, expected a whole number"),
+        (lambda m: {**m, "in_chans": 10**9}, "in_chans is 1000000000"),
+        (lambda m: {**m, "image_size": 10**9}, "image_size is 1000000000"),
+        (lambda m: {**m, "std": [0.0]}, "std[0] is 0.0"),
+        (lambda m: {**m, "options": {"r": [[[[1]]]]}}, "options.r"),
+    ],
+    ids=["list", "string", "classes", "channels", "size", "std", "nested"],
+)
+def test_malformed_metadata_in_weights_is_one_line_naming_the_field(syn_run, tmp_path, capsys, change, needle):
+    meta = read_weights(syn_run / LAST_FILE)[1]
+    w = _with_metadata(syn_run / LAST_FILE, tmp_path / "w.safetensors", json.dumps(change(meta)))
+    for command in (["eval", str(w)], ["predict", str(w), str(syn_run / "curves.png")], ["export", str(w)]):
+        err = _fails(capsys, *command)
+        assert "has malformed senet metadata" in err and needle in err and str(w) in err
+    assert not (tmp_path / "w.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda m: [m], "a JSON list, not an object"),
+        (lambda m: {**m, "extra": 5}, "extra is 5, expected an object"),
+        (lambda m: {**m, "model": {**m["model"], "num_classes": 10**12}}, "model.num_classes is 1000000000000"),
+        (lambda m: {**m, "extra": {**m["extra"], "epoch": 10**18}}, "extra.epoch is 1000000000000000000"),
+        (lambda m: {**m, "extra": {**m["extra"], "history": []}}, "0 history rows for epoch=1"),
+        (
+            lambda m: {
+                **m,
+                "extra": {**m["extra"], "optimizer": {"state": {"$tensor": "nowhere"}, "param_groups": []}},
+            },
+            "refers to a tensor 'nowhere' that it does not hold",
+        ),
+    ],
+    ids=["list", "extra", "classes", "epoch", "history", "tensor"],
+)
+def test_malformed_metadata_in_a_training_state_is_one_line_for_resume(syn_run, tmp_path, capsys, change, needle):
+    import shutil
+
+    from safetensors import safe_open
+
+    run = tmp_path / "r"
+    shutil.copytree(syn_run, run)
+    (run / "summary.json").unlink()
+    with safe_open(str(run / STATE_FILE), "pt") as f:
+        meta = json.loads(f.metadata()["senet"])
+    (run / STATE_FILE).unlink()
+    _with_metadata(run / GOOD_STATE_FILE, run / STATE_FILE, json.dumps(change(meta)))
+    before = (run / STATE_FILE).read_bytes()
+    err = _fails(capsys, "train", "--resume", str(run))
+    assert needle in err and str(run / STATE_FILE) in err and (run / STATE_FILE).read_bytes() == before
+    assert f"restore it from {GOOD_STATE_FILE}" in err or "malformed senet metadata" in err
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("lr", ".nan"), ("lr", ".inf"), ("weight_decay", ".nan"), ("weight_decay", "-.inf"), ("gamma", ".inf"),
+     ("warmup_epochs", ".nan"), ("momentum", ".nan"), ("min_lr", ".inf")],
+)  # fmt: skip
+def test_non_finite_recipe_values_are_refused_before_training(tmp_path, capsys, field, value):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model: resnet20\ndataset: synthetic\n{field}: {value}\n")
+    err = _fails(capsys, "train", "--recipe", str(recipe), "--out-dir", str(tmp_path))
+    assert f"{field}=" in err and "expected a finite number" in err
+    flag = "--" + field.replace("_", "-")
+    assert "expected a finite number" in _fails(capsys, "train", *SYN, f"{flag}={value}", "--out-dir", str(tmp_path))
+    assert not [p for p in tmp_path.iterdir() if p.name != "r.yaml"]
+
+
+def test_an_empty_class_folder_is_refused_not_made_a_class(tmp_path, capsys):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c in ("cat", "dog"):
+            (tmp_path / "imgs" / split / c).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / split / c / "0.png")
+    (tmp_path / "imgs" / "train" / "empty").mkdir()
+    (tmp_path / "imgs" / "train" / "empty" / "notes.txt").write_text("no images here")
+    err = _fails(capsys, "train", "--dataset", "imagefolder", "--data-dir", str(tmp_path / "imgs"), "--model",
+                 "resnet20", "--out-dir", str(tmp_path / "out"))  # fmt: skip
+    assert "class folder(s) without images" in err and "['empty']" in err and "add images or remove the folder" in err
+
+
+def test_convert_refuses_a_zero_or_non_finite_std(syn_run, tmp_path, capsys):
+    w = str(syn_run / LAST_FILE)
+    base = ["convert", w, "--model", "resnet20", "--num-classes", "10", "--out", str(tmp_path / "c.safetensors")]
+    assert "std[1] is 0.0" in _fails(capsys, *base, "--std", "0.2", "0", "0.2")
+    assert "not a finite number" in _fails(capsys, *base, "--std", "nan", "0.2", "0.2")
+    assert "one value per input channel (3)" in _fails(capsys, *base, "--std", "0.2")
+    assert not (tmp_path / "c.safetensors").exists()
+    _ok(capsys, *base, "--std", "0.2", "0.2", "0.2")  # and a valid one converts
+
+
+def test_a_negative_subset_is_refused(syn_run, capsys):
+    from senet.data import load_datasets
+
+    assert "--test-subset: -5 is not a whole number" in _fails(capsys, "eval", str(syn_run), "--test-subset", "-5")
+    with pytest.raises(ValueError, match=r"test_subset=-5 must be a whole number of images, at least 0"):
+        load_datasets("synthetic", test_subset=-5)
+    assert "test_subset=-5: expected a whole number" in _fails(capsys, "train", *SYN, "--test-subset", "-5")
+
+
+def _strict_json(text: str):
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_nan_loss_is_written_as_null_in_valid_json(syn_run, tmp_path, capsys):
+    """Weights that compute NaN: eval's JSON (printed and --json) says "loss": null, which any parser reads, where
+    Python's json would write NaN; the same writer serves summary.json, compare.json, study.json and cost.json."""
+    from senet.analysis.ablate import StudyResult
+    from senet.files import save_weights
+    from senet.validate import json_text
+
+    tensors, meta = read_weights(syn_run / LAST_FILE)
+    tensors["fc.weight"] = torch.full_like(tensors["fc.weight"], float("nan"))
+    save_weights(tmp_path / "nan.safetensors", tensors, meta)
+    argv = ["eval", str(tmp_path / "nan.safetensors"), "--test-subset", "16", "--json", str(tmp_path / "e.json")]
+    printed = _strict_json(_ok(capsys, *argv))
+    saved = _strict_json((tmp_path / "e.json").read_text())
+    assert printed["loss"] is None and saved == printed and printed["images"] == 16
+    study = StudyResult("reduction", "se_resnet20", tmp_path / "study", [
+        {"label": "r=4", "model": "se_resnet20", "options": {"r": 4}, "paper_err": float("nan"), "seeds": 1,
+         "errors": [7.5], "runs": [], "params": None, "macs": None}])  # fmt: skip
+    study.save()
+    assert _strict_json((tmp_path / "study" / "study.json").read_text())["rows"][0]["paper_err"] is None
+    assert json_text({"a": [float("inf"), 1.5, {"b": -float("inf")}]}, indent=None) == '{"a": [null, 1.5, {"b": null}]}'

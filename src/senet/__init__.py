@@ -7,11 +7,12 @@
 
 The layers, bottom up (docs/architecture.md): `files` and `constants`; `layers` (the SE unit); `models` (the zoo and
 its registry); `weights` (conversion, published weights); `factory` (`create_model`); `complexity`, `retrofit`,
-`export`, `optimize` and `data`; `training`; `analysis`; `cli`.
+`export`, `optimize`, `detection` and `data`; `training`; `analysis`; `cli`.
 """
 
 from ._version import __version__
 from .complexity import Profile, profile
+from .detection import fpn_backbone
 from .export import export
 from .factory import create_model, load_model
 from .layers import SEConfig, SqueezeExcite, fused, reduced_width
@@ -34,6 +35,7 @@ __all__ = [
     "create_model",
     "evaluate",
     "export",
+    "fpn_backbone",
     "fused",
     "get_entry",
     "list_models",

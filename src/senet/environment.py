@@ -1,5 +1,6 @@
-"""The facts a measurement needs beside it (which CPU, how many cores and threads, which torch, which GPU), and the
-one process setting that senet changes for speed on CPUs (`keep_freed_memory`)."""
+"""The facts a measurement needs beside it (which CPU, how many cores and threads, which torch, which GPU), the one
+process setting that senet changes for speed on CPUs (`keep_freed_memory`), and the bounds the machine sets on
+threads and worker processes (`check_parallelism`, `die_with_parent`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,22 @@ import ctypes
 import importlib
 import os
 import platform
+import signal
 from typing import Any
 
 import torch
 
-__all__ = ["MissingExtraError", "describe", "keep_freed_memory", "require"]
+__all__ = [
+    "MissingExtraError",
+    "check_parallelism",
+    "describe",
+    "die_with_parent",
+    "keep_freed_memory",
+    "require",
+    "usable_cores",
+]
+
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 
 # mallopt(3) parameters of glibc's malloc.h
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -46,11 +58,44 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, as taskset or a container sets it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_parallelism(threads: int = 0, workers: int = 0, *, flags: tuple[str, str] = ("threads", "workers")) -> None:
+    """Refuse more intra-op threads or data-loading worker processes than this machine has cores, naming the flag.
+
+    More threads than cores only slow PyTorch down (and a million of them crash it); each worker is a process with
+    its own copy of the dataset's reader, so more of them than cores exhaust memory without loading faster.
+    """
+    cores = usable_cores()
+    for flag, value in zip(flags, (threads, workers), strict=True):
+        if value > cores:
+            raise ValueError(f"{flag}={value} is more than the {cores} CPU core(s) this process may use; use at most "
+                             f"{cores} (0: the default)")  # fmt: skip
+
+
+def die_with_parent(worker_id: int = 0) -> None:
+    """A DataLoader ``worker_init_fn``: ask the kernel to kill this worker when its parent dies (Linux's
+    ``PR_SET_PDEATHSIG``), so a training process killed by the OOM killer or SIGKILL leaves no workers behind.
+    PyTorch's own check of the parent runs only while a worker waits for work. Does nothing elsewhere."""
+    if platform.system() != "Linux":
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def describe(device: str | torch.device = "cpu") -> dict[str, Any]:
     """CPU model, usable cores, torch threads, torch and Python versions, the device, on CUDA the GPU's name, and
     whether `keep_freed_memory` is in effect."""
     device = torch.device(device)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     gpu = None
     if device.type == "cuda" or (device.type == "cpu" and torch.cuda.is_available()):
         gpu = torch.cuda.get_device_name(device if device.type == "cuda" else None)

@@ -32,12 +32,14 @@ from torch import nn
 from .environment import require
 from .files import atomic_write
 from .models import get_entry
+from .validate import MAX_JSON_BYTES, check_normalisation
 
 __all__ = ["FORMATS", "export", "read_metadata"]
 
 FORMATS = ("onnx", "exported-program", "torchscript")
 _META = "senet"  # ONNX metadata key
 _EXTRA = "senet.json"  # extra file in .pt2 and TorchScript archives
+_ONNX_MAX_BYTES = 2**31  # a protobuf message is at most 2 GiB
 OPSET = 17  # ONNX opset: every operator senet uses, and runtimes from 2022 on (onnxruntime >= 1.11)
 
 
@@ -67,9 +69,8 @@ def _metadata(model: nn.Module, size: tuple[int, int, int], mean, std, extra: di
     if mean is None or std is None:
         raise ValueError(f"the input normalisation of {name} is unknown: pass mean= and std= (one value per channel, "
                          f"e.g. ImageNet's (0.485, 0.456, 0.406) and (0.229, 0.224, 0.225))")  # fmt: skip
+    check_normalisation(mean, std, size[0])
     mean, std = [float(v) for v in mean], [float(v) for v in std]
-    if not len(mean) == len(std) == size[0] or min(std) <= 0:
-        raise ValueError(f"mean={mean} and std={std} must give one value per input channel ({size[0]}), std > 0")
     config = getattr(model, "model_config", None) or {"name": name}
     info = {k: v for k, v in known.items() if k not in ("mean", "std", "input_size")}
     io_names = {"input_names": ["input"], "output_names": ["logits"], "dynamic_axes": {"input": [0], "logits": [0]}}
@@ -169,13 +170,29 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no exported model at {str(path)!r}")
     if zipfile.is_zipfile(path):  # .pt2 and TorchScript archives: <root>/extra/senet.json
-        with zipfile.ZipFile(path) as z:
-            found = [n for n in z.namelist() if n.endswith(f"extra/{_EXTRA}")]
-            return json.loads(z.read(found[0])) if found else {}
-    onnx = require("onnx", "onnx", "reading an ONNX file")
+        try:
+            with zipfile.ZipFile(path) as z:
+                found = [i for i in z.infolist() if i.filename.endswith(f"extra/{_EXTRA}")]
+                if found and found[0].file_size > MAX_JSON_BYTES:  # the size the archive declares; read no more
+                    raise ValueError(f"its {_EXTRA} declares {found[0].file_size:,} bytes")
+                text = z.open(found[0]).read(MAX_JSON_BYTES + 1) if found else b"{}"
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+            raise ValueError(f"{str(path)!r} is a damaged ExportedProgram or TorchScript archive ({e})") from None
+    else:
+        onnx = require("onnx", "onnx", "reading an ONNX file")
+        if path.stat().st_size > _ONNX_MAX_BYTES:  # onnx reads the whole file into memory
+            raise ValueError(f"{str(path)!r} is larger than an ONNX file can be (2 GiB, protobuf's limit)")
+        try:
+            proto = onnx.load_model(str(path), load_external_data=False)
+        except Exception as e:  # protobuf raises its own DecodeError
+            raise ValueError(f"{str(path)!r} is not an ONNX, ExportedProgram or TorchScript file ({e})") from None
+        if not proto.ir_version or not proto.graph.node:  # bytes that parse as an empty message
+            raise ValueError(f"{str(path)!r} is not an ONNX, ExportedProgram or TorchScript file (no graph)")
+        text = next((p.value for p in proto.metadata_props if p.key == _META), "{}")
     try:
-        proto = onnx.load_model(str(path), load_external_data=False)
-    except Exception as e:  # protobuf raises its own DecodeError
-        raise ValueError(f"{str(path)!r} is not an ONNX, ExportedProgram or TorchScript file ({e})") from None
-    props = {p.key: p.value for p in proto.metadata_props}
-    return json.loads(props[_META]) if _META in props else {}
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{str(path)!r} holds malformed senet metadata: not JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{str(path)!r} holds malformed senet metadata: a JSON {type(meta).__name__}, not an object")
+    return meta

@@ -24,8 +24,9 @@ from torch import nn
 
 from .constants import CIFAR10_MEAN, CIFAR10_STD, GOOD_STATE_FILE, IMAGENET_MEAN, IMAGENET_STD, LAST_FILE, STATE_FILE
 from .files import read_weights, safe_torch_load
-from .models import build_model, get_entry
+from .models import FeatureNet, build_model, get_entry
 from .retrofit import add_se as _add_se
+from .validate import check_weights_metadata
 from .weights import convert_state_dict, fetch, get_weights, load_weights
 
 __all__ = [
@@ -45,9 +46,11 @@ def create_model(
     weights: str | None = None,
     pretrained: bool = False,
     add_se: Sequence[Mapping[str, Any]] = (),
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
     **options: Any,
 ) -> nn.Module:
-    """Build a registered model with fresh weights, or with published ones (``weights``).
+    """Build a registered model with fresh weights, or with published ones (``weights``); or its feature maps.
 
     Args:
         name: a name from `senet.list_models()`, e.g. ``"se_resnet50"`` or its plain twin ``"resnet50"``; or
@@ -64,6 +67,10 @@ def create_model(
             normalisation and origin (`senet.weights.KnownWeights.metadata`).
         pretrained: ``weights="DEFAULT"`` (timm's spelling) unless ``weights`` names others.
         add_se: `senet.add_se` calls to make on the built model, each a dict of its arguments (``[{"r": 16}]``).
+        features_only: return the network's feature maps instead of its classes: a `senet.models.FeatureNet`,
+            whose forward returns a list of maps (timm's ``features_only``); ``model.feature_info`` gives the
+            channels and stride of each. Published weights are loaded first, the classifier then removed.
+        out_indices: which maps (indices into the network's ``feature_info``; an int n: the last n); default all.
         **options: architecture options of the family (e.g. ``layout="v1.5"``, ``drop_rate=0.2``) and, for SE
             models, the SE options: ``r`` (one ratio, or one per stage), ``se_position`` (standard, pre, post,
             identity, after_3x3), ``se_stages`` (1-based stages with SE), ``se_squeeze``, ``se_gate``,
@@ -75,6 +82,8 @@ def create_model(
         TypeError: an option the model does not take (the valid ones named).
     """
     weights = weights or ("DEFAULT" if pretrained else None)
+    if out_indices is not None and not features_only:
+        raise ValueError(f"out_indices={out_indices!r} chooses feature maps: pass features_only=True with it")
     if ":" in name:
         if weights is not None:
             raise ValueError(f"{name} takes no senet weights; load weights into it with init= (senet train --init)")
@@ -86,7 +95,7 @@ def create_model(
         model = _published(name, weights, num_classes, in_chans, options)
     for call in add_se:
         _add_se(model, **call)
-    return model
+    return FeatureNet(model, out_indices) if features_only else model
 
 
 def _published(name: str, weights: str, num_classes: int | None, in_chans: int, options: dict[str, Any]) -> nn.Module:
@@ -227,8 +236,14 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> tuple[nn.Module, di
     """
     path = weights_file(path)
     tensors, meta = read_weights(path)
-    if "name" not in meta:
+    if not meta:
         raise ValueError(f"{str(path)!r} has no senet metadata; load it into a model with senet.load_weights")
+    meta = check_weights_metadata(meta, repr(str(path)))
+    # The model the metadata describes, first without memory (the meta device): its tensors are checked against
+    # the file's, so metadata that describes another or a huge network is refused before anything is allocated.
+    with torch.device("meta"):
+        shape = _rebuild(meta, **overrides)
+    convert_state_dict(tensors, shape, "senet", what=repr(str(path)))
     model = _rebuild(meta, **overrides)
     model.load_state_dict(convert_state_dict(tensors, model, "senet", what=repr(str(path))), strict=True)
     if "mean" in meta and "std" in meta and ("image_size" in meta or "input_size" in meta):

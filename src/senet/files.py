@@ -8,22 +8,27 @@ names. Nothing here unpickles arbitrary objects: ``torch.load`` is only ever cal
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
 import socket
 import time
+import urllib.error
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "DiskFullError",
     "FolderBusyError",
     "atomic_write",
     "check_folder_name",
+    "clean_partial_writes",
+    "download_retrying",
     "folder_lock",
     "read_weights",
     "refuse_overwrite",
@@ -32,6 +37,29 @@ __all__ = [
 ]
 
 _META_KEY = "senet"
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no space, over quota, over the size limit
+
+
+class DiskFullError(OSError):
+    """A write found no space on its device; the file's previous version, if any, is intact."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # the message alone, without "[Errno 28]"
+
+
+def temporary_path(path: Path) -> Path:
+    """Where `atomic_write` writes ``path`` before the rename: ``.NAME.HEX.tmp`` beside it, the pattern that
+    `clean_partial_writes` removes after a crash."""
+    return path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+
+
+def clean_partial_writes(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files (`temporary_path`) that a process killed while writing left in ``folder``;
+    return them. Only safe while no other process writes there: `folder_lock` calls it once it holds the lock."""
+    stale = sorted(Path(folder).glob(".*.tmp"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -40,19 +68,29 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     ``write(tmp)`` writes the content to a temporary path in the same folder; it is then flushed to disk and
     renamed over ``path``, and the folder entry synced. The file gets the permissions an ordinary ``open`` would
     give it (0o666 less the umask), not the owner-only ones of a temporary file.
+
+    Raises:
+        DiskFullError: the device is full (or the quota spent); the temporary file is removed, ``path`` unchanged.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the kernel applies the umask
+    tmp = temporary_path(path)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the kernel applies the umask
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        if e.errno not in _FULL:
+            raise
+        kept = "its previous version is kept" if path.exists() else "nothing was written"
+        raise DiskFullError(e.errno, f"no space left on the device to write {str(path)!r} ({kept}); free space "
+                            "and run the command again (a training run continues with --resume)") from None  # fmt: skip
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -104,7 +142,8 @@ def folder_lock(folder: str | os.PathLike, what: str = "folder") -> Iterator[Pat
 
     The lock is the kernel's ``flock`` on ``folder/.senet.lock``, so it ends with the process that holds it, however
     that process ends (a SIGKILL leaves no stale lock). The file keeps the holder's pid, host and start time, which
-    the refusal names. Where ``fcntl`` is missing (Windows), nothing is locked.
+    the refusal names. Once the lock is held, the temporary files of a writer killed earlier are removed
+    (`clean_partial_writes`). Where ``fcntl`` is missing (Windows), nothing is locked.
 
     Raises:
         FolderBusyError: another process holds the lock.
@@ -130,6 +169,7 @@ def folder_lock(folder: str | os.PathLike, what: str = "folder") -> Iterator[Pat
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"senet pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode(), 0)
+        clean_partial_writes(folder)  # the folder is ours: what a killed writer left is stale
         try:
             yield folder
         except BaseException:
@@ -178,7 +218,21 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, 
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         hint = " (a pickle? convert it with `senet convert`)" if looks_like_pickle(path) else ""
         raise ValueError(f"{str(path)!r} is not a valid safetensors file{hint}: truncated or corrupt ({e})") from None
-    return tensors, (json.loads(raw) if raw else {})
+    if not raw:
+        return tensors, {}
+    try:
+        meta = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{str(path)!r} has malformed senet metadata: not JSON ({str(e).splitlines()[0]}); the file "
+                         "was not written by senet, or was altered") from None  # fmt: skip
+    if not isinstance(meta, dict):
+        raise ValueError(f"{str(path)!r} has malformed senet metadata: a JSON {type(meta).__name__}, not an object; "
+                         "the file was not written by senet, or was altered")  # fmt: skip
+    return tensors, meta
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def looks_like_pickle(path: Path) -> bool:
@@ -190,15 +244,67 @@ def looks_like_pickle(path: Path) -> bool:
     return head[:1] == b"\x80" or head[:2] == b"PK"
 
 
+T = TypeVar("T")
+DOWNLOAD_ATTEMPTS = 3
+
+
+def download_timeout() -> float:
+    """Seconds a download may wait for the next bytes before the attempt is given up: ``$SENET_DOWNLOAD_TIMEOUT``,
+    default 60."""
+    text = os.environ.get("SENET_DOWNLOAD_TIMEOUT", "60")
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise ValueError(f"SENET_DOWNLOAD_TIMEOUT={text!r} must be seconds from 0 (excluded) to 3600")
+    return value
+
+
+def download_retrying(action: Callable[[], T], what: str, attempts: int = DOWNLOAD_ATTEMPTS) -> T:
+    """Run ``action`` (a download through urllib: torch.hub's, torchvision's) with a timeout on every socket it
+    opens and up to ``attempts`` tries, with a pause between them; a server that answers with an HTTP error is not
+    asked again.
+
+    Neither torch.hub nor torchvision sets a timeout, so a connection that goes silent would hang for as long as
+    the operating system keeps it (minutes to hours). The timeout is the process-wide socket default while
+    ``action`` runs.
+
+    Raises:
+        ConnectionError: no attempt succeeded; naming ``what``, the attempts, the timeout and the last reason.
+    """
+    timeout = download_timeout()
+    reason: Any = None
+    for attempt in range(1, attempts + 1):
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(timeout)
+        try:
+            return action()
+        except urllib.error.HTTPError as e:  # the server answered: asking again gives the same answer
+            raise ConnectionError(f"cannot download {what}: the server answered {e.code} {e.reason}") from None
+        except (urllib.error.URLError, OSError) as e:  # refused, reset, unreachable, or silent (TimeoutError)
+            reason = getattr(e, "reason", None) or e
+            if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
+                reason = f"no data for {timeout:g} s"
+        finally:
+            socket.setdefaulttimeout(previous)
+        if attempt < attempts:
+            time.sleep(min(timeout, float(attempt)))  # 1 s, then 2 s
+    raise ConnectionError(
+        f"cannot download {what}: {attempts} attempts failed, the last with: {reason}. Check the network, or set "
+        "SENET_DOWNLOAD_TIMEOUT (seconds, default 60) for a slow connection"
+    )
+
+
 def safe_torch_load(path: str | os.PathLike) -> Any:
     """``torch.load`` that refuses anything but tensors and plain containers (never runs pickled code)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         raise
     except Exception as e:  # torch raises UnpicklingError or RuntimeError depending on the content
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0]  # an empty file: a bare EOFError
         raise ValueError(
             f"refusing to load {str(path)!r}: it is not a plain weights file (it holds objects that would run code "
-            f"when unpickled, or it is corrupt). Only load pickles you trust; prefer safetensors. Detail: "
-            f"{str(e).splitlines()[0]}"
+            f"when unpickled, or it is corrupt). Only load pickles you trust; prefer safetensors. Detail: {detail}"
         ) from None

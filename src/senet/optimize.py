@@ -177,7 +177,8 @@ class _NarrowSqueezeBottleneck(Bottleneck):
         shortcut = x if self.downsample is None else self.downsample(x)
         h = self.act2(self.conv2(self.act1(self.conv1(x))))
         u = self.conv3(h)
-        s = self.se.excite_reduced(F.linear(h.mean((2, 3)), self.se_w, self.se_b))  # = excite(u.mean((2, 3)))
+        a = F.linear(h.mean((2, 3)), self.se_w, self.se_b)  # = fc1(u.mean((2, 3))), (B, C/r)
+        s = self.se.excite_reduced(a[:, :, None, None] if self.se.conv else a)  # as fc1 would give it
         return self.act(self.se.scale(u, s, shortcut, inplace=True))
 
 

@@ -33,19 +33,20 @@ import torch
 from torch import Tensor, nn
 
 from .factory import weights_file
-from .files import looks_like_pickle, read_weights, safe_torch_load
 from .layers import SqueezeExcite
 from .models import SE_OPTIONS, build_model, get_entry, list_models
 from .retrofit import SEAfter
+from .validate import check_weights_metadata
 from .weights import (
     ConversionError,
     convert_state_dict,
     detect_layout,
     fetch,
+    get_layout,
     get_weights,
     list_weights,
     model_options,
-    read_state,
+    read_source,
     senet_name,
 )
 
@@ -67,6 +68,7 @@ class InitSource:
     classes: tuple[str, ...] | None  # its classes by name, where the source says
     preprocess: dict[str, Any]  # mean, std, input_size, crop_pct, interpolation where the source says
     read: Callable[[], dict[str, Tensor]] = field(repr=False)
+    state: dict[str, Tensor] | None = field(default=None, repr=False)  # the tensors, where already read (a file)
 
 
 def _is_published(source: str, model: str) -> bool:
@@ -90,7 +92,7 @@ def resolve_init(source: str, model: str) -> InitSource:
         meta = spec.metadata()
         return InitSource(
             source, f"published weights {spec.name}", spec.layout, spec.model, spec.options, spec.classes,
-            {k: meta[k] for k in _PREPROCESS_KEYS}, lambda: read_state(safe_torch_load(fetch(spec))),
+            {k: meta[k] for k in _PREPROCESS_KEYS}, lambda: read_source(fetch(spec))[0],
         )  # fmt: skip
     if not path.exists():
         if path.suffix or os.sep in source:
@@ -102,23 +104,22 @@ def resolve_init(source: str, model: str) -> InitSource:
     file = weights_file(path)
     if not file.is_file():
         raise FileNotFoundError(f"init: {source!r} is a folder without {file.name}; is it a finished run folder?")
-    if not looks_like_pickle(file):  # safetensors, perhaps with senet's metadata
-        tensors, meta = read_weights(file)
-        if "name" in meta:
-            pre = {k: meta[k] for k in _PREPROCESS_KEYS if k in meta}
-            if "image_size" in meta:
-                pre.setdefault("input_size", meta["image_size"])
-            classes = tuple(meta["classes"]) if "classes" in meta else None
-            return InitSource(source, f"{'run folder' if path.is_dir() else 'weights file'} {source}", "senet",
-                              meta["name"], dict(meta.get("options", {})), classes, pre, lambda: tensors)  # fmt: skip
-        state = tensors
-    else:
-        state = read_state(file)  # weights_only=True: refuses anything that would run code
-    layout = detect_layout(state)
-    if layout is None:
+    state, meta = read_source(file)  # the readers of senet convert: weights_only=True, safetensors checked
+    if meta:  # a senet weights file: it says which model, options, classes and preprocessing
+        meta = check_weights_metadata(meta, repr(source))
+        pre = {k: meta[k] for k in _PREPROCESS_KEYS if k in meta}
+        if "image_size" in meta:
+            pre.setdefault("input_size", meta["image_size"])
+        classes = tuple(meta["classes"]) if "classes" in meta else None
+        return InitSource(source, f"{'run folder' if path.is_dir() else 'weights file'} {source}", "senet",
+                          meta["name"], dict(meta.get("options", {})), classes, pre, lambda: state)  # fmt: skip
+    if detect_layout(state) is None:
         raise ValueError(f"init: cannot tell whose weights {source!r} holds (keys start {list(state)[:3]}); "
                          "convert it first with senet convert --from LAYOUT")  # fmt: skip
-    return InitSource(source, f"weights file {source}", layout, None, {}, None, {}, lambda: state)
+    layout = get_layout("auto", list(state))  # refuses the files no senet model reproduces, with the reason
+    return InitSource(source, f"weights file {source}", layout.name, layout.model, {}, None,
+                      {k: v for k, v in layout.input.items() if k in _PREPROCESS_KEYS},
+                      lambda: state, state=state)  # fmt: skip
 
 
 def init_options(source: InitSource, model: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,7 +131,7 @@ def init_options(source: InitSource, model: str, options: Mapping[str, Any]) -> 
     """
     entry = get_entry(model)
     if source.layout != "senet":
-        need = model_options(model, source.layout)
+        need = model_options(model, source.layout, source.state)
     elif source.model in (model, entry.twin):
         src_entry = get_entry(source.model)
         decides = [k for k in entry.options if k != "se_init" and (source.model == model or k not in SE_OPTIONS)]
@@ -220,7 +221,7 @@ def load_init(model: nn.Module, source: InitSource, classes: Sequence[str], *, l
     wrapped = _se_after_names(model)
     if wrapped:  # add_se wrapped a module: its own tensors moved under .module
         tensors = {_into_wrapper(k, wrapped): v for k, v in tensors.items()}
-    names = {senet_name(k, layout): k for k in tensors}
+    names = {senet_name(k, layout) or k: k for k in tensors}
     head = classifier_name(model) + "."
     target = model.state_dict()
     src_head = [n for n in names if n.startswith(head)]
@@ -303,7 +304,7 @@ def _does_not_fit(e: ConversionError, source: InitSource, model: str, tensors: d
 def fitting_models(tensors: Mapping[str, Tensor], layout: str) -> tuple[list[str], list[str]]:
     """Registered models whose tensors (the classifier aside) have exactly the names and shapes of ``tensors``, built
     with the options ``layout`` needs; and the SE models that take them as a retrofit (all but their SE units)."""
-    have = _shapes({senet_name(k, layout): v for k, v in tensors.items()})
+    have = _shapes({senet_name(k, layout) or k: v for k, v in tensors.items()})
     conv = next((s for k, s in have.items() if len(s) == 4), None)
     in_chans = conv[1] if conv else 3
     found: tuple[list[str], list[str]] = ([], [])

@@ -12,7 +12,7 @@ for the same variant (docs/reference.md §3) to compare orderings, not values.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
 import statistics
@@ -23,10 +23,12 @@ from typing import Any
 
 import torch
 
+from ..environment import check_parallelism
 from ..factory import create_model
 from ..files import atomic_write, atomic_write_text, folder_lock
 from ..models import get_entry
 from ..training import TrainConfig, train
+from ..validate import MAX_SEEDS, Float, Int, List, Map, Maybe, Str, json_text, read_json
 
 __all__ = ["STUDIES", "StudyResult", "Variant", "run_study", "study_variants"]
 
@@ -112,8 +114,38 @@ STUDIES: dict[str, tuple[str, str, Callable[[Sequence[Any] | None], list[tuple[s
 
 
 def _number(text: Any) -> int | float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"--values {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"--values {text!r} is not a finite number")
     return int(value) if value.is_integer() else value
+
+
+_OPTIONAL_COUNT = Maybe(Int(0, 2**62))
+# What study.json holds (`StudyResult.to_dict`), as `StudyResult.load` checks it: one row per variant.
+STUDY_SCHEMA = Map(
+    {
+        "study": Str(choices=tuple(STUDIES)),
+        "model": Str(max_len=100),
+        "rows": List(
+            Map(
+                {
+                    "label": Str(),
+                    "errors": List(Float(0.0, 100.0), max_len=MAX_SEEDS),
+                    "seeds": Int(1, MAX_SEEDS),
+                    "paper_err": Maybe(Float(0.0, 100.0)),
+                    "params": _OPTIONAL_COUNT,
+                    "macs": _OPTIONAL_COUNT,
+                },
+                required=("label", "errors", "seeds", "paper_err", "params", "macs"),
+            ),
+            max_len=1000,
+        ),
+    },
+    required=("study", "model", "rows"),
+)
 
 
 def study_variants(study: str, model: str, values: Sequence[Any] | None = None, baseline: bool = True) -> list[Variant]:
@@ -149,7 +181,8 @@ class StudyResult:
         path = Path(folder) / "study.json"
         if not path.is_file():
             raise FileNotFoundError(f"no study at {str(folder)!r} (study.json is missing)")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        fix = "it was altered or damaged: delete it and run the study again (its runs are cached)"
+        data = read_json(path, STUDY_SCHEMA, "study.json", fix)
         return cls(data["study"], data["model"], Path(folder), data["rows"])
 
     def markdown(self) -> str:
@@ -200,9 +233,14 @@ class StudyResult:
         return out
 
     def save(self) -> None:
-        atomic_write_text(self.folder / "study.json", json.dumps(self.to_dict(), indent=1))
+        atomic_write_text(self.folder / "study.json", json_text(self.to_dict()))
         atomic_write_text(self.folder / "study.md", self.markdown() + "\n")
         self.plot(self.folder / "study.png")
+
+
+def _options(v: Variant, base: TrainConfig) -> dict[str, Any]:
+    """The options of variant ``v``'s model: those of the recipe its model shares, then the variant's own."""
+    return {**get_entry(v.model).shared_options(base.model_options), **v.options}
 
 
 def run_study(
@@ -223,6 +261,10 @@ def run_study(
     common, such as the plain baseline, is then trained once.
     """
     variants = study_variants(study, base.model, values, baseline)
+    check_parallelism(base.threads, base.workers)  # as each run would, but before the first one starts
+    for v in variants:  # the recipe's options with each variant's: a misfit fails now, before any training
+        with torch.device("meta"):
+            create_model(v.model, **_options(v, base))
     folder = Path(out_dir)
     with folder_lock(folder, "--out"):
         return _run_study(study, base, variants, seeds, folder, runs_dir, log)
@@ -240,16 +282,15 @@ def _run_study(
     result = StudyResult(study, base.model, folder, [])
     for v in variants:
         result.rows.append({**asdict(v), "seeds": len(seeds), "errors": [], "runs": [], "params": None, "macs": None})
-    atomic_write_text(folder / "variants.json", json.dumps([asdict(v) for v in variants], indent=1))
+    atomic_write_text(folder / "variants.json", json_text([asdict(v) for v in variants]))
     total = len(variants) * len(seeds)
     done = 0
     for v, row in zip(variants, result.rows, strict=True):
-        entry = get_entry(v.model)
         for seed in seeds:
             done += 1
             cfg = base.replace(
                 model=v.model,
-                model_options={**entry.shared_options(base.model_options), **v.options},
+                model_options=_options(v, base),
                 seed=seed,
                 out_dir=str(runs_dir or folder / "runs"),
                 name=v.run_name(seed),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from ..factory import load_model
 from ..files import atomic_write
 from ..layers import SqueezeExcite
 from ..training.evaluation import Inputs, loader, recorded_test_set
+from ..validate import MAX_JSON_BYTES
 
 __all__ = ["ExcitationStats", "default_units", "paper_name", "plot_class_means", "plot_spread", "record_excitations"]
 
@@ -120,16 +122,39 @@ class ExcitationStats:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ExcitationStats:
-        with np.load(path, allow_pickle=False) as z:
-            units = [str(u) for u in z["units"]]
-            return cls(
-                units=units,
-                classes=[str(c) for c in z["classes"]],
-                counts=z["counts"],
-                mean={u: z[f"mean_{i}"] for i, u in enumerate(units)},
-                std={u: z[f"std_{i}"] for i, u in enumerate(units)},
-                overall_mean={u: z[f"overall_{i}"] for i, u in enumerate(units)},
-            )
+        """Read ``excitations.npz`` (`save`), every array's shape checked against the units and classes it names.
+
+        Raises:
+            ValueError: naming the file: not an .npz of excitations, damaged, or arrays of another shape.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if not isinstance(z, np.lib.npyio.NpzFile):
+                    raise ValueError("a single array, not an .npz archive")
+                declared = sum(i.file_size for i in z.zip.infolist())
+                if declared > MAX_JSON_BYTES * 4:  # what the archive declares; nothing is decompressed before
+                    raise ValueError(f"its arrays declare {declared:,} bytes")
+                units = [str(u) for u in z["units"]]
+                classes = [str(c) for c in z["classes"]]
+                stats = cls(
+                    units=units,
+                    classes=classes,
+                    counts=z["counts"],
+                    mean={u: z[f"mean_{i}"] for i, u in enumerate(units)},
+                    std={u: z[f"std_{i}"] for i, u in enumerate(units)},
+                    overall_mean={u: z[f"overall_{i}"] for i, u in enumerate(units)},
+                )
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{str(path)!r} is not a valid excitations.npz ({e}); record it again") from None
+        for u in units:
+            channels = stats.overall_mean[u].shape
+            if stats.mean[u].shape != stats.std[u].shape or stats.mean[u].shape != (len(classes), *channels):
+                raise ValueError(f"{str(path)!r} is not a valid excitations.npz: the arrays of {u!r} disagree in "
+                                 "shape; record it again")  # fmt: skip
+        if stats.counts.shape != (len(classes),):
+            raise ValueError(f"{str(path)!r} is not a valid excitations.npz: {stats.counts.shape} counts for "
+                             f"{len(classes)} classes; record it again")  # fmt: skip
+        return stats
 
 
 @torch.no_grad()

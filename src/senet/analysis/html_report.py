@@ -16,6 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..files import atomic_write
+from ..training import RunResult, TrainConfig
+from ..training.compare import COMPARE_SCHEMA
+from ..validate import MAX_JSON_BYTES, read_json
 
 __all__ = ["Section", "build_report", "render_html", "write_html"]
 
@@ -125,6 +128,9 @@ def _excitation_sections(folder: Path) -> list[Section]:
         return []
     import csv
 
+    if csv_path.stat().st_size > MAX_JSON_BYTES:
+        raise ValueError(f"{str(csv_path)!r} is larger than an excitation table can be; run senet excitation again")
+
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
     images = [p for p in (folder / "class_means.png", folder / "spread.png") if p.is_file()]
@@ -139,9 +145,7 @@ def _excitation_sections(folder: Path) -> list[Section]:
 
 
 def _run_sections(folder: Path) -> tuple[str, str, list[Section]]:
-    import json
-
-    s = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    s = RunResult.load(folder).to_dict()  # checked against its schema
     cfg = s["config"]
     summary = [
         {
@@ -181,9 +185,9 @@ def _run_sections(folder: Path) -> tuple[str, str, list[Section]]:
 
 
 def _comparison_sections(folder: Path) -> tuple[str, str, list[Section]]:
-    import json
-
-    data = json.loads((folder / "compare.json").read_text(encoding="utf-8"))
+    path = folder / "compare.json"
+    data = read_json(path, COMPARE_SCHEMA, "compare.json", "it was altered or damaged: run the comparison again")
+    data["config"] = TrainConfig.from_dict(data["config"], source=str(path)).to_dict()
     rows = [
         {
             "model": m["model"],

@@ -5,8 +5,10 @@ A command module's docstring is its help: the first line is its line in ``senet 
 ``senet CMD --help``. It defines ``arguments(parser)``, which adds its arguments, ``run(args)``, which does the work
 and returns the exit status, and optionally ``USAGE``.
 
-A user error (ValueError, TypeError, a missing file) prints one line on stderr and exits with status 2; set
-SENET_DEBUG=1 to see the traceback.
+Every command's errors pass through `main`: a user error (ValueError, TypeError, a missing or unwritable file, a
+full disk, a failed download, memory exhausted by the sizes asked for) prints one line on stderr, naming the value
+and the fix, and exits with status 2; set SENET_DEBUG=1 to see the traceback. Anything else is a bug in senet and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -59,15 +61,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(e, file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OSError, KeyError, MissingExtraError) as e:
-        if os.environ.get("SENET_DEBUG"):
+    except (ValueError, TypeError, OSError, KeyError, MissingExtraError, MemoryError, RuntimeError) as e:
+        if os.environ.get("SENET_DEBUG") or (isinstance(e, RuntimeError) and not _out_of_memory(e)):
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"senet: error: {msg}", file=sys.stderr)
+        print(f"senet: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("senet: interrupted", file=sys.stderr)
         return 130
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """An allocation that failed: PyTorch's CPU allocator raises RuntimeError, CUDA its OutOfMemoryError."""
+    return type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(e)
+
+
+def _one_line(e: BaseException) -> str:
+    """The line that says what went wrong: the error's first line; the original error's for one raised in a
+    DataLoader worker process (PyTorch re-raises it with the worker's traceback in the message)."""
+    text = str(e).strip()
+    if isinstance(e, MemoryError) or _out_of_memory(e):
+        return (f"out of memory ({text.splitlines()[-1] if text else 'MemoryError'}); lower --batch-size, "
+                "--image-size or --workers")  # fmt: skip
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:  # the path it is about (a rename's target)
+        return f"{e.strerror}: {str(e.filename2 or e.filename)!r}"
+    lines = text.splitlines()
+    if lines and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        original = [line for line in lines if line.startswith(f"{type(e).__name__}: ")]
+        if original:
+            return original[-1].split(": ", 1)[1]
+    return lines[0] if lines else type(e).__name__
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,20 +12,63 @@ import yaml
 
 from senet.training import TrainConfig, list_recipes
 from senet.training.config import field_type
+from senet.validate import MAX_BATCH, MAX_CHANNELS, MAX_CLASSES, MAX_COUNT, MAX_IMAGE_SIDE
 
 
-def positive(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+def whole(lo: int, hi: int = MAX_COUNT) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``lo`` to ``hi`` (the bounds of senet.validate: a larger value is a
+    mistake, and some would exhaust the machine)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is not a whole number from {lo:,} to {hi:,}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+positive = whole(1)  # images, repeats, seeds: at least one
+BATCH = whole(1, MAX_BATCH)  # images per batch
+CLASSES = whole(1, MAX_CLASSES)  # classifier outputs
+SUBSET = whole(0)  # a fixed subset of N images; 0: all
+SIDE = whole(1, MAX_IMAGE_SIDE)  # input height = width, pixels
+
+
+def finite(text: str) -> float:
+    """An argparse type: a finite number (not nan, inf or 1e999)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+finite.__name__ = "number"
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a share of a whole, in (0, 1] (a crop's share of the side)."""
+    value = finite(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not in (0, 1]")
+    return value
+
+
+fraction.__name__ = "fraction"
 
 
 def add_input_size_flags(parser: argparse.ArgumentParser) -> None:
     """``--input-size`` and ``--in-chans``: the input a model is measured at (`input_size` reads them)."""
-    parser.add_argument("--input-size", type=positive, help="input height = width (default: the size the paper uses)")
-    parser.add_argument("--in-chans", type=positive, default=3, help="input channels with --input-size (default 3)")
+    parser.add_argument("--input-size", type=SIDE, help="input height = width (default: the size the paper uses)")
+    parser.add_argument("--in-chans", type=whole(1, MAX_CHANNELS), default=3, help="input channels with --input-size "
+                        "(default 3)")  # fmt: skip
 
 
 def input_size(args: argparse.Namespace) -> tuple[int, int, int] | None:
@@ -44,7 +89,7 @@ def _parse(name: str):
             return None if optional and text in ("null", "None") else text
         try:
             return yaml.safe_load(text)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             raise argparse.ArgumentTypeError(f"cannot read {text!r} as a value for {name}") from None
 
     parse.__name__ = name  # argparse names the field in its error

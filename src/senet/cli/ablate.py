@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from senet.cli._config import add_config_flags, config_from_args, positive, recipe_help
+from senet.cli._config import add_config_flags, config_from_args, recipe_help, whole
+from senet.validate import MAX_SEEDS
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,8 +19,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     studies = "; ".join(f"{k} ({v[0]}, paper {v[1]})" for k, v in STUDIES.items())
     parser.add_argument("study", choices=list(STUDIES), metavar="STUDY", help=studies)
     parser.add_argument("--recipe", default="fmnist-fast", help=f"{recipe_help()} (default fmnist-fast)")
-    parser.add_argument("--seeds", type=positive, default=3, help="seeds 0..K-1 (default 3)")
-    parser.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds instead of --seeds")
+    parser.add_argument("--seeds", type=whole(1, MAX_SEEDS), default=3, help="seeds 0..K-1 (default 3)")
+    parser.add_argument("--seed-list", type=whole(0, 2**63 - 1), nargs="+", help="explicit seeds instead of --seeds")
     parser.add_argument("--values", nargs="+", help="the study's values, e.g. --values 2 4 8 16 for reduction")
     parser.add_argument("--no-baseline", action="store_true", help="leave out the plain twin")
     parser.add_argument("--out", metavar="DIR", help="study folder (default OUT_DIR/ablate-STUDY-MODEL-DATASET)")

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 
-from senet.cli._config import add_config_flags, overrides, recipe_help
+from senet.cli._config import add_config_flags, overrides, recipe_help, whole
+from senet.validate import MAX_SEEDS
 
 USAGE = "senet compare MODEL [MODEL ...] [--seeds K] [--recipe RECIPE] [--name NAME] [--FIELD VALUE ...]"
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", metavar="MODEL")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 (default 3)")
+    parser.add_argument("--seeds", type=whole(1, MAX_SEEDS), default=3, help="seeds 0..K-1 (default 3)")
     parser.add_argument("--recipe", help=recipe_help())
     parser.add_argument("--name", dest="name_", default="", help="the comparison's folder under --out-dir")
     add_config_flags(parser, skip=("model", "seed", "name"))

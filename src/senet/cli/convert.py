@@ -1,9 +1,11 @@
-"""convert Caffe-port / timm / torchvision weights into a senet weights file
+"""convert weights of another layout (Caffe port, timm, torchvision, pretrainedmodels) into a senet weights file
 
 Load a .pth (read with weights_only=True, never unpickling code) or safetensors file of another layout into a senet
-model and save it as safetensors with senet's metadata. Missing, unexpected or misshapen keys are an error naming
-them. The file records the preprocessing (a published file's own, recognised by its name; else the model's, or the
-flags) and, for ImageNet weights (1000 outputs), ImageNet's class names, so that predict, eval and export use it.
+model built with the options that layout computes with, and save it as safetensors with senet's metadata: what
+rebuilds the model, and the preprocessing the weights expect (the layout's normalisation; a published file's own
+size, crop and interpolation, recognised by its name; else the model's; or the flags). For ImageNet weights (1000
+outputs) it records ImageNet's class names, so that predict, eval and export use them. Missing, unexpected or
+misshapen keys are an error naming them; weights no senet model reproduces are refused with the reason.
 """
 
 from __future__ import annotations
@@ -11,47 +13,69 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from senet.cli._config import CLASSES, SIDE, finite, fraction
+from senet.data.transforms import INTERPOLATIONS
 from senet.weights import LAYOUTS
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", metavar="SRC", help="the weights file to convert")
     parser.add_argument("--from", dest="layout", default="auto", choices=("auto", *LAYOUTS),
-                   help="layout of SRC (default: recognised from its key names)")  # fmt: skip
-    parser.add_argument("--model", required=True, help="senet model name, e.g. se_resnet50 (see `senet models`)")
+                        help="layout of SRC (default: recognised from its key names)")  # fmt: skip
+    parser.add_argument("--model", help="senet model name, e.g. se_resnet50 (see `senet models`); default: the "
+                        "layout's model, where it has one (Inception, VGG, MobileNet layouts)")  # fmt: skip
     parser.add_argument("--out", required=True, metavar="DST", help="output .safetensors file (written atomically)")
-    parser.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the model's, 1000)")
-    parser.add_argument("--mean", type=float, nargs="+",
-                   help="input normalisation recorded with the weights (default: the published file's, else the "
-                   "model's: ImageNet's for ImageNet models)")  # fmt: skip
-    parser.add_argument("--std", type=float, nargs="+")
-    parser.add_argument("--input-size", type=int, help="evaluation size (default: the published file's or the model's)")
-    parser.add_argument("--crop-pct", type=float, help="evaluation centre crop's share of the resized side")
-    parser.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"))
+    parser.add_argument("--num-classes", type=CLASSES, default=None, help="classifier outputs (default: the model's, "
+                        "1000)")  # fmt: skip
+    parser.add_argument("--mean", type=finite, nargs="+", default=None,
+                        help="input normalisation recorded with the weights (default: the published file's, else the "
+                        "layout's, e.g. ImageNet's)")  # fmt: skip
+    parser.add_argument("--std", type=finite, nargs="+", default=None, help="one per channel, above 0 (default: the "
+                        "layout's)")  # fmt: skip
+    parser.add_argument("--input-size", type=SIDE, help="evaluation size (default: the published file's, the model's)")
+    parser.add_argument("--crop-pct", type=fraction, help="evaluation centre crop's share of the resized side")
+    parser.add_argument("--interpolation", choices=INTERPOLATIONS)
 
 
 def run(args: argparse.Namespace) -> int:
+    from senet.data import Preprocess
     from senet.factory import create_model, default_preprocess, model_metadata
     from senet.files import refuse_overwrite, save_weights
-    from senet.weights import KNOWN_WEIGHTS, detect_layout, imagenet_classes, load_weights, model_options, read_state
+    from senet.validate import check_normalisation
+    from senet.weights import KNOWN_WEIGHTS, get_layout, imagenet_classes, load_weights, model_options, read_source
 
     refuse_overwrite(args.out, {"weights file to convert": args.src})
-    state = read_state(args.src)
-    layout = detect_layout(state) if args.layout == "auto" else args.layout
-    if layout is None:
-        raise ValueError(f"cannot tell the layout of {args.src!r}; pass --from one of {', '.join(LAYOUTS)}")
-    options = model_options(args.model, layout)
-    model = create_model(args.model, num_classes=args.num_classes, **options)
-    load_weights(model, state, layout)
-    known = [w for w in KNOWN_WEIGHTS if w.filename == Path(args.src).name]  # a published file: its own figures
-    pre = known[0].metadata() if known else default_preprocess(args.model)
-    pre = {k: pre[k] for k in ("input_size", "mean", "std", "crop_pct", "interpolation")}
+    state, recorded = read_source(args.src)  # recorded: a senet file's own metadata (mean, std, classes, ...)
+    spec = get_layout(args.layout, list(state))
+    name = args.model or spec.model
+    if name is None:
+        raise ValueError(f"{args.src!r} holds {spec.source} weights of the ResNet family; name the senet model "
+                         "with --model (e.g. se_resnet50)")  # fmt: skip
+    options = model_options(name, spec.name, state)
+    model = create_model(name, num_classes=args.num_classes, **options)
+    load_weights(model, state, spec.name)
+    meta = getattr(model, "weights_meta", None) or recorded
+    # The preprocessing, each part from the first that says it: the flags, a published file's own (recognised by its
+    # name), the layout's input or the senet file's record, the model's default.
+    known = [w.metadata() for w in KNOWN_WEIGHTS if w.filename == Path(args.src).name]
     given = {"mean": args.mean, "std": args.std, "input_size": args.input_size, "crop_pct": args.crop_pct,
              "interpolation": args.interpolation}  # fmt: skip
-    pre |= {k: v for k, v in given.items() if v is not None}
-    extra = {"image_size": pre.pop("input_size"), **pre, "source": str(args.src), "source_layout": layout}
-    if model.num_classes == 1000 and layout != "senet":
+    layers = [default_preprocess(name, model.in_chans), meta, *known, {k: v for k, v in given.items() if v is not None}]
+    pre = Preprocess.from_metadata({k: v for layer in layers for k, v in _preprocess_keys(layer).items()})
+    check_normalisation(pre.mean, pre.std, model.in_chans, "--mean/--std:")
+    rebuilt = ["layout", "source", "source_layout", "name", "options", "num_classes", "in_chans", "input_size"]
+    rebuilt += pre.metadata()  # written anew below
+    extra = {k: v for k, v in meta.items() if k not in rebuilt} | pre.metadata()
+    if model.num_classes == 1000 and spec.name != "senet":
         extra["classes"] = list(imagenet_classes())
-    save_weights(args.out, model, model_metadata(model, **extra))
-    print(f"{args.src} ({layout} layout) -> {args.out}: {args.model} {options or ''}, {len(state)} tensors")
+    save_weights(args.out, model, model_metadata(model, source=str(args.src), source_layout=spec.name, **extra))
+    print(f"{args.src} ({spec.name} layout) -> {args.out}: {name} {options or ''}, {len(state)} tensors")
     return 0
+
+
+def _preprocess_keys(meta: dict) -> dict:
+    """The preprocessing a metadata record states (its ``image_size`` as ``input_size``)."""
+    out = {k: meta[k] for k in ("input_size", "mean", "std", "crop_pct", "interpolation") if meta.get(k) is not None}
+    if meta.get("image_size") is not None:
+        out["input_size"] = meta["image_size"]
+    return out

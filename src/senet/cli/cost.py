@@ -7,20 +7,21 @@ size, training-step time, activation memory (and CUDA peak memory).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
-from senet.cli._config import add_input_size_flags, input_size, positive
+from senet.cli._config import BATCH, add_input_size_flags, input_size, positive, whole
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", metavar="MODEL", help="models (SE or plain; the twin is added)")
-    parser.add_argument("--batch", type=positive, nargs="+", default=[1, 8], help="inference batch sizes (default 1 8)")
-    parser.add_argument("--train-batch", type=positive, default=8, help="training-step batch size (default 8)")
-    parser.add_argument("--repeats", type=positive, default=15, help="timed rounds; figures are medians (default 15)")
-    parser.add_argument("--threads", type=positive, help="intra-op threads (default: torch's, all cores)")
+    parser.add_argument("--batch", type=BATCH, nargs="+", default=[1, 8], help="inference batch sizes (default 1 8)")
+    parser.add_argument("--train-batch", type=BATCH, default=8, help="training-step batch size (default 8)")
+    parser.add_argument("--repeats", type=whole(1, 10_000), default=15, help="timed rounds; figures are medians "
+                        "(default 15)")  # fmt: skip
+    parser.add_argument("--threads", type=positive, help="intra-op threads, at most the cores (default: torch's, all "
+                        "cores)")  # fmt: skip
     add_input_size_flags(parser)
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
@@ -30,9 +31,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from senet.analysis.cost import markdown_table, measure_cost
+    from senet.environment import check_parallelism
     from senet.files import atomic_write_text
+    from senet.validate import json_text
 
     if args.threads:
+        check_parallelism(args.threads, flags=("--threads", "--workers"))
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rows, env = measure_cost(
@@ -50,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         atomic_write_text(out / "cost.md", table + "\n")
-        atomic_write_text(out / "cost.json", json.dumps({"env": env, "rows": [r.to_dict() for r in rows]}, indent=1))
+        atomic_write_text(out / "cost.json", json_text({"env": env, "rows": [r.to_dict() for r in rows]}))
         print(f"\nwrote {out / 'cost.md'} and {out / 'cost.json'}")
     return 0

@@ -7,9 +7,9 @@ PyTorch state dict (.pth) needs --model and --dataset and is loaded without unpi
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from senet.cli._config import BATCH, SUBSET, whole
 from senet.training.evaluation import TTA
 
 _STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin")
@@ -21,9 +21,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="the model of a .pth state dict")
     parser.add_argument("--data-dir", help="where the dataset's files are")
     parser.add_argument("--download", action="store_true", help="download the dataset through torchvision if missing")
-    parser.add_argument("--test-subset", type=int, default=0, help="evaluate a fixed random subset of N images")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--test-subset", type=SUBSET, default=0, help="evaluate a fixed random subset of N images")
+    parser.add_argument("--batch-size", type=BATCH, default=256)
+    parser.add_argument("--workers", type=whole(0, 1024), default=0, help="data-loading processes (at most the cores)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
     parser.add_argument(
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from senet.files import atomic_write_text, refuse_overwrite
     from senet.training import Inputs, evaluate
     from senet.training.evaluation import recorded_test_set
+    from senet.validate import json_text
     from senet.weights import load_weights
 
     state_dict = Path(args.weights).suffix in _STATE_DICT_SUFFIXES
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     out = {"weights": str(args.weights), "model": model.model_config["name"], "dataset": dataset, "images": result.n}
     out |= {"top1": result.acc, "top5": result.acc5, "loss": result.loss, "skipped": result.skipped, "tta": tta}
-    text = json.dumps(out, indent=1)
+    text = json_text(out)  # a diverged model's loss is NaN: null in the JSON
     print(text)
     if args.json:
         atomic_write_text(args.json, text + "\n")

@@ -10,16 +10,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from senet.cli._config import positive
+from senet.cli._config import BATCH, SUBSET, whole
+from senet.validate import MAX_CLASSES
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("weights", help="a senet weights file or a run folder")
     parser.add_argument("--units", nargs="+", help="SE module names, e.g. layer3.2.se (default: the paper's choice)")
-    parser.add_argument("--classes", type=int, nargs="+", default=[0, 1, 2, 3], help="class indices to draw")
+    parser.add_argument("--classes", type=whole(0, MAX_CLASSES), nargs="+", default=[0, 1, 2, 3],
+                        help="class indices to draw")  # fmt: skip
     parser.add_argument("--data-dir", help="where the dataset is (default: as the weights' recipe)")
-    parser.add_argument("--test-subset", type=int, default=0, help="use a fixed subset of N test images (0: all)")
-    parser.add_argument("--batch-size", type=positive, default=256)
+    parser.add_argument("--test-subset", type=SUBSET, default=0, help="use a fixed subset of N test images (0: all)")
+    parser.add_argument("--batch-size", type=BATCH, default=256)
     parser.add_argument("--out", metavar="DIR", help="default: RUN/excitation beside the weights")
 
 

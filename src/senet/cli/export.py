@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from senet.cli._config import SIDE, finite
 from senet.export import FORMATS, export, read_metadata
 from senet.factory import load_model, weights_file
 from senet.files import refuse_overwrite
@@ -22,10 +23,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="default: onnx")
     parser.add_argument("--out", help="output file (default: the weights file with .onnx, .pt2 or .ts)")
-    parser.add_argument("--input-size", type=int, help="height = width of the input (default: the size it was trained "
-                        "or published at)")  # fmt: skip
-    parser.add_argument("--mean", type=float, nargs="+", help="input normalisation (default: the weights' metadata)")
-    parser.add_argument("--std", type=float, nargs="+")
+    parser.add_argument("--input-size", type=SIDE, help="height = width of the input (default: the size it was "
+                        "trained or published at)")  # fmt: skip
+    parser.add_argument("--mean", type=finite, nargs="+", help="input normalisation (default: the weights' metadata)")
+    parser.add_argument("--std", type=finite, nargs="+", help="one per channel, above 0")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from senet.cli._config import CLASSES
+
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("weights", help="a .safetensors weights file or a run folder")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--top-k", type=CLASSES, default=3, help="labels per image (default 3)")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 

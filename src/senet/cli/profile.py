@@ -7,15 +7,15 @@ every SE model in the registry, grouped by family.
 from __future__ import annotations
 
 import argparse
-import json
 
-from senet.cli._config import add_input_size_flags, input_size
+from senet.cli._config import CLASSES, add_input_size_flags, input_size
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="*", metavar="MODEL", help="model names (SE or plain); see `senet models`")
     add_input_size_flags(parser)
-    parser.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's, 1000 on ImageNet)")
+    parser.add_argument("--num-classes", type=CLASSES, help="classifier outputs (default: the model's, 1000 on "
+                        "ImageNet)")  # fmt: skip
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
 
 
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from senet.complexity import overhead
     from senet.files import atomic_write_text
     from senet.models import get_entry, list_models
+    from senet.validate import json_text
 
     names = args.models or list_models(se=True, sort=False)
     size = input_size(args)
@@ -50,6 +51,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{family} ({', '.join(sizes)}, MACs per image; SE squeeze and scale: 1 MAC per element each)")
         print(format_table(family_rows))
     if args.json:
-        atomic_write_text(args.json, json.dumps([o.to_dict() for o in rows], indent=2))
+        atomic_write_text(args.json, json_text([o.to_dict() for o in rows], indent=2))
         print(f"\nwrote {args.json}")
     return 0

@@ -16,6 +16,8 @@ def run(args: argparse.Namespace) -> int:
     from senet.weights import KNOWN_WEIGHTS, list_weights
 
     names = set(list_weights(args.pattern))
+    if not names:
+        raise ValueError(f"no published weights match {args.pattern!r}; `senet weights` lists them all")
     print(f"{'weights':<34} {'layout':<12} {'top-1':>6}  url")
     for w in KNOWN_WEIGHTS:
         if w.name in names:

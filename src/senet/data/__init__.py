@@ -22,7 +22,7 @@ from .datasets import (
     load_datasets,
     measure_mean_std,
 )
-from .formats import read_cifar_batch, read_idx
+from .formats import UnreadableImage, read_cifar_batch, read_idx, read_image
 from .sampling import Batch, BatchKey, EpochBatches, collate_batch, derive_seed
 from .sources import FASHION_MNIST_DIR, default_root
 from .transforms import INTERPOLATIONS, Preprocess, image_transforms, normalize, random_crop_flip, random_erase
@@ -39,6 +39,7 @@ __all__ = [
     "ImageFolder",
     "Preprocess",
     "TensorImages",
+    "UnreadableImage",
     "class_indices",
     "collate_batch",
     "dataset_channels",
@@ -52,4 +53,5 @@ __all__ = [
     "random_erase",
     "read_cifar_batch",
     "read_idx",
+    "read_image",
 ]

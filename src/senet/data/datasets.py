@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..constants import CIFAR10_MEAN, CIFAR10_STD
+from .formats import UnreadableImage, read_image
 from .sampling import Batch, BatchKey, derive_seed
 from .sources import cifar_arrays, fashion_mnist_arrays, missing_files
 from .transforms import Preprocess, image_transforms, random_crop_flip, random_erase
@@ -109,10 +110,20 @@ class TensorImages(Dataset):
 
 class ImageFolder(Dataset):
     """Images in class folders (``root/CLASS/*.jpg``), decoded per image with PIL and transformed with
-    torchvision.transforms.v2. A file that cannot be decoded is left out of its batch and named in
-    `Batch.unreadable`, so the trainer can stop with its name or skip and count it."""
+    torchvision.transforms.v2. A file that cannot be decoded, or declares more pixels than senet decodes
+    (`senet.data.formats.read_image`), is left out of its batch and named in `Batch.unreadable`, so the trainer can
+    stop with its name or skip and count it. ``require_all`` (a training set) refuses a class folder without images."""
 
-    def __init__(self, root: Path, classes: Sequence[str], transform: torch.nn.Module, *, in_chans: int, size: int):
+    def __init__(
+        self,
+        root: Path,
+        classes: Sequence[str],
+        transform: torch.nn.Module,
+        *,
+        in_chans: int,
+        size: int,
+        require_all: bool = False,
+    ) -> None:
         self.root, self.classes, self.transform, self.in_chans, self.size = (
             root,
             tuple(classes),
@@ -133,6 +144,11 @@ class ImageFolder(Dataset):
         ]
         if not self.samples:
             raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root)!r}")
+        if require_all:  # a class folder without images would become a class that no image teaches
+            empty = sorted(set(self.classes) - {self.classes[label] for _, label in self.samples})
+            if empty:
+                raise ValueError(f"class folder(s) without images ({', '.join(IMAGE_EXTENSIONS)}) in {str(root)!r}: "
+                                 f"{empty[:5]}; add images or remove the folder")  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -143,22 +159,14 @@ class ImageFolder(Dataset):
             raise ValueError(f"unreadable image {batch.unreadable[0]!r}")
         return batch.images[0], int(batch.labels[0])
 
-    def _load(self, path: str) -> Tensor:
-        from PIL import Image
-        from torchvision.transforms import v2
-
-        with Image.open(path) as img:
-            img = img.convert("L" if self.in_chans == 1 else "RGB")
-        return v2.functional.pil_to_tensor(img)
-
     def __getitems__(self, key: BatchKey) -> Batch:
         images, labels, bad = [], [], []
         for j, i in enumerate(key.indices):
             path, label = self.samples[i]
             try:
-                img = self._load(path)
-            except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for broken or non-image files
-                bad.append(f"{path} ({type(e).__name__}: {e})")
+                img = read_image(path, self.in_chans)
+            except UnreadableImage as e:  # broken, non-image or oversized files
+                bad.append(f"{path} ({e.reason})")
                 continue
             with torch.random.fork_rng(devices=[]):  # v2 draws from the global generator
                 torch.manual_seed(derive_seed(key.seed, j))
@@ -192,7 +200,7 @@ def _image_folder(
     pre = {"input_size": size or 224, "mean": (0.5,) * in_chans, "std": (0.5,) * in_chans, "crop_pct": 0.875}
     pre = Preprocess(**{**pre, **given})
     train = ImageFolder(root / "train", classes, image_transforms(pre, augment == "imagenet"), in_chans=in_chans,
-                        size=pre.input_size)  # fmt: skip
+                        size=pre.input_size, require_all=True)  # fmt: skip
     test = ImageFolder(root / "val", classes, image_transforms(pre, False), in_chans=in_chans, size=pre.input_size)
     spec = DataSpec("imagefolder", tuple(classes), in_chans, pre.input_size, pre.mean, pre.std, pre.crop_pct,
                     pre.interpolation)  # fmt: skip
@@ -331,6 +339,9 @@ def load_datasets(
         ValueError: unknown dataset or augmentation, corrupt files.
         FileNotFoundError: no files, with where it looked and how to get them.
     """
+    for flag, keep in (("train_subset", train_subset), ("test_subset", test_subset)):
+        if not isinstance(keep, int) or keep < 0:
+            raise ValueError(f"{flag}={keep!r} must be a whole number of images, at least 0 (0: all)")
     if name not in DATASETS:
         hints = difflib.get_close_matches(name, DATASETS, n=2)
         hint = f" (did you mean {hints[0]!r}?)" if hints else ""

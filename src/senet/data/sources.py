@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .formats import read_cifar_batch, read_idx
+from ..files import download_retrying
+from .formats import cifar_images, read_cifar_batch, read_idx
 
 __all__ = ["CIFAR10_CLASSES", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "cifar_arrays", "default_root",
            "fashion_mnist_arrays", "missing_files"]  # fmt: skip
@@ -55,10 +56,16 @@ def _torchvision_download(dataset: str, root: Path) -> None:
         "cifar10": torchvision.datasets.CIFAR10,
         "cifar100": torchvision.datasets.CIFAR100,
     }[dataset]
-    try:
+
+    def fetch() -> None:
         for train in (True, False):
             cls(str(root), train=train, download=True)
-    except Exception as e:  # URLError, HTTPError, socket errors, checksum failures: all one message
+
+    try:
+        download_retrying(fetch, f"{dataset} into {root}")
+    except ConnectionError as e:
+        raise FileNotFoundError(str(e)) from None
+    except Exception as e:  # checksum failures, archives that do not extract: all one message
         raise FileNotFoundError(f"could not download {dataset} into {root}: {str(e).splitlines()[0]}") from None
 
 
@@ -88,6 +95,11 @@ def fashion_mnist_arrays(data_dir: str | None, download: bool) -> tuple[Splits, 
         images, labels = _idx(found, f"{prefix}-images-idx3-ubyte"), _idx(found, f"{prefix}-labels-idx1-ubyte")
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise ValueError(f"Fashion-MNIST files in {found} disagree: images {images.shape}, labels {labels.shape}")
+        if images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+            raise ValueError(
+                f"{prefix}-images-idx3-ubyte in {found} holds {images.dtype} images of {images.shape[1:]}; "
+                "Fashion-MNIST's are uint8, 28 × 28: fetch the dataset again"
+            )
         splits[split] = (images[:, None], labels)
     return splits, FASHION_MNIST_CLASSES
 
@@ -126,13 +138,8 @@ def cifar_arrays(name: str, data_dir: str | None, download: bool) -> tuple[Split
         )
     splits = {}
     for split, parts in files.items():
-        batches = [read_cifar_batch(found / p) for p in parts]
-        try:
-            data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
-            labels = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
-        except KeyError as e:
-            raise ValueError(f"{name} batch files in {found} lack the {e} entry") from None
-        splits[split] = (data.reshape(-1, 3, 32, 32), labels)
+        batches = [cifar_images(read_cifar_batch(found / p), label_key, found / p) for p in parts]
+        splits[split] = (np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches]))
     classes = (
         tuple(str(c) for c in read_cifar_batch(found / meta_file)[names_key]) if (found / meta_file).is_file() else ()
     )

@@ -2,8 +2,8 @@
 
 `choose` picks one per call, in this order, and returns None where the plain equations should run:
 
-* traced (``torch.compile``, ``torch.jit.trace``, export): None. A compiler plans memory and fuses operations
-  itself, so it gets the pure function.
+* traced (``torch.compile``, ``torch.jit.trace``, export, ``torch.fx.symbolic_trace``): None. A compiler plans
+  memory and fuses operations itself, so it gets the pure function; an fx trace records it.
 * ``kernel == "triton"`` on a CUDA tensor (`senet.fused.use_triton`): `_triton`, the scale, residual addition and
   ReLU as one kernel (`senet.layers.fused`).
 * recording gradients: `_training`. The scale has a written-out backward (`_ScaleAdd`: ∂L/∂s = Σ_HW g·u needs one
@@ -35,9 +35,11 @@ def mean_hw(u: Tensor) -> Tensor:
     return u.sum((2, 3)) / (u.shape[2] * u.shape[3])
 
 
-def traced() -> bool:
-    """Whether a compiler or tracer is recording the operations (it then gets the plain ones)."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+def traced(u: Tensor) -> bool:
+    """Whether a compiler or tracer is recording the operations on ``u`` (it then gets the plain ones). Under
+    ``torch.fx.symbolic_trace`` (torchvision's ``create_feature_extractor``) ``u`` is an ``fx.Proxy``, whose
+    attributes such as ``requires_grad`` cannot be read as Python values."""
+    return isinstance(u, torch.fx.Proxy) or torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def _hooked(unit: nn.Module) -> bool:
@@ -56,7 +58,7 @@ def _per_channel(u: Tensor, s: Tensor) -> bool:
 
 def choose(unit: nn.Module, u: Tensor, *, inplace: bool) -> Path | None:
     """The path for ``unit(u)`` (see the module docstring), or None for the equations as written."""
-    if traced():
+    if traced(u):
         return None
     if unit.kernel == "triton" and unit.squeeze_kind != "none":
         from . import fused
@@ -99,7 +101,7 @@ def _triton(unit: nn.Module, u: Tensor, shortcut: Tensor | None, *, relu: bool) 
 
 def scale(unit: nn.Module, u: Tensor, s: Tensor, shortcut: Tensor | None, *, inplace: bool = False) -> Tensor:
     """Eq. 4 for a given gate: ``s·u`` (+ ``shortcut``), by the fastest path that computes the same numbers."""
-    if not traced():
+    if not traced(u):
         recording = torch.is_grad_enabled() and (u.requires_grad or s.requires_grad)
         if recording and _per_channel(u, s):
             return _ScaleAdd.apply(u, s, shortcut, None)

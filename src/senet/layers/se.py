@@ -167,16 +167,18 @@ class SqueezeExcite(nn.Module):
         ``z`` (``squeeze="none"``) gets a gate per position. `senet.optimize_for_inference` enters one step later, at
         `excite_reduced`, with fc1 multiplied into the weights of the convolution that produced ``u``.
         """
-        if self.conv and z.ndim == 2:
+        if self.conv and self.squeeze_kind != "none":
             z = z[:, :, None, None]  # the 1×1-convolution form works on (B, C, 1, 1)
         return self.excite_reduced(self.fc1(z))
 
     def excite_reduced(self, a: Tensor) -> Tensor:
-        """The rest of the excitation after fc1: the gate ``σ(W2 δ(a))`` for ``a = W1 z + b1``, (B, C, 1, 1)."""
-        if self.conv and a.ndim == 2:
-            a = a[:, :, None, None]
+        """The rest of the excitation after fc1: the gate ``σ(W2 δ(a))`` for ``a = W1 z + b1``, (B, C, 1, 1).
+
+        ``a`` is (B, C/r) from a linear fc1, (B, C/r, 1, 1) from a convolution, (B, C/r, H, W) with
+        ``squeeze="none"``; the shape follows from the unit's form, not from the tensor (an fx trace cannot read it).
+        """
         s = self.gate(self.fc2(self.act(a)))
-        return s if s.ndim == 4 else s[:, :, None, None]
+        return s if self.conv else s[:, :, None, None]
 
     def excitation(self, u: Tensor) -> Tensor:
         """The gate ``s`` for the map ``u`` (eq. 2, then 3): (B, C, 1, 1), or (B, C, H, W) for ``squeeze="none"``."""

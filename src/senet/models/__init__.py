@@ -6,11 +6,14 @@
 
 from . import inception, mobile, resnet, vgg  # noqa: F401  (register their models)
 from .base import Classifier, ResidualBlock, Staged
+from .features import FeatureInfo, FeatureNet, take_indices
 from .registry import SE_OPTIONS, ModelEntry, build_model, get_entry, list_models, register_twins
 
 __all__ = [
     "SE_OPTIONS",
     "Classifier",
+    "FeatureInfo",
+    "FeatureNet",
     "ModelEntry",
     "ResidualBlock",
     "Staged",
@@ -18,4 +21,5 @@ __all__ = [
     "get_entry",
     "list_models",
     "register_twins",
+    "take_indices",
 ]

@@ -27,8 +27,10 @@ def conv_bn(
     bias: bool = False,
     eps: float = 1e-5,
     act: bool = True,
+    act_layer: type[nn.Module] = nn.ReLU,
 ) -> nn.Sequential:
-    """``conv`` (no bias unless asked: BN's shift replaces it), ``bn`` and, with ``act``, ``act`` = ReLU.
+    """``conv`` (no bias unless asked: BN's shift replaces it), ``bn`` and, with ``act``, ``act`` = ``act_layer``
+    (ReLU; MobileNet offers ReLU6).
 
     ``bias=True`` is for networks released with a bias before the BN (Caffe's BN-Inception, torchvision's VGG-BN);
     ``eps=1e-3`` is TensorFlow's BN epsilon, kept by the Inception-v3 and Inception-ResNet-v2 ports.
@@ -38,7 +40,7 @@ def conv_bn(
         ("bn", nn.BatchNorm2d(cout, eps=eps)),
     ]
     if act:
-        layers.append(("act", nn.ReLU(inplace=True)))
+        layers.append(("act", act_layer(inplace=True)))
     return nn.Sequential(OrderedDict(layers))
 
 

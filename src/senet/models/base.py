@@ -1,22 +1,39 @@
 """What senet's networks share, for the families to build on: `Classifier` (input checks, ``forward_features`` /
-``forward_head``, the head), `Staged` (a stem and numbered stages) and `ResidualBlock` (the SE unit around a
-residual addition, in every position of the paper's Fig. 5)."""
+``forward_head``, the feature maps of every stage, the head), `Staged` (a stem and numbered stages) and
+`ResidualBlock` (the SE unit around a residual addition, in every position of the paper's Fig. 5)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import SEConfig, se_for_block
+from .features import FeatureInfo, take_indices
 
-__all__ = ["Classifier", "ResidualBlock", "Staged", "global_pool"]
+__all__ = ["Classifier", "ResidualBlock", "Staged", "check_input", "global_pool"]
 
 
 def global_pool(x: Tensor) -> Tensor:
     """Global average pooling to (B, C)."""
     return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+
+def check_input(x: Tensor, in_chans: int, min_size: int, name: str) -> None:
+    """Raise ValueError naming the expected shape unless ``x`` is (B, in_chans, H, W) with H, W >= min_size.
+
+    A function that ``torch.fx`` keeps as one call (`torch.fx.wrap` below): a symbolic trace (torchvision's
+    ``create_feature_extractor``) cannot branch on a traced shape, and the traced module still checks its input.
+    """
+    ok = x.ndim == 4 and x.shape[1] == in_chans and x.shape[2] >= min_size and x.shape[3] >= min_size and x.shape[0] > 0
+    if not ok:
+        raise ValueError(f"{name} expects input of shape (B, {in_chans}, H, W) with H, W >= {min_size}; "
+                         f"got {tuple(x.shape)}")  # fmt: skip
+
+
+torch.fx.wrap("check_input")
 
 
 class Classifier(nn.Module):
@@ -60,27 +77,74 @@ class Classifier(nn.Module):
 
     def check_input(self, x: Tensor) -> None:
         """Raise ValueError naming the expected shape unless ``x`` is (B, in_chans, H, W) with H, W >= min_size."""
-        ok = (
-            x.ndim == 4
-            and x.shape[1] == self.in_chans
-            and x.shape[2] >= self.min_size
-            and x.shape[3] >= self.min_size
-            and x.shape[0] > 0
-        )
-        if not ok:
-            name = self.model_name or type(self).__name__
-            raise ValueError(
-                f"{name} expects input of shape (B, {self.in_chans}, H, W) with H, W >= {self.min_size}; "
-                f"got {tuple(x.shape)}"
-            )
+        check_input(x, self.in_chans, self.min_size, self.model_name or type(self).__name__)
+
+    # -- the network as a sequence of modules, and its feature maps ------------------------------------------------
+
+    feature_info: FeatureInfo
+
+    def _sequence(self) -> list[tuple[str, nn.Module]]:
+        """The modules from the input to the last feature map of ``forward_features``, in order, with their paths.
+
+        Read from the attributes at every call, so that a module replaced later (`senet.optimize` folds BN into
+        `nn.Identity`) is the one that runs. ``feature_info`` names the modules after which the maps are taken.
+        """
+        raise NotImplementedError
+
+    def _init_features(self, maps: Sequence[tuple[str, int, int]]) -> None:
+        """Record the feature maps: (path of the module that outputs it, channels, reduction) for each, in order."""
+        paths = [path for path, _ in self._sequence()]
+        missing = [path for path, _, _ in maps if path not in paths]
+        if missing:  # a defect of the family's table, found when the network is built
+            raise ValueError(f"{type(self).__name__}: feature maps at {missing} are not in its module sequence")
+        self.feature_info = FeatureInfo(dict(num_chs=c, reduction=r, module=path) for path, c, r in maps)
 
     def _features(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        for _, module in self._sequence():
+            x = module(x)
+        return x
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The last feature map, (B, num_features, h, w)."""
         self.check_input(x)
         return self._features(x)
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """The feature maps ``indices`` of ``feature_info`` (timm's ``forward_intermediates``).
+
+        Args:
+            indices: None for every map, an int n for the last n, or a sequence of indices (negative from the end).
+            norm: accepted as timm's networks accept it; senet's networks have no normalisation outside their stages
+                (pre-activation networks apply their final BN and ReLU in the last stage), so it changes nothing.
+            stop_early: stop after the last map asked for (then the first result is that map, not the last one).
+            output_fmt: ``"NCHW"``, the only layout senet's maps have.
+            intermediates_only: return only the list of maps.
+
+        Returns:
+            ``(forward_features(x), maps)``, or ``maps`` with ``intermediates_only``; maps in the network's order.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt={output_fmt!r}: senet's feature maps are 'NCHW'")
+        take = take_indices(len(self.feature_info), indices)
+        taps = {self.feature_info[i]["module"] for i in take}
+        last = self.feature_info[take[-1]]["module"]
+        self.check_input(x)
+        maps = []
+        for path, module in self._sequence():
+            x = module(x)
+            if path in taps:
+                maps.append(x)
+                if stop_early and path == last:
+                    break
+        return maps if intermediates_only else (x, maps)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """Pool a feature map and classify it; ``pre_logits=True`` stops before the linear layer."""
@@ -108,15 +172,26 @@ class Staged(Classifier):
     def stages(self) -> list[nn.Sequential]:
         return [module for name, module in self.named_children() if name.startswith("layer")]
 
-    def _after_stages(self, x: Tensor) -> Tensor:
+    def _after_stages(self) -> list[tuple[str, nn.Module]]:
         """What follows the last stage before pooling (pre-activation networks: BN and ReLU)."""
-        return x
+        return []
 
-    def _features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for stage in self.stages():
-            x = stage(x)
-        return self._after_stages(x)
+    def _sequence(self) -> list[tuple[str, nn.Module]]:
+        # A stem that ends in a pooling is taken apart, so that the map before the pooling can be a feature map.
+        stem = dict(self.stem.named_children())
+        first = [(f"stem.{name}", m) for name, m in stem.items()] if "pool" in stem else [("stem", self.stem)]
+        stages = [(name, m) for name, m in self.named_children() if name.startswith("layer")]
+        return first + stages + self._after_stages()
+
+    def _init_staged_features(self, stem: tuple[int, int] | None, rows: Sequence[tuple[int, int]]) -> None:
+        """Feature maps: the stem's before its pooling (``stem`` = (channels, reduction); None if it has none),
+        then each stage's output (rows of (channels, reduction)), the last one after `_after_stages`."""
+        paths = [path for path, _ in self._sequence()]
+        maps = [(paths[paths.index("stem.pool") - 1], *stem)] if stem else []
+        last = paths[-1]
+        for i, (channels, reduction) in enumerate(rows, 1):
+            maps.append((last if i == len(rows) else f"layer{i}", channels, reduction))
+        self._init_features(maps)
 
 
 class ResidualBlock(nn.Module):

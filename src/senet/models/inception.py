@@ -107,9 +107,11 @@ class Inception(Classifier):
         num_features: channels out of the last block.
         se: the network's SE configuration (None for the plain twin), kept as ``se_config``.
         min_size: the smallest input side the network accepts.
-        aux: an auxiliary classifier on the output of block ``aux_after``, used in training mode only: the
-            model then returns `InceptionOutputs` (logits, aux_logits) and the training loss adds the auxiliary
-            cross-entropy (Szegedy et al. 2016, §4: a regulariser).
+        features: the feature maps (``feature_info``): for each, the path of the module that outputs it
+            (``"stem.<name>"`` or ``"blocks.<name>"``), its channels and its reduction.
+        aux: an auxiliary classifier on feature map ``aux_map`` (the output of the module it names), used in
+            training mode only: the model then returns `InceptionOutputs` (logits, aux_logits) and the training loss
+            adds the auxiliary cross-entropy (Szegedy et al. 2016, §4: a regulariser).
     """
 
     def __init__(
@@ -123,28 +125,30 @@ class Inception(Classifier):
         in_chans: int,
         drop_rate: float,
         min_size: int,
+        features: Sequence[tuple[str, int, int]],
         aux: nn.Module | None = None,
-        aux_after: str = "",
+        aux_map: int = -1,
     ) -> None:
         super().__init__()
         self.se_config = se
         self.stem = stem
         self.blocks = blocks
         self.aux = aux
-        self.aux_index = [n for n, _ in blocks.named_children()].index(aux_after) + 1 if aux is not None else 0
+        self.aux_map = aux_map
         self._init_head(num_features, num_classes, in_chans, drop_rate, min_size)
+        self._init_features(features)
         init_convs(self)
 
-    def _features(self, x: Tensor) -> Tensor:
-        return self.blocks(self.stem(x))
+    def _sequence(self) -> list[tuple[str, nn.Module]]:
+        return [(f"stem.{n}", m) for n, m in self.stem.named_children()] + [
+            (f"blocks.{n}", m) for n, m in self.blocks.named_children()
+        ]
 
     def forward(self, x: Tensor) -> Tensor | InceptionOutputs:
         if self.aux is None or not self.training:
             return super().forward(x)
-        self.check_input(x)
-        x = self.blocks[: self.aux_index](self.stem(x))
-        aux = self.aux(x)
-        return InceptionOutputs(self.forward_head(self.blocks[self.aux_index :](x)), aux)
+        x, (mid,) = self.forward_intermediates(x, [self.aux_map])
+        return InceptionOutputs(self.forward_head(x), self.aux(mid))
 
 
 def _check_se(se: SEConfig | None, positions: Sequence[str], family: str) -> None:
@@ -213,9 +217,16 @@ def _bn_inception(
         branches, cout = _bn_inception_module(cin, row, conv)
         blocks[f"inception_{name}"] = InceptionModule(branches, cout, se=se, stage=int(name[0]) - 2)
         cin = cout
+    features = [
+        ("stem.conv1", 64, 2),
+        ("stem.conv2", 192, 4),
+        ("blocks.inception_3b", 320, 8),
+        ("blocks.inception_4d", 608, 16),
+        ("blocks.inception_5b", 1024, 32),
+    ]  # before each reduction
     return Inception(
         stem, nn.Sequential(blocks), cin, se=se, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-        min_size=32,
+        min_size=32, features=features,
     )  # fmt: skip
 
 
@@ -268,6 +279,10 @@ def _tf_stem(in_chans: int) -> nn.Sequential:
             MaxPool_5a_3x3=nn.MaxPool2d(3, 2),  # 35×35
         )
     )
+
+
+# The feature maps of the stem (147×147 and 71×71 at 299², as timm's): the last map before each pooling.
+_TF_FEATURES = [("stem.Conv2d_2b_3x3", 64, 2), ("stem.Conv2d_4a_3x3", 192, 4)]
 
 
 # Inception-v3 (Szegedy et al. 2016, Table 1 and Figs. 5-7), one function per kind of module.
@@ -328,12 +343,7 @@ def _v3_aux_head(num_classes: int) -> nn.Sequential:
 
 
 def _inception_v3(
-    se: SEConfig | None,
-    *,
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    drop_rate: float = 0.2,
-    aux_logits: bool = False,
+    se: SEConfig | None, *, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, aux_logits: bool = False
 ) -> Inception:
     """Inception-v3 (Szegedy et al. 2016) as in TF-slim and torchvision, and SE-Inception-v3; 299×299 input.
 
@@ -349,18 +359,12 @@ def _inception_v3(
         concat, cout = _parallel(cin, branches)
         blocks[name] = InceptionModule(list(concat), cout, se=se, stage=stage)
         cin = cout
+    features = [*_TF_FEATURES, ("blocks.Mixed_5d", 288, 8), ("blocks.Mixed_6e", 768, 16), ("blocks.Mixed_7c", 2048, 32)]
     return Inception(
-        _tf_stem(in_chans),
-        nn.Sequential(blocks),
-        cin,
-        se=se,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        drop_rate=drop_rate,
-        min_size=299 if aux_logits else 75,
-        aux=_v3_aux_head(num_classes) if aux_logits else None,
-        aux_after="Mixed_6e",
-    )
+        _tf_stem(in_chans), nn.Sequential(blocks), cin, se=se, num_classes=num_classes, in_chans=in_chans,
+        drop_rate=drop_rate, min_size=299 if aux_logits else 75, features=features,
+        aux=_v3_aux_head(num_classes) if aux_logits else None, aux_map=3,  # the auxiliary head reads Mixed_6e
+    )  # fmt: skip
 
 
 # Inception-ResNet-v2 (Szegedy et al. 2017) as released in TF-slim: a 35×35 Inception module after the stem,
@@ -401,9 +405,11 @@ def _inception_resnet_v2(
                 cin, branches, scale=1.0 if last else scale, activate=not last, se=se, stage=stage
             )
     blocks["Conv2d_7b_1x1"] = _tf_conv(cin, 1536, 1)
+    features = [*_TF_FEATURES, ("blocks.block35_10", 320, 8), ("blocks.block17_20", 1088, 16),
+                ("blocks.Conv2d_7b_1x1", 1536, 32)]  # fmt: skip
     return Inception(
         _tf_stem(in_chans), nn.Sequential(blocks), 1536, se=se, num_classes=num_classes, in_chans=in_chans,
-        drop_rate=drop_rate, min_size=75,
+        drop_rate=drop_rate, min_size=75, features=features,
     )  # fmt: skip
 
 

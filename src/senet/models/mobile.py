@@ -35,6 +35,8 @@ __all__ = ["DepthwiseSeparable", "MobileNet", "ShuffleNet", "ShuffleUnit", "chan
 # ---------------------------------------------------------------------------------------------------------------------
 # MobileNet v1 (Howard et al. 2017, Table 1): a 3×3 stride-2 convolution, then 13 depthwise-separable blocks.
 
+_ACTS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6}
+
 #   output channels  stride of the first block  blocks
 _MOBILENET = (
     (64, 1, 1),  # 112×112
@@ -50,10 +52,12 @@ class DepthwiseSeparable(nn.Module):
 
     positions = ("standard", "after_3x3")
 
-    def __init__(self, cin: int, cout: int, stride: int, *, se: SEConfig | None, stage: int) -> None:
+    def __init__(
+        self, cin: int, cout: int, stride: int, *, se: SEConfig | None, stage: int, act: type[nn.Module] = nn.ReLU
+    ) -> None:
         super().__init__()
-        self.depthwise = conv_bn(cin, cin, 3, stride, 1, groups=cin)
-        self.pointwise = conv_bn(cin, cout, 1)
+        self.depthwise = conv_bn(cin, cin, 3, stride, 1, groups=cin, act_layer=act)
+        self.pointwise = conv_bn(cin, cout, 1, act_layer=act)
         cfg = se_for_block(se, stage)
         self.se_position = cfg.position if cfg is not None else None
         self.se = cfg.make(cin if self.se_position == "after_3x3" else cout, stage) if cfg is not None else None
@@ -71,7 +75,9 @@ class MobileNet(Staged):
     width multiplier α: 1.0 ("1.0 MobileNet-224", the paper's), 0.75, 0.5, 0.25.
 
     ``se_stages`` numbers the five resolutions of `_MOBILENET` (1 = 112×112 ... 5 = 7×7); ``r`` may give one ratio
-    per stage. ``min_size`` is the total stride, 32.
+    per stage. ``min_size`` is the total stride, 32. ``act`` is the activation after every BN: ``"relu"`` (the
+    MobileNet paper's) or ``"relu6"`` (min(max(x, 0), 6), as TensorFlow's and timm's MobileNet v1 and their weights);
+    the SE unit's own δ stays ReLU (paper eq. 3).
     """
 
     def __init__(
@@ -81,11 +87,14 @@ class MobileNet(Staged):
         num_classes: int = 1000,
         in_chans: int = 3,
         width_mult: float = 1.0,
+        act: str = "relu",
         drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
         if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or not 0 < width_mult <= 4:
             raise ValueError(f"width_mult={width_mult!r} must be a number in (0, 4]; the paper uses 1, 0.75, 0.5, 0.25")
+        if act not in _ACTS:
+            raise ValueError(f"act={act!r} is not one of {', '.join(map(repr, _ACTS))}")
         if se is not None:
             se.check(len(_MOBILENET), DepthwiseSeparable.positions, "MobileNet")
         self.se_config = se
@@ -94,13 +103,16 @@ class MobileNet(Staged):
         def width(c: int) -> int:
             return max(1, round(c * width_mult))
 
-        self.stem = conv_bn(in_chans, width(32), 3, 2, 1)
+        layer = _ACTS[act]
+        self.stem = conv_bn(in_chans, width(32), 3, 2, 1, act_layer=layer)
+        rows = [(width(cout), stride, blocks) for cout, stride, blocks in _MOBILENET]
         cin = self._add_stages(
             width(32),
-            [(width(cout), stride, blocks) for cout, stride, blocks in _MOBILENET],
-            lambda cin, cout, stride, stage, j: DepthwiseSeparable(cin, cout, stride, se=se, stage=stage),
+            rows,
+            lambda cin, cout, stride, stage, j: DepthwiseSeparable(cin, cout, stride, se=se, stage=stage, act=layer),
         )
         self._init_head(cin, num_classes, in_chans, drop_rate, min_size=32)
+        self._init_staged_features(None, [(c, 2 ** (i + 1)) for i, (c, _, _) in enumerate(rows)])  # 112² ... 7²
         init_convs(self)
 
 
@@ -194,6 +206,7 @@ class ShuffleNet(Staged):
         widths = _SHUFFLENET_WIDTHS[groups]
         cin = self._add_stages(24, [(c, 2, n) for c, n in zip(widths, _SHUFFLENET_UNITS, strict=True)], unit)
         self._init_head(cin, num_classes, in_chans, drop_rate, min_size=32)
+        self._init_staged_features((24, 2), [(c, 8 * 2**i) for i, c in enumerate(widths)])  # the conv, 28² ... 7²
         init_convs(self)
 
 

@@ -58,17 +58,34 @@ class PadShortcut(nn.Module):
 
 
 class BasicBlock(ResidualBlock):
-    """Two 3×3 convolutions, each followed by BN (He et al. 2016); ``stride`` on the first."""
+    """Two 3×3 convolutions, each followed by BN (He et al. 2016); ``stride`` on the first.
+
+    ``branch_relu``: a ReLU after the second BN too, so that SE rescales the rectified branch (conv-BN-ReLU-conv-
+    BN-ReLU, SE, addition, ReLU; the model option ``relu_before_se``). Not the paper's block (Fig. 3 rescales the BN
+    output); it is the block of timm's ``legacy_seresnet18`` / ``legacy_seresnet34``, whose ImageNet weights compute
+    their function only with it.
+    """
 
     positions = ("standard", "pre", "post", "identity")
 
-    def __init__(self, cin: int, cout: int, stride: int, downsample: nn.Module | None, *, se, stage: int) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        stride: int,
+        downsample: nn.Module | None,
+        *,
+        se,
+        stage: int,
+        branch_relu: bool = False,
+    ) -> None:
         super().__init__()
         self.conv1 = conv3x3(cin, cout, stride)
         self.bn1 = nn.BatchNorm2d(cout)
         self.act1 = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(cout, cout)
         self.bn2 = nn.BatchNorm2d(cout)
+        self.act2 = nn.ReLU(inplace=True) if branch_relu else None
         self.downsample = downsample
         self._attach_se(se, stage, {"standard": cout, "pre": cin, "post": cout, "identity": cout})
 
@@ -79,6 +96,8 @@ class BasicBlock(ResidualBlock):
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.act1(self.bn1(self.conv1(self._pre(x))))
         out = self.bn2(self.conv2(out))
+        if self.act2 is not None:
+            out = self.act2(out)
         return self._merge(out, shortcut)
 
 
@@ -263,8 +282,11 @@ class ResNetSpec:
     halve_first: bool = False  # bottlenecks: the first 1×1 at half the 3×3's width (SENet-154)
     final_act: bool = False  # BN and ReLU after the last stage (pre-activation networks)
 
-    def block_args(self, cout: int, *, stride_in_1x1: bool, block_drop_rate: float) -> dict:
+    def block_args(self, cout: int, *, stride_in_1x1: bool, block_drop_rate: float, relu_before_se: bool) -> dict:
         """The keyword arguments of a block of output width ``cout``."""
+        if relu_before_se and self.block is not BasicBlock:
+            raise ValueError(f"relu_before_se=True applies to basic blocks (ResNet-18/34); {self.name} has "
+                             f"{self.block.__name__}s")  # fmt: skip
         if self.block is Bottleneck:
             width = cout // 4 * self.base_width // 64 * self.groups
             width1 = width // 2 if self.halve_first else None
@@ -273,7 +295,7 @@ class ResNetSpec:
             return dict(width=cout // 4)
         if self.block is PreActBasicBlock:
             return dict(drop_rate=block_drop_rate)
-        return {}
+        return dict(branch_relu=relu_before_se)
 
 
 class ResNet(Staged):
@@ -286,6 +308,7 @@ class ResNet(Staged):
         stride_in_1x1: the stride of a downsampling bottleneck on its first 1×1 (Caffe's SE-ResNet).
         zero_init_last: the last BN of every block starts at 0, so that each block starts as the identity.
         block_drop_rate: dropout between the two convolutions of a pre-activation basic block (wide ResNets).
+        relu_before_se: basic blocks rectify their branch before SE (see `BasicBlock`).
     """
 
     def __init__(
@@ -300,6 +323,7 @@ class ResNet(Staged):
         drop_rate: float = 0.0,
         zero_init_last: bool = False,
         block_drop_rate: float = 0.0,
+        relu_before_se: bool = False,
     ) -> None:
         super().__init__()
         if not len(spec.depths) == len(spec.widths) == len(spec.strides):
@@ -311,7 +335,9 @@ class ResNet(Staged):
         cin = spec.stem_width
         for i, (depth, cout, stride) in enumerate(zip(spec.depths, spec.widths, spec.strides, strict=True), 1):
             kind = spec.first_shortcut if (i == 1 and spec.first_shortcut) else spec.shortcut
-            args = spec.block_args(cout, stride_in_1x1=stride_in_1x1, block_drop_rate=block_drop_rate)
+            args = spec.block_args(
+                cout, stride_in_1x1=stride_in_1x1, block_drop_rate=block_drop_rate, relu_before_se=relu_before_se
+            )
             blocks = []
             for j in range(depth):
                 s = stride if j == 0 else 1
@@ -322,8 +348,11 @@ class ResNet(Staged):
         self.num_stages = len(spec.depths)
         self.final_bn = nn.BatchNorm2d(cin) if spec.final_act else None
         self.final_act = nn.ReLU(inplace=True) if spec.final_act else None
-        total_stride = (4 if spec.stem in ("imagenet", "deep") else 1) * math.prod(spec.strides)
-        self._init_head(cin, num_classes, in_chans, drop_rate, min_size=total_stride)
+        pooled = spec.stem in ("imagenet", "deep")  # a stride-2 stem and a stride-2 pool
+        reductions = [(4 if pooled else 1) * math.prod(spec.strides[: i + 1]) for i in range(len(spec.strides))]
+        self._init_head(cin, num_classes, in_chans, drop_rate, min_size=reductions[-1])
+        maps = list(zip(spec.widths, reductions, strict=True))
+        self._init_staged_features((spec.stem_width, 2) if pooled else None, maps)
         self._init_weights(zero_init_last)
 
     def _init_weights(self, zero_init_last: bool) -> None:
@@ -341,8 +370,8 @@ class ResNet(Staged):
                         raise ValueError(f"zero_init_last needs a BN at the end of the branch; {type(blk).__name__}")
                     nn.init.zeros_(bn.weight)
 
-    def _after_stages(self, x: Tensor) -> Tensor:
-        return x if self.final_bn is None else self.final_act(self.final_bn(x))
+    def _after_stages(self) -> list[tuple[str, nn.Module]]:
+        return [] if self.final_bn is None else [("final_bn", self.final_bn), ("final_act", self.final_act)]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -359,14 +388,20 @@ def _imagenet(
     layout: str = "original",
     drop_rate: float = 0.0,
     zero_init_last: bool = False,
+    relu_before_se: bool = False,
 ) -> ResNet:
-    """An ImageNet ResNet, ResNeXt or SENet-154 in the ``layout`` of the released Caffe models or of torchvision."""
+    """An ImageNet ResNet, ResNeXt or SENet-154 in the ``layout`` of the released Caffe models or of torchvision.
+
+    ``relu_before_se=True`` (ResNet-18/34 only) rectifies each basic block's branch before SE and the addition, as
+    timm's ``legacy_seresnet18/34`` do (not the paper's block; see `BasicBlock`); the plain twin gets the same ReLU.
+    """
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r} is not one of {LAYOUTS} (original = the released Caffe models)")
     original = layout == "original"
     return ResNet(
         spec, se, num_classes=num_classes, in_chans=in_chans, ceil_pool=original,
         stride_in_1x1=original and spec.groups == 1, drop_rate=drop_rate, zero_init_last=zero_init_last,
+        relu_before_se=relu_before_se,
     )  # fmt: skip
 
 

@@ -25,7 +25,9 @@ from typing import Any
 from torch import Tensor
 
 from ..constants import BEST_FILE, GOOD_STATE_FILE, LAST_FILE, STATE_FILE
-from ..files import read_weights, save_weights
+from ..files import clean_partial_writes, read_weights, save_weights, temporary_path
+from ..validate import MAX_COUNT, MAX_EPOCHS, MODEL_CONFIG, Bool, Float, Int, Json, List, Map, Str, check
+from .outputs import HISTORY_ROW
 
 __all__ = [
     "BEST_FILE",
@@ -68,16 +70,58 @@ def pack_state(obj: Any, prefix: str, tensors: dict[str, Tensor]) -> Any:
 
 
 def unpack_state(obj: Any, tensors: dict[str, Tensor]) -> Any:
-    """The inverse of `pack_state`."""
+    """The inverse of `pack_state`.
+
+    Raises:
+        ValueError: a reference to a tensor the file lacks, or a malformed ``$items`` entry.
+    """
     if isinstance(obj, dict):
         if set(obj) == {"$tensor"}:
+            if obj["$tensor"] not in tensors:
+                raise ValueError(f"it refers to a tensor {obj['$tensor']!r} that it does not hold")
             return tensors[obj["$tensor"]]
         if set(obj) == {"$items"}:
-            return {k: unpack_state(v, tensors) for k, v in obj["$items"]}
+            items = obj["$items"]
+            if not isinstance(items, list) or not all(isinstance(i, list) and len(i) == 2 for i in items):
+                raise ValueError("an $items entry is not a list of [key, value] pairs")
+            return {k if isinstance(k, (str, int)) else str(k): unpack_state(v, tensors) for k, v in items}
         return {k: unpack_state(v, tensors) for k, v in obj.items()}
     if isinstance(obj, list):
         return [unpack_state(v, tensors) for v in obj]
     return obj
+
+
+# The metadata of state.safetensors: what `_Run._restore` reads, each with its bounds. One history row per finished
+# epoch; the optimizer, scaler and schedule states are free-form (their owners check them as they load them).
+_TOTALS = Map({k: Float(0.0) for k in ("loss_sum", "correct", "seen", "skipped")}, required=("loss_sum", "seen"))
+_STATE_EXTRA = Map(
+    {
+        "epoch": Int(0, MAX_EPOCHS),
+        "batch": Int(0, MAX_COUNT),
+        "step": Int(0, 2**53),
+        "totals": _TOTALS,
+        "sums": List(Float(0.0), length=4),  # states written before the totals had names
+        "elapsed_s": Float(0.0),
+        "best_acc": Float(-1.0, 1.0),
+        "history": List(HISTORY_ROW, max_len=MAX_EPOCHS),
+        "config": Map(others=Json(max_depth=4, max_items=10_000)),
+        "optimizer": Map({"state": Json(), "param_groups": List(Map(others=Json()))},
+                         required=("state", "param_groups")),
+        "scaler": Map(others=Json()),
+        "schedule": Map(others=Json()),
+    },
+    required=("epoch", "batch", "step", "elapsed_s", "best_acc", "history", "config", "optimizer", "scaler",
+              "schedule"),
+)  # fmt: skip
+STATE_METADATA = Map(
+    {
+        "format": Str(),
+        "model": Map(MODEL_CONFIG, required=("name", "num_classes", "in_chans")),
+        "has_ema": Bool(),
+        "extra": _STATE_EXTRA,
+    },
+    required=("format", "model", "has_ema", "extra"),
+)
 
 
 @dataclass
@@ -114,25 +158,29 @@ def load_state(path: str | os.PathLike) -> TrainingState:
     tensors, meta = read_weights(path)
     if meta.get("format") != STATE_FORMAT:
         raise ValueError(f"{str(path)!r} is not a senet training state (format {meta.get('format')!r})")
+    fix = (f"it was altered or damaged: restore it from {GOOD_STATE_FILE} beside it (the last good state), or start "
+           "the run again in a new folder")  # fmt: skip
+    meta = check(meta, STATE_METADATA, f"{str(path)!r} is not a valid training state", fix)
+    x = meta["extra"]
+    if "totals" not in x and "sums" not in x:
+        raise ValueError(f"{str(path)!r} is not a valid training state: extra.totals is missing; {fix}")
+    if len(x["history"]) != x["epoch"]:
+        raise ValueError(f"{str(path)!r} is not a valid training state: {len(x['history'])} history rows for "
+                         f"epoch={x['epoch']} (one per finished epoch); {fix}")  # fmt: skip
     model = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
     ema = {k.removeprefix("ema/"): v for k, v in tensors.items() if k.startswith("ema/")} if meta["has_ema"] else None
-    return TrainingState(model, ema, unpack_state(meta["extra"], tensors), meta["model"])
-
-
-def clean_partial_writes(run_dir: str | os.PathLike) -> list[Path]:
-    """Remove temporary files a killed run left behind (``.NAME.*.tmp`` of atomic_write); return them."""
-    stale = sorted(Path(run_dir).glob(".*.tmp"))
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
+    try:
+        extra = unpack_state(x, tensors)
+    except ValueError as e:
+        raise ValueError(f"{str(path)!r} is not a valid training state: {e}; {fix}") from None
+    return TrainingState(model, ema, extra, meta["model"])
 
 
 def _link(src: Path, dst: Path) -> None:
     """Make ``dst`` the file ``src`` is, atomically: a hard link renamed into place (a copy where links fail)."""
-    import secrets
     import shutil
 
-    tmp = dst.parent / f".{dst.name}.{secrets.token_hex(8)}.tmp"  # what clean_partial_writes removes
+    tmp = temporary_path(dst)  # what clean_partial_writes removes
     try:
         os.link(src, tmp)
     except OSError:

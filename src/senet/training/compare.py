@@ -8,7 +8,6 @@ that was stopped continues where it was.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import sys
@@ -17,14 +16,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..environment import describe
+import torch
+
+from ..environment import check_parallelism, describe
+from ..factory import create_model
 from ..files import atomic_write_text, check_folder_name, folder_lock
 from ..models import get_entry
+from ..validate import MAX_SEEDS, Float, Int, Json, List, Map, Str, json_text
 from .config import TrainConfig
 from .outputs import plot_curves
 from .trainer import RunResult, train
 
-__all__ = ["Comparison", "ModelSummary", "compare"]
+__all__ = ["COMPARE_SCHEMA", "Comparison", "ModelSummary", "compare"]
+
+_SHARE = Float(0.0, 1.0)
+# What compare.json holds (`_compare` writes it; `senet report` reads it): one entry per model.
+COMPARE_SCHEMA = Map(
+    {
+        "models": List(
+            Map(
+                {
+                    "model": Str(max_len=100), "seeds": List(Int(0, 2**63 - 1), min_len=1, max_len=MAX_SEEDS),
+                    "test_acc": List(_SHARE, min_len=1, max_len=MAX_SEEDS), "mean": _SHARE, "std": Float(0.0),
+                    "params": Int(0, 2**53), "macs": Int(0, 2**62), "images_per_s": Float(0.0),
+                    "wall_s": Float(0.0), "runs": List(Str(), max_len=MAX_SEEDS),
+                },
+                required=("model", "seeds", "test_acc", "mean", "std", "params", "macs", "images_per_s", "wall_s"),
+            ),
+            min_len=1,
+            max_len=1000,
+        ),
+        "differences": List(Map(others=Json(max_depth=2))),
+        "machine": Map(others=Json(max_depth=1)),
+        "config": Map(others=Json(max_depth=4, max_items=10_000)),
+    },
+    required=("models", "config"),
+)  # fmt: skip
 
 
 @dataclass
@@ -152,8 +179,10 @@ def compare(
     """
     if len(models) < 1:
         raise ValueError("compare needs at least one model")
-    for m in models:
-        get_entry(m)  # unknown names fail before any training
+    check_parallelism(config.threads, config.workers)  # as each run would, but before the first one starts
+    for m in models:  # unknown names and options fail before any training
+        with torch.device("meta"):
+            create_model(m, **get_entry(m).shared_options(config.model_options))
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ValueError(f"seeds={seeds!r}: give at least one seed")
@@ -192,5 +221,5 @@ def _compare(
     atomic_write_text(result.report, text)
     data = {"models": [s.to_dict() for s in summaries], "differences": result.differences(), "machine": mach,
             "config": config.to_dict()}  # fmt: skip
-    atomic_write_text(result.data, json.dumps(data, indent=1))
+    atomic_write_text(result.data, json_text(data))
     return result

@@ -26,14 +26,74 @@ from ..factory import LIBRARIES
 from ..files import check_folder_name
 from ..models import get_entry
 from ..retrofit import add_se
+from ..validate import (
+    MAX_BATCH,
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_COUNT,
+    MAX_EPOCHS,
+    MAX_IMAGE_SIDE,
+    Either,
+    Float,
+    Int,
+    Json,
+    List,
+    Map,
+    SchemaError,
+    Spec,
+    Str,
+    read_yaml,
+)
 from .evaluation import TTA
 from .finetune import Finetune
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "field_type", "find_recipe", "list_recipes"]
+__all__ = ["BOUNDS", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "field_type", "find_recipe", "list_recipes"]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "linear", "step", "plateau", "constant")
 AMP = ("none", "bf16", "fp16")
+
+_FRACTION = Float(0.0, 1.0)
+_BELOW_ONE = Float(0.0, 1.0, hi_open=True)
+_CLASS = Either(Int(0, MAX_CLASSES - 1), Str(max_len=1000), expected="a class's index or name")
+# The bounds of every number of a recipe: beyond them a value is a mistake (or a hostile file), not a choice. Every
+# float must be finite (a NaN learning rate would train until the loss is NaN). Threads and workers are checked
+# against the machine when a run starts (`senet.environment.check_parallelism`).
+BOUNDS: dict[str, Spec] = {
+    "model_options": Map(others=Json(max_depth=2, max_items=1000), max_len=100),  # option: value or list
+    "add_se": List(Map(others=Json(max_depth=2, max_items=1000), max_len=100), max_len=100),  # calls of add_se
+    "classes": List(_CLASS, max_len=MAX_CLASSES),
+    "train_per_class": Int(0, MAX_COUNT),
+    "mean": List(Float(), max_len=MAX_CHANNELS),
+    "std": List(Float(0.0, lo_open=True), max_len=MAX_CHANNELS),  # 0 would divide by zero
+    "init": Str(max_len=4096),  # a tag, a path
+    "backbone_lr": Float(0.0, 1.0, lo_open=True),
+    "layer_decay": Float(0.0, 1.0, lo_open=True),
+    "image_size": Int(0, MAX_IMAGE_SIDE),
+    "crop_padding": Int(0, MAX_IMAGE_SIDE),
+    "random_erasing": _FRACTION,
+    "train_subset": Int(0, MAX_COUNT),
+    "test_subset": Int(0, MAX_COUNT),
+    "workers": Int(0, 1024),
+    "epochs": Int(1, MAX_EPOCHS),
+    "batch_size": Int(1, MAX_BATCH),
+    "accum_steps": Int(1, MAX_BATCH),
+    "lr": Float(0.0, lo_open=True),
+    "lr_batch": Int(1, MAX_COUNT),
+    "momentum": _BELOW_ONE,
+    "weight_decay": Float(0.0, 1.0),  # more than 1 shrinks the weights faster than any gradient moves them
+    "warmup_epochs": Float(0.0, MAX_EPOCHS),
+    "min_lr": _BELOW_ONE,
+    "milestones": List(Int(0, MAX_EPOCHS), max_len=1000),
+    "gamma": Float(0.0, lo_open=True),
+    "patience": Int(0, MAX_EPOCHS),
+    "label_smoothing": _BELOW_ONE,
+    "ema_decay": _BELOW_ONE,
+    "threads": Int(0, 4096),
+    "seed": Int(0, 2**63 - 1),
+    "checkpoint_every": Int(0, MAX_COUNT),
+    "eval_every": Int(1, MAX_EPOCHS),
+}
 
 
 def option(default: Any, help: str) -> Any:
@@ -152,12 +212,7 @@ class TrainConfig:
         source = "overrides"
         if recipe is not None:
             path = find_recipe(recipe)
-            try:
-                loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError as e:
-                raise ValueError(f"recipe {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
-            if not isinstance(loaded, dict):
-                raise ValueError(f"recipe {str(path)!r} must be a mapping of fields, got {type(loaded).__name__}")
+            loaded = read_yaml(path, "recipe")
             cls.from_dict(loaded, source=str(path))  # name the file in errors about its own fields
             values.update(loaded)
         values.update(overrides)
@@ -189,28 +244,11 @@ class TrainConfig:
         for key, options in choices.items():
             if getattr(self, key) not in options:
                 raise ValueError(f"{key}={getattr(self, key)!r}; choose from {', '.join(options)}")
-        positive = ("epochs", "batch_size", "accum_steps", "lr_batch", "eval_every")
-        for key in positive:
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key}={getattr(self, key)!r} must be at least 1")
-        non_negative = (
-            "train_per_class",
-            "train_subset",
-            "test_subset",
-            "workers",
-            "checkpoint_every",
-            "image_size",
-            "crop_padding",
-        )
-        non_negative += ("weight_decay", "warmup_epochs", "patience", "threads")
-        for key in non_negative:
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key}={getattr(self, key)!r} must not be negative")
-        if not 0.0 <= self.random_erasing <= 1.0:
-            raise ValueError(f"random_erasing={self.random_erasing!r} must be in [0, 1]")
-        for key in ("label_smoothing", "min_lr", "ema_decay", "momentum"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ValueError(f"{key}={getattr(self, key)!r} must be in [0, 1)")
+        for key, spec in BOUNDS.items():
+            try:
+                spec.check(getattr(self, key), key)
+            except SchemaError as e:
+                raise ValueError(f"{e.where}={e.value!r}: expected {e.expected}") from None
         if ":" in self.model:  # another library's builder: its name is checked when the model is built
             if self.model.partition(":")[0] not in LIBRARIES:
                 raise ValueError(f"model={self.model!r}: the library before ':' must be one of {', '.join(LIBRARIES)}")
@@ -222,8 +260,6 @@ class TrainConfig:
             raise ValueError(f"unknown dataset {self.dataset!r}{hint}; choose from {', '.join(DATASETS)}")
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment={self.augment!r}; choose from {', '.join(AUGMENTATIONS)}")
-        if self.lr <= 0 or self.gamma <= 0:
-            raise ValueError(f"lr={self.lr!r} and gamma={self.gamma!r} must be positive")
         if self.in_chans not in (1, 3):
             raise ValueError(f"in_chans={self.in_chans!r}: 1 (grayscale) or 3 (RGB)")
         check_folder_name(self.name, "name")
@@ -235,8 +271,8 @@ class TrainConfig:
                 raise ValueError(
                     f"add_se: {unknown[0]!r} is not an argument of senet.add_se; it takes {', '.join(takes)}"
                 )
-        if len(self.mean) != len(self.std) or (self.mean and min(self.std) <= 0):
-            raise ValueError(f"mean={self.mean!r} and std={self.std!r}: one value per channel each, std > 0")
+        if len(self.mean) != len(self.std):  # each value's bounds: BOUNDS
+            raise ValueError(f"mean={self.mean!r} and std={self.std!r}: give one value per channel in each")
 
 
 def field_type(name: str) -> tuple[Any, bool]:

@@ -27,7 +27,9 @@ from ..data import (
     image_transforms,
     load_datasets,
     normalize,
+    read_image,
 )
+from ..environment import check_parallelism, die_with_parent
 from .distributed import Dist
 
 __all__ = ["TTA", "EvalResult", "Inputs", "evaluate", "predict", "recorded_test_set"]
@@ -74,7 +76,11 @@ def check_readable(batch: Batch, skip: bool) -> int:
 
 
 def loader(dataset: Dataset, sampler: EpochBatches, workers: int, pin: bool) -> DataLoader:
-    """A DataLoader over our batch-returning datasets (`senet.data`)."""
+    """A DataLoader over our batch-returning datasets (`senet.data`), with at most as many worker processes as
+    the machine has cores, each of which dies with this process (`senet.environment.die_with_parent`)."""
+    if workers < 0:
+        raise ValueError(f"workers={workers} must not be negative (0: load in this process)")
+    check_parallelism(workers=workers)
     return DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -82,6 +88,7 @@ def loader(dataset: Dataset, sampler: EpochBatches, workers: int, pin: bool) -> 
         num_workers=workers,
         pin_memory=pin,
         persistent_workers=workers > 0,
+        worker_init_fn=die_with_parent if workers > 0 else None,
     )
 
 
@@ -172,20 +179,10 @@ def recorded_test_set(
 
 
 def load_images(paths: Sequence[str | os.PathLike], pre: Preprocess, in_chans: int) -> Tensor:
-    """Image files as a uint8 batch prepared as the model's evaluation images were (`image_transforms`)."""
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms import v2
-
+    """Image files as a uint8 batch prepared as the model's evaluation images were (`image_transforms`); a file
+    that cannot be read is an error naming it (`senet.data.read_image`)."""
     transform = image_transforms(pre, train=False)
-    out = []
-    for p in paths:
-        try:
-            with Image.open(p) as img:
-                img = img.convert("L" if in_chans == 1 else "RGB")
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            raise ValueError(f"unreadable image {str(p)!r}: {e}") from None
-        out.append(transform(v2.functional.pil_to_tensor(img)))
-    return torch.stack(out)
+    return torch.stack([transform(read_image(p, in_chans)) for p in paths])
 
 
 @torch.no_grad()

@@ -11,13 +11,27 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..files import atomic_write, atomic_write_text
+from ..validate import MAX_EPOCHS, Float, Int, Json, Map, Maybe
 
-__all__ = ["METRICS", "Progress", "TensorBoard", "plot_curves", "write_metrics_csv"]
+__all__ = ["HISTORY_ROW", "METRICS", "Progress", "TensorBoard", "plot_curves", "write_metrics_csv"]
 
 # The columns of metrics.csv, one row per epoch.
 METRICS = (
     "epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_acc5",
     "images_per_s", "epoch_s", "elapsed_s", "skipped",
+)  # fmt: skip
+# A row of the history that training states and summary.json keep (`METRICS`; the test columns are "" in an epoch
+# without evaluation), as the readers of those files check it.
+_SHARE, _UNTESTED = Float(0.0, 1.0), ""
+HISTORY_ROW = Map(
+    {
+        "epoch": Int(1, MAX_EPOCHS), "step": Int(0, 2**53), "lr": Float(0.0), "train_loss": Float(0.0),
+        "train_acc": _SHARE, "test_loss": Maybe(Float(0.0), _UNTESTED), "test_acc": Maybe(_SHARE, _UNTESTED),
+        "test_acc5": Maybe(_SHARE, _UNTESTED), "images_per_s": Float(0.0), "epoch_s": Float(), "elapsed_s": Float(0.0),
+        "skipped": Float(0.0),
+    },
+    required=METRICS,
+    others=Json(max_depth=1),
 )  # fmt: skip
 
 

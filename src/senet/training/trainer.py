@@ -37,17 +37,19 @@ from torch import nn
 
 from ..complexity import profile
 from ..data import Batch, DataSpec, EpochBatches, dataset_channels, derive_seed, load_datasets
+from ..environment import check_parallelism, usable_cores
 from ..factory import check_rebuilds, create_model, model_metadata
 from ..files import atomic_write_text, folder_lock, save_weights
 from ..models import get_entry
 from ..transfer import InitSource, init_options, load_init, resolve_init
+from ..validate import MAX_EPOCHS, Float, Int, Json, List, Map, Str, json_text, read_json
 from . import distributed
 from .checkpoint import (
     BEST_FILE,
+    GOOD_STATE_FILE,
     LAST_FILE,
     STATE_FILE,
     TrainingState,
-    clean_partial_writes,
     load_state,
     mark_good,
     roll_back,
@@ -56,7 +58,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .evaluation import Inputs, check_readable, evaluate, loader
 from .finetune import Finetune, train_mode
-from .outputs import Progress, TensorBoard, plot_curves, write_metrics_csv
+from .outputs import HISTORY_ROW, Progress, TensorBoard, plot_curves, write_metrics_csv
 from .schedule import LRSchedule
 
 __all__ = ["NonFiniteLossError", "RunResult", "train"]
@@ -80,6 +82,25 @@ def _preprocess(config: TrainConfig, source: InitSource | None) -> dict[str, Any
         else ("mean", "std", "input_size", "crop_pct", "interpolation")
     )
     return {k: v for k, v in pre.items() if k in keep}
+
+
+# What summary.json holds (`RunResult.to_dict`), as `RunResult.load` checks it; a NaN is written as null.
+_ACC = Float(0.0, 1.0)
+SUMMARY_SCHEMA = Map(
+    {
+        "config": Map(others=Json(max_depth=4, max_items=10_000)),
+        "history": List(HISTORY_ROW, max_len=MAX_EPOCHS, min_len=1),
+        "test_acc": _ACC,
+        "best_acc": _ACC,
+        "params": Int(0, 2**53),
+        "macs": Int(0, 2**62),
+        "wall_s": Float(0.0),
+        "images_per_s": Float(0.0),
+        "fingerprints": List(Str(max_len=100), max_len=100_000),
+        "skipped_images": Int(0, 2**53),
+    },
+    required=("config", "history", "test_acc", "best_acc", "params", "macs", "wall_s", "images_per_s"),
+)
 
 
 class NonFiniteLossError(ValueError):
@@ -116,7 +137,9 @@ class RunResult:
         path = Path(run_dir) / SUMMARY_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{str(run_dir)!r} holds no completed run (no {SUMMARY_FILE})")
-        d = json.loads(path.read_text(encoding="utf-8"))
+        fix = f"it was altered or damaged: delete it and run `senet train --resume {run_dir}` to write it again"
+        d = read_json(path, SUMMARY_SCHEMA, "summary of a run", fix)
+        d = {k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}}
         return cls(**{**d, "run_dir": Path(run_dir), "config": TrainConfig.from_dict(d["config"], source=str(path))})
 
 
@@ -139,9 +162,9 @@ class ModelEMA:
 
 
 def _set_threads(config: TrainConfig) -> None:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    check_parallelism(config.threads, config.workers)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    torch.set_num_threads(config.threads or max(1, cores // local))
+    torch.set_num_threads(config.threads or max(1, usable_cores() // local))
 
 
 def _set_deterministic(on: bool) -> None:
@@ -461,7 +484,7 @@ class _Run:
             skipped_images=int(last["skipped"]),
         )
         if self.dist.main:
-            atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(result.to_dict(), indent=1))
+            atomic_write_text(self.run_dir / SUMMARY_FILE, json_text(result.to_dict()))
         self.dist.barrier()
         return result
 
@@ -474,9 +497,7 @@ class _Run:
             raise ValueError(
                 f"{str(self.run_dir)!r} already holds a run; resume it with --resume, or choose another --name"
             )
-        if exists:
-            if self.dist.main:
-                clean_partial_writes(self.run_dir)
+        if exists:  # (folder_lock removed what a killed writer left)
             self._restore(load_state(state_path), state_path, strict=resume == "auto")
         if self.dist.main:
             atomic_write_text(self.run_dir / "config.yaml", self.config.to_yaml())
@@ -496,14 +517,26 @@ class _Run:
         changed = config_changes(x["config"], self.config)
         if strict and set(changed) - {"epochs"}:
             raise ValueError(f"{str(self.run_dir)!r} holds a run of another configuration ({_describe(changed)})")
-        self.model.load_state_dict(state.model)
-        if self.ema is not None:
-            self.ema.module.load_state_dict(state.ema if state.ema is not None else state.model)
-        self.optimizer.load_state_dict(x["optimizer"])
-        self.scaler.load_state_dict(x["scaler"])
-        self.schedule.load_state_dict(x["schedule"])
+        try:  # load_state checked the file against its schema; these check their own parts
+            self.model.load_state_dict(state.model)
+            if self.ema is not None:
+                self.ema.module.load_state_dict(state.ema if state.ema is not None else state.model)
+            self.optimizer.load_state_dict(x["optimizer"])
+            self.scaler.load_state_dict(x["scaler"])
+            self.schedule.load_state_dict(x["schedule"])
+            self.totals = Totals.restore(x["totals"] if "totals" in x else x["sums"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(
+                f"cannot resume from {str(path)!r}: its weights or optimizer state do not fit the run ({detail}); "
+                f"restore it from {GOOD_STATE_FILE} beside it, or start the run again in a new folder"
+            ) from None
+        if x["batch"] >= self.batches:
+            raise ValueError(
+                f"cannot resume from {str(path)!r}: it stands at batch {x['batch']} of an epoch of {self.batches} "
+                "batches; resume with the batch size and subset it was trained with"
+            )
         self.epoch, self.batch, self.step = x["epoch"], x["batch"], x["step"]
-        self.totals = Totals.restore(x["totals"] if "totals" in x else x["sums"])
         self.elapsed_before, self.best_acc = x["elapsed_s"], x["best_acc"]
         self.history = x["history"]
         note = f"; changed: {_describe(changed)}" if changed else ""

@@ -1,97 +1,129 @@
 """Weights from the layouts people hold, converted into senet's models exactly, or refused.
 
-The paper's SE models were released as Caffe models (paper §6.1, ILSVRC 2017); most people hold them in one of
-these PyTorch layouts, each of which `load_weights` converts into senet's models:
+The paper's SE models were released as Caffe models (paper §6.1, ILSVRC 2017), and the plain baselines of every
+family (BN-Inception, Inception-v3, Inception-ResNet-v2, VGG-16, MobileNet; paper Tables 2 and 3) are published by
+torchvision, timm and Cadene's ``pretrainedmodels``. `senet.weights.layouts` describes each of their layouts as
+data; this module recognises them (`detect_layout`), converts them (`convert_state_dict`) and loads them
+(`load_weights`), all by the same code, with three guarantees:
 
-* ``"caffe"``: the widely used PyTorch port of the released Caffe models (Cadene's ``pretrainedmodels``), which
-  timm keeps as ``legacy_seresnet*`` / ``legacy_seresnext*`` / ``legacy_senet154``: ``layer0.{conv1,bn1}``
-  (SENet-154: ``conv1..3``, ``bn1..3``), ``layerN.M.se_module.{fc1,fc2}`` as 1×1 convolutions, ``last_linear``.
-  Loads into senet's ``layout="original"`` (stride on the first 1×1 of SE-ResNet bottlenecks, ceil-mode pool).
-* ``"timm"``: timm's ``seresnet*`` / ``seresnext*``: torchvision's names with ``layerN.M.se.{fc1,fc2}`` as 1×1
-  convolutions; loads into ``layout="v1.5"`` (timm rounds C/r to a multiple of 8: ``se_rounding="round8"``).
-* ``"torchvision"``: torchvision's ``resnet*`` / ``resnext*``, loaded into senet's plain twins, ``layout="v1.5"``.
-* ``"senet"``: senet's own names (a safetensors file written by senet).
-
-Nothing is dropped silently: a key of the file that has no place in the model, a weight the file lacks, or a shape
-that differs is reported by name (`ConversionError`). The only entries filled in are BatchNorm's
-``num_batches_tracked`` counters, which the old Caffe-port files predate and which hold no weights. Weights whose
-source network computes another function than the senet model they fit (every shape equal) are refused.
+* **Nothing is dropped silently.** A key of the file that has no place in the model, a weight the file lacks, or a
+  shape that differs is reported by name (`ConversionError`), each key once. The only entries filled in are
+  BatchNorm's ``num_batches_tracked`` counters, which old files predate and which hold no weights.
+* **The model computes what the source computes.** Every ``create_model`` option that changes a network's function
+  without changing a shape (strides, activations, SE's position, ...) must have the value the layout's network
+  needs (`Layout.options`); otherwise the weights are refused with the ``create_model`` call to use. Options that
+  change shapes are checked by the shapes, and options that act in training only cannot matter
+  (`SHAPE_OR_TRAINING_OPTIONS`). So loading succeeds only where the model computes the reference's function; a file
+  no senet model reproduces is refused with the reason (`Layout.refuse`).
+* **Exact transformations only**: a linear layer held as a convolution (the same weights), BGR → RGB in a Caffe
+  conv1 (a permutation), and a convolution bias before a BatchNorm folded into its running mean:
+  BN(Wx + b) = γ (Wx + b − μ) / σ + β = γ (Wx − (μ − b)) / σ + β, in training mode too, where the batch mean
+  absorbs b.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from ..files import looks_like_pickle, read_weights, safe_torch_load
-from ..models import get_entry
+from ..models import ModelEntry, get_entry
+from .layouts import LAYOUT_TABLE, Layout
 
 __all__ = [
     "LAYOUTS",
+    "SHAPE_OR_TRAINING_OPTIONS",
     "ConversionError",
     "convert_state_dict",
     "detect_layout",
+    "get_layout",
     "load_weights",
     "model_options",
     "read_state",
     "senet_name",
 ]
 
-LAYOUTS = ("senet", "caffe", "timm", "torchvision")
-# The senet `layout` option a model needs to compute what the source's code computes (see models/resnet.py).
-MODEL_LAYOUT = {"caffe": "original", "timm": "v1.5", "torchvision": "v1.5"}
+LAYOUTS = tuple(layout.name for layout in LAYOUT_TABLE)
+_BY_NAME = {layout.name: layout for layout in LAYOUT_TABLE}
+
+# create_model options that cannot make a model compute another function with the same tensors: they change shapes
+# or names (a misfit is then named by key), act in training only, or choose between two forms of one function.
+SHAPE_OR_TRAINING_OPTIONS = frozenset({
+    "r", "se_reduced", "se_rounding", "se_bias", "se_conv", "se_stages", "se_init", "drop_rate", "block_drop_rate",
+    "zero_init_last", "width_mult", "groups", "aux_logits", "conv_bias", "features_only", "out_indices",
+})  # fmt: skip
+# Why a layout's network needs an option (for the refusal's message).
+_WHY = {
+    ("relu_before_se", True): "basic blocks that apply a ReLU before SE, as timm's legacy_seresnet18/34, not the "
+    "paper's block",
+    ("layout", "original"): "strides and pooling of the released Caffe models",
+    ("layout", "v1.5"): "strides and pooling of torchvision's ResNets",
+    ("act", "relu6"): "ReLU6 after every BN",
+    ("head", "dense"): "fc6 slides over the last map (VGG's dense evaluation)",
+}  # fmt: skip
 
 
 class ConversionError(ValueError):
-    """Weights that do not fit a model; ``missing``, ``unexpected`` and ``mismatched`` list the keys by name."""
+    """Weights that do not fit a model; ``missing``, ``unexpected`` and ``mismatched`` list the keys by name, each
+    key in one of them."""
 
     def __init__(self, what: str, missing: list[str], unexpected: list[str], mismatched: list[str], hint: str = ""):
         self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
         parts = []
         for label, keys in (("missing from the file", missing), ("not in the model", unexpected),
-                            ("shape differs", mismatched)):  # fmt: skip
+                            ("of another shape", mismatched)):  # fmt: skip
             if keys:
                 more = f" and {len(keys) - 8} more" if len(keys) > 8 else ""
                 parts.append(f"{len(keys)} {label}: {', '.join(keys[:8])}{more}")
         super().__init__(f"{what}: {'; '.join(parts)}{hint}")
 
 
-def _rename(key: str, layout: str) -> str:
-    """senet's name for ``key`` of a ``layout`` state dict."""
-    if layout == "caffe":
-        key = re.sub(r"^layer0\.", "stem.", key)  # layer0.conv1 → stem.conv1 (SENet-154: conv1..3)
-        key = key.replace(".se_module.", ".se.")
-        return re.sub(r"^last_linear\.", "fc.", key)
-    if layout in ("timm", "torchvision"):
-        return re.sub(r"^(conv1|bn1)\.", r"stem.\1.", key)  # the stem's conv and BN sit at the top level
-    return key
-
-
-def senet_name(key: str, layout: str) -> str:
+def senet_name(key: str, layout: str) -> str | None:
     """The name a ``layout`` state dict's ``key`` has in senet's models (``layer0.conv1.weight`` →
-    ``stem.conv1.weight`` for ``"caffe"``); SE FCs keep their name in either of their two forms."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
-    return _rename(key, layout)
+    ``stem.conv1.weight`` for ``"caffe"``), or None where it has no place in them; SE FCs keep their name in either
+    of their two forms."""
+    return get_layout(layout).rename(key)
 
 
 def detect_layout(keys: Mapping[str, Any] | list[str]) -> str | None:
-    """The layout whose names ``keys`` use, or None if none fits."""
+    """The layout (a name of `LAYOUTS`) whose names ``keys`` use, or None if none fits.
+
+    Raises:
+        ValueError: more than one layout fits (a defect of `senet.weights.layouts`, whose detectors are disjoint).
+    """
     keys = list(keys)
-    if any(k.startswith("stem.") for k in keys):
-        return "senet"
-    if any(k.startswith(("layer0.", "last_linear.")) or ".se_module." in k for k in keys):
-        return "caffe"
-    if "conv1.weight" in keys:
-        return "timm" if any(".se.fc1." in k for k in keys) else "torchvision"
-    return None
+    if keys and all(k.startswith("module.") for k in keys):
+        keys = [k[len("module.") :] for k in keys]
+    found = [layout.name for layout in LAYOUT_TABLE if layout.looks_like(keys)]
+    if len(found) > 1:
+        raise ValueError(f"the keys fit several layouts ({', '.join(found)}); pass layout= one of them")
+    return found[0] if found else None
+
+
+def get_layout(layout: str, keys: Mapping[str, Any] | list[str] = ()) -> Layout:
+    """The `Layout` named ``layout``, or the one ``keys`` use for ``"auto"``.
+
+    Raises:
+        ValueError: an unknown name, a layout that cannot be told, or a file of the layout that no senet model
+            reproduces (the reason named).
+    """
+    if layout == "auto":
+        found = detect_layout(keys)
+        if found is None:
+            raise ValueError(f"cannot tell the layout of weights starting {list(keys)[:3]}; pass layout= one of "
+                             f"{', '.join(LAYOUTS)}")  # fmt: skip
+        layout = found
+    if layout not in _BY_NAME:
+        raise ValueError(f"layout={layout!r} is not one of {', '.join(LAYOUTS)} (or 'auto')")
+    spec = _BY_NAME[layout]
+    why = spec.refuse(list(keys)) if keys else ""  # without keys: the layout itself (options, input)
+    if why:
+        raise ValueError(f"{spec.source} weights are refused: {why}")
+    return spec
 
 
 def _unwrap(state: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -110,9 +142,77 @@ def _unwrap(state: Mapping[str, Any]) -> dict[str, Tensor]:
     return dict(state)
 
 
-def _fits_as_linear(src: torch.Size, dst: torch.Size) -> bool:
-    """An SE FC held as a 1×1 convolution (C', C, 1, 1) and as a linear layer (C', C) are the same weights."""
-    return tuple(src[2:]) in ((1, 1), ()) and tuple(dst[2:]) in ((1, 1), ()) and src[:2] == dst[:2]
+def _same_weights(src: tuple[int, ...], dst: tuple[int, ...]) -> bool:
+    """A linear layer (O, C·k·k) and a k×k convolution (O, C, k, k) hold the same weights (C, k, k flattened in
+    that order, as torch flattens a map), and so do a 1×1 convolution and a linear layer in either direction."""
+    if len(src) == 4 and len(dst) == 2:
+        src, dst = dst, src
+    return len(src) == 2 and len(dst) == 4 and src[0] == dst[0] and src[1] == dst[1] * dst[2] * dst[3]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The function check: the model's options against those the layout's network computes with.
+
+
+def _effective(entry: ModelEntry, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` that change the function (not `SHAPE_OR_TRAINING_OPTIONS`) and differ from the defaults."""
+    return {k: v for k, v in entry.non_default_options(dict(options)).items() if k not in SHAPE_OR_TRAINING_OPTIONS}
+
+
+def _check_function(model: nn.Module, spec: Layout, keys: list[str], need: Mapping[str, Any] | None = None) -> None:
+    """Raise unless ``model`` computes what the network of ``spec``'s weights computes.
+
+    ``need`` are the options the weights need (``spec.options`` by default; a senet file's own options). A model
+    not made by `senet.create_model` carries no options to check: only the keys are checked then.
+    """
+    config = getattr(model, "model_config", None)
+    if config is None:
+        return
+    name = config["name"]
+    entry = get_entry(name)
+    if spec.model is not None and name != spec.model:
+        why = " (the file holds no SE units)" if entry.twin == spec.model else ""
+        options = spec.options(get_entry(spec.model), keys)
+        raise ValueError(f"{spec.source} weights are weights of senet's {spec.model!r}, not {name!r}{why}; build it "
+                         f"with {_call(spec.model, options)}")  # fmt: skip
+    need = spec.options(entry, keys) if need is None else need
+    want, have = _effective(entry, need), _effective(entry, config["options"])
+    if want == have:
+        return
+    differ = sorted(k for k in set(want) | set(have) if want.get(k, "default") != have.get(k, "default"))
+    defaults = entry.defaults()
+    parts = []
+    for k in differ:
+        value = want.get(k, defaults.get(k))
+        why = _WHY.get((k, value))
+        parts.append(f"{k}={value!r}" + (f" ({why})" if why else ""))
+    got = ", ".join(f"{k}={have.get(k, defaults.get(k))!r}" for k in differ)
+    raise ValueError(
+        f"{spec.source} weights compute with {', '.join(parts)}, but this {name} has {got}: it would load them and "
+        f"compute another function; build it with {_call(name, {**_shape_options(config['options']), **need})}"
+    )
+
+
+def _shape_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k in SHAPE_OR_TRAINING_OPTIONS}
+
+
+def _call(name: str, options: Mapping[str, Any]) -> str:
+    return f"create_model({name!r}{''.join(f', {k}={v!r}' for k, v in options.items())})"
+
+
+def model_options(model: str, layout: str, state: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``create_model`` options with which ``model`` takes weights of ``layout`` and computes what their network
+    computes; ``state`` (the weights) where they depend on the file (Inception-v3's auxiliary head)."""
+    keys = list(_unwrap(state)) if state is not None else []
+    spec = get_layout(layout, keys)
+    if spec.model is not None and model != spec.model:
+        raise ValueError(f"{spec.source} weights are weights of senet's {spec.model!r}, not {model!r}")
+    return spec.options(get_entry(model), keys)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Conversion
 
 
 def convert_state_dict(
@@ -123,49 +223,68 @@ def convert_state_dict(
     skip: tuple[str, ...] = (),
     what: str = "",
 ) -> dict[str, Tensor]:
-    """``state`` (in ``layout``) as a complete state dict of ``model``.
+    """``state`` (in ``layout``) as a complete state dict of ``model``, after checking that ``model`` computes what
+    the weights' network computes (see the module docstring).
 
     Args:
         layout: one of `LAYOUTS`, or ``"auto"`` to recognise it from the key names.
         skip: prefixes of senet keys left as the model has them and dropped from ``state``, e.g. ``("fc.",)`` to
-            train a new classifier on pretrained features.
+            train a new classifier on pretrained features. A `senet.models.FeatureNet` adds the prefixes of the
+            modules it removed.
         what: how error messages name the weights (default: "the ``layout`` state dict").
 
     Raises:
         ConversionError: keys missing from the file, not in the model, or of another shape or kind (integer
             tensors for floating-point weights), each key in one category, all named.
+        ValueError: the layout is unknown, cannot be told or is refused, or the model would compute another
+            function (the ``create_model`` call to use named).
     """
     tensors = _unwrap(state)
-    if layout == "auto":
-        layout = detect_layout(tensors) or ""
-        if not layout:
-            raise ValueError(f"cannot tell the layout of weights starting {list(tensors)[:3]}; pass layout= "
-                             f"one of {LAYOUTS}")  # fmt: skip
-    elif layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS} (or 'auto')")
-    _check_same_function(tensors, layout)
+    keys = list(tensors)
+    spec = get_layout(layout, keys)
+    if spec.name != "senet":  # a bare senet state dict does not say which options it was made with
+        _check_function(model, spec, keys)
+    return _convert(tensors, model, spec, skip + tuple(f"{p}." for p in getattr(model, "removed", ())), what)
+
+
+def _convert(
+    tensors: dict[str, Tensor], model: nn.Module, spec: Layout, skip: tuple[str, ...], what: str
+) -> dict[str, Tensor]:
     target = model.state_dict()
     out: dict[str, Tensor] = {}
     unexpected, mismatched, seen = [], [], set()
+    biases: dict[str, Tensor] = {}  # convolution biases to fold into the BN after them, by the BN's running mean
     for key, value in tensors.items():
-        name = _rename(key, layout)
-        if name.startswith(skip):
+        name = spec.rename(key)
+        if name is not None and name.startswith(skip):
             continue
+        if name is not None and name not in target and name.endswith(".conv.bias"):
+            mean = name[: -len("conv.bias")] + "bn.running_mean"
+            if mean in target and name[: -len("bias")] + "weight" in target:
+                biases[mean] = value
+                continue
         if name not in target:
-            unexpected.append(key if name == key else f"{key} (as {name})")
+            unexpected.append(key if name in (None, key) else f"{key} (as {name})")
             continue
         seen.add(name)
         want = target[name]
+        value = spec.adjust(name, value)
         if value.shape != want.shape:
-            if ".se." in name and name.endswith(".weight") and _fits_as_linear(value.shape, want.shape):
-                value = value.reshape(want.shape)
-            else:
+            reshape = (".se." in name or name in spec.flattened) and _same_weights(value.shape, want.shape)
+            if not reshape:
                 mismatched.append(f"{name} {tuple(value.shape)} in the file, {tuple(want.shape)} in the model")
                 continue
+            value = value.reshape(want.shape)
         if value.is_floating_point() != want.is_floating_point():
             mismatched.append(f"{name} of dtype {value.dtype} in the file, {want.dtype} in the model")
             continue
         out[name] = value.to(want.dtype)
+    for mean, bias in biases.items():
+        if mean in out and out[mean].shape == bias.shape:
+            out[mean] = out[mean] - bias.to(out[mean].dtype)  # BN(Wx + b) with mean μ = BN(Wx) with mean μ − b
+        elif mean in out:
+            mismatched.append(f"{mean[: -len('bn.running_mean')]}conv.bias {tuple(bias.shape)} in the file, folded "
+                              f"into {mean} {tuple(out.pop(mean).shape)}")  # fmt: skip
     missing = []
     for name, value in target.items():
         if name in out or name in seen:
@@ -175,82 +294,50 @@ def convert_state_dict(
         else:
             missing.append(name)
     if missing or unexpected or mismatched:
-        found = detect_layout(tensors)
-        hint = f" (the keys look like layout={found!r}, not {layout!r})" if found not in (None, layout) else ""
-        if any(".se." in m for m in mismatched) and layout == "timm":
-            hint += " (timm rounds C/r to a multiple of 8: build the model with se_rounding='round8')"
-        if mismatched and not missing and not unexpected and all(m.startswith("fc.") for m in mismatched):
-            n = next(v.shape[0] for k, v in tensors.items() if _rename(k, layout) == "fc.weight")
-            hint += (
-                f" (only the classifier differs: the file has {n} classes; build the model with num_classes={n}, "
-                "or pass skip=('fc.',) to start a new classifier)"
-            )
         name = getattr(model, "model_name", "") or type(model).__name__
-        what = what or f"the {layout} state dict"
+        what = what or f"the {spec.name} state dict"
+        hint = _hint(tensors, spec, missing, unexpected, mismatched)
         raise ConversionError(f"{what} does not fit {name}", missing, unexpected, mismatched, hint)
     return out
 
 
-def _check_same_function(tensors: Mapping[str, Tensor], layout: str) -> None:
-    """Refuse weights whose source network computes another function than any senet model with the same tensors.
-
-    The Caffe-port basic blocks (timm's ``legacy_seresnet18`` / ``legacy_seresnet34``) apply a ReLU to the branch
-    before SE (conv-BN-ReLU-conv-BN-ReLU, SE, addition, ReLU); the paper's block, which senet builds, rescales the
-    BN output itself. Every tensor has the same shape in both, so loading would succeed and compute something else.
-    """
-    basic = any(re.match(r"layer[1-4]\.\d+\.conv2\.weight$", k) for k in tensors) and not any(
-        re.match(r"layer[1-4]\.\d+\.conv3\.weight$", k) for k in tensors
-    )
-    if layout == "caffe" and basic:
-        raise ValueError(
-            "these are Caffe-port SE-ResNet-18/34 weights (timm's legacy_seresnet18/34), whose basic blocks apply a "
-            "ReLU before SE; senet's se_resnet18/34 follow the paper (SE on the last BN's output), so they would "
-            "compute a different function. Use timm's legacy_seresnet18/34 for these weights"
-        )
-
-
-def _check_model_layout(model: nn.Module, layout: str) -> None:
-    """Raise unless ``model`` was built with the senet ``layout`` option that ``layout`` weights compute with.
-
-    Strides and pooling differ between the layouts while every shape is the same, so loading would succeed and
-    silently compute another function.
-    """
-    need = MODEL_LAYOUT.get(layout)
-    config = getattr(model, "model_config", None)
-    if need is None or config is None:
-        return
-    entry = get_entry(config["name"])
-    if "layout" not in entry.arch_options:
-        return
-    have = config["options"].get("layout", inspect.signature(entry.build).parameters["layout"].default)
-    if have != need:
-        raise ValueError(
-            f"{layout} weights compute with senet's layout={need!r} (strides and pooling), but this "
-            f"{config['name']} has layout={have!r}; build it with create_model({config['name']!r}, layout={need!r})"
-        )
+def _hint(
+    tensors: dict[str, Tensor], spec: Layout, missing: list[str], unexpected: list[str], mismatched: list[str]
+) -> str:
+    """What to do about a misfit, where it has one likely cause."""
+    hint = ""
+    found = detect_layout(tensors)
+    if found not in (None, spec.name):
+        hint += f" (the keys look like layout={found!r}, not {spec.name!r})"
+    if any(".se." in m for m in mismatched) and spec.name == "timm":
+        hint += " (timm rounds C/r to a multiple of 8: build the model with se_rounding='round8')"
+    names = missing + [m.split(" ")[0] for m in mismatched] + [u.rpartition("(as ")[2].rstrip(")") for u in unexpected]
+    if names and all(n.startswith("fc.") for n in names):
+        n = next((v.shape[0] for k, v in tensors.items() if spec.rename(k) == "fc.weight"), None)
+        classes = f"the file has {n} classes; build the model with num_classes={n}, or " if n else ""
+        hint += f" (only the classifier differs: {classes}pass skip=('fc.',) to start a new classifier)"
+    elif names and all(n.startswith("aux.") for n in names):
+        has = "holds" if any((spec.rename(k) or "").startswith("aux.") for k in tensors) else "holds no"
+        hint += (f" (only the auxiliary classifier differs: the file {has} one; build the model with "
+                 f"aux_logits={has == 'holds'}, or pass skip=('aux.',) to leave it as the model has it)")  # fmt: skip
+    return hint
 
 
 def read_state(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Tensor]:
     """The tensors of a ``.pth`` file (read with ``weights_only=True``), a safetensors file or a checkpoint dict."""
+    return read_source(source)[0]
+
+
+def read_source(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The tensors of ``source`` and, for a safetensors file written by senet, its metadata ({} otherwise)."""
     if isinstance(source, Mapping):
-        return _unwrap(source)
+        return _unwrap(source), {}
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {str(path)!r}")
     if looks_like_pickle(path):
-        return _unwrap(safe_torch_load(path))  # refuses anything that would run code
-    return read_weights(path)[0]  # safetensors; a clear error if truncated or corrupt
-
-
-def model_options(model: str, layout: str) -> dict[str, Any]:
-    """The ``create_model`` options with which ``model`` computes what the code of ``layout`` weights computes."""
-    entry = get_entry(model)
-    options: dict[str, Any] = {}
-    if layout in MODEL_LAYOUT and "layout" in entry.arch_options:
-        options["layout"] = MODEL_LAYOUT[layout]  # strides and pooling
-    if layout == "timm" and entry.has_se:
-        options["se_rounding"] = "round8"  # timm's reduced width: C/r to a multiple of 8
-    return options
+        return _unwrap(safe_torch_load(path)), {}  # refuses anything that would run code
+    return read_weights(path)  # safetensors; a clear error if truncated or corrupt
 
 
 def load_weights(
@@ -260,21 +347,32 @@ def load_weights(
     *,
     skip: tuple[str, ...] = (),
 ) -> nn.Module:
-    """Load weights of another layout (see the module docstring) into ``model``, strictly; returns ``model``.
+    """Load weights of any layout of `LAYOUTS` into ``model``, strictly; returns ``model``.
+
+    Weights of another publisher set ``model.weights_meta``: the layout, its source and what the weights expect of
+    their input (``mean`` and ``std`` for RGB in [0, 1], ``input_size``, a ``note`` where needed), which
+    `senet.export` and `senet convert` record.
 
     Args:
         source: a ``.pth`` file (read with ``weights_only=True``), a safetensors file, or a state dict.
-        layout: ``"caffe"``, ``"timm"``, ``"torchvision"``, ``"senet"`` or ``"auto"`` (recognised from the names).
+        layout: a name of `LAYOUTS` or ``"auto"`` (recognised from the names).
         skip: senet key prefixes to leave as initialised, e.g. ``("fc.",)`` for a new classifier.
 
     Raises:
         ConversionError: keys missing, unexpected or of another shape, all named.
-        ValueError: the file is not a plain weights file, or the model's layout option does not fit the weights.
+        ValueError: the file is not a plain weights file; its layout is unknown, cannot be told or is refused; or
+            the model would compute another function with these weights (the ``create_model`` call to use named).
     """
-    state = read_state(source)
-    if layout == "auto":
-        layout = detect_layout(state) or "auto"
-    _check_model_layout(model, layout)
+    tensors, meta = read_source(source)
+    keys = list(tensors)
+    spec = get_layout(layout, keys)
+    if spec.name != "senet":
+        _check_function(model, spec, keys)
+    elif meta.get("name") == getattr(model, "model_name", None):  # a senet file says what it computes
+        _check_function(model, spec, keys, need=meta.get("options", {}))
     what = repr(str(source)) if isinstance(source, (str, os.PathLike)) else ""
-    model.load_state_dict(convert_state_dict(state, model, layout, skip=skip, what=what), strict=True)
+    removed = tuple(f"{p}." for p in getattr(model, "removed", ()))
+    model.load_state_dict(_convert(tensors, model, spec, skip + removed, what), strict=True)
+    if spec.name != "senet":
+        model.weights_meta = {"layout": spec.name, "source": spec.source, **spec.input}
     return model

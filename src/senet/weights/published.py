@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from urllib.parse import urlparse
 import torch
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..files import download_retrying
 from ..models import get_entry, list_models
 from .convert import model_options
 
@@ -92,6 +92,7 @@ def imagenet_classes() -> tuple[str, ...]:
 
 _CAFFE = "authors' Caffe model, PyTorch port of Cadene/pretrained-models.pytorch (re-hosted by timm)"
 _TIMM = "timm (Ross Wightman)"
+_TIMM_LEGACY = "timm (Ross Wightman), legacy_seresnet18/34: a ReLU before SE in every basic block"
 _TV = "torchvision"
 _REL = "https://github.com/rwightman/pytorch-image-models/releases/download"
 _HF_REL = "https://github.com/huggingface/pytorch-image-models/releases/download"
@@ -103,10 +104,14 @@ _TV2 = {"crop_pct": 224 / 232}  # torchvision's *_V2 weights: resize 232, crop 2
 # timm's copies of se_resnet50/101/152 are the same files (same hash). Accuracies: Cadene's README (its own
 # evaluation of the port), torchvision's weight tables. The first entry of a model is its DEFAULT: the paper's own
 # weights for SE models, torchvision's classic recipe (IMAGENET1K_V1, comparable to the paper's) for plain twins.
-# Not listed: timm's legacy_seresnet18/34 weights, whose blocks apply a ReLU before SE (a different function
-# from the paper's block, which senet builds).
+# timm's own legacy_seresnet18/34 weights (in the Caffe port's layout) apply a ReLU before SE, which is not the
+# paper's block: they load into se_resnet18/34 built with relu_before_se=True (their options say so), and only there.
 #                model                  tag                 url                                                  layout
 KNOWN_WEIGHTS: tuple[KnownWeights, ...] = (
+    KnownWeights("se_resnet18", "timm_legacy_in1k", f"{_REL}/v0.1-weights/seresnet18-4bb0ce65.pth", "caffe",
+                 _TIMM_LEGACY, interpolation="bicubic"),
+    KnownWeights("se_resnet34", "timm_legacy_in1k", f"{_REL}/v0.1-weights/seresnet34-a4004e63.pth", "caffe",
+                 _TIMM_LEGACY),
     KnownWeights("se_resnet50", "caffe_in1k", f"{_REL}/v0.1-cadene/se_resnet50-ce0d4300.pth", "caffe", _CAFFE,
                  top1=77.636),
     KnownWeights("se_resnet50", "timm_a1_in1k", f"{_HF_REL}/v0.1-rsb-weights/seresnet50_a1_0-ffa00869.pth", "timm",
@@ -170,7 +175,8 @@ def fetch(weights: KnownWeights, *, progress: bool = True) -> Path:
 
     Raises:
         ValueError: the download's checksum does not match (the file is discarded).
-        ConnectionError: the file could not be downloaded (offline?); the message says where to put a copy.
+        ConnectionError: the file could not be downloaded (offline, or no data for ``$SENET_DOWNLOAD_TIMEOUT`` seconds
+            in each of 3 attempts); the message says where to put a copy.
     """
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     path = folder / weights.filename
@@ -178,17 +184,20 @@ def fetch(weights: KnownWeights, *, progress: bool = True) -> Path:
         return path
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(weights.url, str(path), hash_prefix=weights.hash_prefix, progress=progress)
+        download_retrying(
+            lambda: torch.hub.download_url_to_file(
+                weights.url, str(path), hash_prefix=weights.hash_prefix, progress=progress
+            ),
+            f"{weights.name} from {weights.url}",
+        )
     except RuntimeError as e:
         if "invalid hash value" not in str(e):
             raise
         raise ValueError(f"download of {weights.name} from {weights.url} failed its checksum ({e}); the file was "
                          "discarded. Retry; if it persists, the file at that URL has changed") from None  # fmt: skip
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
+    except ConnectionError as e:
         raise ConnectionError(
-            f"cannot download {weights.name} from {weights.url} ({reason}). Offline? Copy the file (SHA-256 "
-            f"starting {weights.hash_prefix}) to {path}, or load a local copy with "
-            f"senet.load_weights(model, PATH, layout={weights.layout!r})"
+            f"{e}. Offline? Copy the file (SHA-256 starting {weights.hash_prefix}) to {path}, or load a local copy "
+            f"with senet.load_weights(model, PATH, layout={weights.layout!r})"
         ) from None
     return path
