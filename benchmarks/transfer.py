@@ -3,9 +3,10 @@
 ResNet-20's weights into SE-ResNet-20; 3 seeds each.
 
     flock /tmp/senet-cpu.lock .venv/bin/python benchmarks/transfer.py      # every run, then the table
-    flock /tmp/senet-cpu.lock .venv/bin/python benchmarks/transfer.py --out runs/transfer --seeds 3
+    flock /tmp/senet-cpu.lock .venv/bin/python benchmarks/transfer.py --out runs/transfer --seeds 3 --parallel 2
 
-Each run is one ``senet train`` command (printed as it starts); completed runs are skipped and interrupted ones
+Each run is one single-thread ``senet train`` command (printed as it starts), ``--parallel`` of them at a time (on
+2 cores two 1-thread processes train faster than one 2-thread one); completed runs are skipped and interrupted ones
 resumed, so the script can be stopped and started again. Run it alone on the cores (the lock keeps this project's
 other long jobs off them). Writes OUT/transfer.md (the table) and OUT/transfer.json (every run's figures).
 """
@@ -18,11 +19,13 @@ import shlex
 import statistics
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-COMMON = ["--recipe", "fmnist-fast", "--threads", "2", "--progress", "epoch"]
+COMMON = ["--recipe", "fmnist-fast", "--threads", "1", "--progress", "epoch"]
 PRETRAIN = [*COMMON, "--classes", "[0,1,2,3,4]", "--epochs", "5"]
 FINETUNE = [*COMMON, "--classes", "[5,6,7,8,9]", "--train-per-class", "100", "--epochs", "30", "--batch-size", "50"]
 FINETUNE += ["--eval-every", "30"]
@@ -43,14 +46,27 @@ CONDITIONS = {
 }  # fmt: skip
 
 
-def run(cmd: list[str], folder: Path) -> dict:
-    """Run ``senet train`` for ``folder`` unless it has completed; resume it if it was interrupted."""
-    summary = folder / "summary.json"
-    if not summary.is_file():
-        args = ["--resume", str(folder)] if (folder / "state.safetensors").is_file() else cmd
-        print("$ senet train " + " ".join(shlex.quote(a) for a in args), flush=True)
-        subprocess.run([sys.executable, "-m", "senet", "train", *args], check=True)
-    return json.loads(summary.read_text())
+def run_all(runs: list[tuple[list[str], Path]], parallel: int) -> list[dict]:
+    """Run ``senet train`` for each (flags, folder) unless it has completed, resuming interrupted ones, ``parallel``
+    at a time; each run's output goes to its folder's ``train.log``. Returns each run's summary, in order."""
+    todo = [(cmd, folder) for cmd, folder in runs if not (folder / "summary.json").is_file()]
+    with ThreadPoolExecutor(max(1, parallel)) as pool:
+        for done in pool.map(lambda job: _train(*job), todo):
+            print(done, flush=True)
+    return [json.loads((folder / "summary.json").read_text()) for _, folder in runs]
+
+
+def _train(cmd: list[str], folder: Path) -> str:
+    args = ["--resume", str(folder)] if (folder / "state.safetensors").is_file() else cmd
+    line = "senet train " + " ".join(shlex.quote(a) for a in args)
+    print(f"$ {line}", flush=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    log = folder.parent / f"{folder.name}.log"
+    with open(log, "w", encoding="utf-8") as out:
+        rc = subprocess.run([sys.executable, "-m", "senet", "train", *args], stdout=out, stderr=subprocess.STDOUT)
+    if rc.returncode:
+        raise SystemExit(f"{line} exited {rc.returncode}; see {log}")
+    return f"done: {folder.name}"
 
 
 def identity_check(pre: Path) -> float:
@@ -76,18 +92,27 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/transfer", help="folder of the runs and results")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--parallel", type=int, default=2, help="runs at a time, each on one thread")
     args = p.parse_args(argv)
     out = Path(args.out)
     where = ["--out-dir", str(out)]
-    pre = {m: run([*PRETRAIN, "--model", m, *where, "--name", f"pre-{m}"], out / f"pre-{m}")
-           for m in ("se_resnet20", "resnet20")}  # fmt: skip
-    results: dict[str, list[float]] = {}
+    models = ("se_resnet20", "resnet20")
+    start = time.time()
+    summaries = run_all([([*PRETRAIN, "--model", m, *where, "--name", f"pre-{m}"], out / f"pre-{m}") for m in models],
+                        args.parallel)  # fmt: skip
+    pre = dict(zip(models, summaries, strict=True))
+    runs, keys = [], []
     for name, (_, model, extra) in CONDITIONS.items():
         for seed in range(args.seeds):
             flags = [f.format(pre=out) for f in extra]
             cmd = [*FINETUNE, "--model", model, *flags, "--seed", str(seed), *where, "--name", f"{name}-s{seed}"]
-            results.setdefault(name, []).append(run(cmd, out / f"{name}-s{seed}")["test_acc"])
+            runs.append((cmd, out / f"{name}-s{seed}"))
+            keys.append(name)
+    results: dict[str, list[float]] = {}
+    for name, summary in zip(keys, run_all(runs, args.parallel), strict=True):
+        results.setdefault(name, []).append(summary["test_acc"])
     gap = identity_check(out)
+    wall = (time.time() - start) / 60
 
     lines = ["| condition | model | test top-1, classes 5-9 (%) | seeds 0, 1, 2 |", "|---|---|---|---|"]
     for name, (label, model, _) in CONDITIONS.items():
@@ -99,11 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         done = f"{r['config']['epochs']} epochs, {r['wall_s'] / 60:.1f} min, {r['images_per_s']:.0f} img/s"
         lines.append(f"pretraining {m} on classes 0-4: test top-1 {100 * r['test_acc']:.2f}% after {done}")
     lines.append(f"retrofit with the identity start, before training: largest feature difference {gap:.3g}")
+    lines.append(f"the whole study: {wall:.1f} min, {args.parallel} runs at a time, 1 thread each")
     text = "\n".join(lines)
     print(text)
     (out / "transfer.md").write_text(text + "\n", encoding="utf-8")
     data = {"results": results, "pretraining": {m: r["test_acc"] for m, r in pre.items()}, "identity_gap": gap,
-            "torch": torch.__version__}  # fmt: skip
+            "torch": torch.__version__, "wall_min": wall, "parallel": args.parallel}  # fmt: skip
     (out / "transfer.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
     return 0
 
