@@ -427,3 +427,45 @@ def test_image_folders_are_normalised_with_their_own_measured_mean_and_std(tmp_p
     assert given.mean == (0.5,) * 3 and given.preprocess.interpolation == "bicubic"
     with pytest.raises(ValueError, match=r"need one value per channel of imagefolder's images \(3\)"):
         load_datasets("imagefolder", data_dir=str(tmp_path), preprocess={"mean": [0.5], "std": [0.25]})
+
+
+@slow
+def test_one_preprocessing_for_train_eval_predict_and_export(tmp_path, capsys):
+    """An image folder's run measures mean and std on its training images and records them with its input size, crop
+    and interpolation; eval, predict and export all read that record (senet.data.Preprocess), nothing else."""
+    from senet.data import Preprocess, image_transforms, read_image
+    from senet.export import read_metadata
+    from senet.training import Inputs
+
+    _image_folder(tmp_path / "imgs")
+    data = dict(dataset="imagefolder", data_dir=str(tmp_path / "imgs"), image_size=24, batch_size=8, epochs=1)
+    config = TrainConfig.from_dict({**data, "model": "resnet20", "progress": "none", "out_dir": str(tmp_path),
+                                    "name": "r"})  # fmt: skip
+    result = train(config)
+    run = tmp_path / "r"
+    meta = read_weights(run / LAST_FILE)[1]
+    pre = Preprocess.from_metadata(meta)
+    _, _, spec = load_datasets("imagefolder", data_dir=str(tmp_path / "imgs"), image_size=24)
+    assert pre == spec.preprocess and pre.input_size == 24 and pre.crop_pct == 0.875  # measured, as the data says
+    assert pre.mean != pytest.approx((0.485, 0.456, 0.406), abs=0.05)  # not ImageNet's
+
+    out = json.loads(_ok(capsys, "eval", str(run)))
+    assert out["top1"] == pytest.approx(result.test_acc)  # the same test images, prepared the same way
+    image = tmp_path / "imgs" / "val" / "dog" / "3.png"
+    probs = json.loads(_ok(capsys, "predict", str(run), str(image), "--json", "--top-k", "2"))[str(image)]
+    model, _ = load_model(run)
+    x = Inputs(torch.device("cpu"), pre.mean, pre.std).prepare(image_transforms(pre, False)(read_image(image, 3))[None])
+    with torch.no_grad():
+        want = model.eval()(x).softmax(1)[0]
+    assert {p["label"]: p["p"] for p in probs} == pytest.approx({"cat": float(want[0]), "dog": float(want[1])})
+
+    _ok(capsys, "export", str(run), "--out", str(tmp_path / "r.onnx"))
+    exported = read_metadata(tmp_path / "r.onnx")
+    assert exported["input_size"] == [3, 24, 24] and exported["mean"] == pytest.approx(list(pre.mean))
+    assert (exported["std"], exported["crop_pct"], exported["interpolation"]) == (
+        pytest.approx(list(pre.std)), pre.crop_pct, pre.interpolation)  # fmt: skip
+
+    given = TrainConfig.from_dict({**data, "model": "resnet20", "progress": "none", "out_dir": str(tmp_path),
+                                   "name": "g", "mean": [0.5] * 3, "std": [0.25] * 3, "epochs": 1})  # fmt: skip
+    train(given)
+    assert read_weights(tmp_path / "g" / LAST_FILE)[1]["mean"] == [0.5] * 3  # given: stored as given, not measured

@@ -287,6 +287,9 @@ WEIGHTS_METADATA = Map(
         "dataset": Str(max_len=100),
         "image_size": Int(1, MAX_IMAGE_SIDE),
         "input_size": Int(1, MAX_IMAGE_SIDE),
+        "crop_pct": Float(0.0, 1.0, lo_open=True),  # senet.data.Preprocess
+        "interpolation": Str(max_len=20),  # one of senet.data.transforms.INTERPOLATIONS, checked where it is used
+        "add_se": List(Map(others=Json(max_depth=2, max_items=1000), max_len=100), max_len=100),  # senet.add_se calls
         "epoch": Int(0, MAX_EPOCHS),
         "test_acc": Float(0.0, 1.0),
         "recipe": Map(others=Json(max_depth=4, max_items=10_000)),

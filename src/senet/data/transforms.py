@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..validate import MAX_IMAGE_SIDE, check_normalisation
+
 __all__ = [
     "INTERPOLATIONS", "PixelJitter", "Preprocess", "image_transforms", "normalize", "random_crop_flip", "random_erase",
 ]  # fmt: skip
@@ -99,11 +101,14 @@ class Preprocess:
     def __post_init__(self) -> None:
         for key in ("mean", "std"):  # lists from JSON or YAML: tuples of floats, so that equal configs compare equal
             object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
-        if not isinstance(self.input_size, int) or self.input_size < 1:
-            raise ValueError(f"input_size={self.input_size!r} must be a positive int (pixels)")
-        if len(self.mean) != len(self.std) or not self.mean or min(self.std) <= 0:
-            raise ValueError(f"mean={list(self.mean)} and std={list(self.std)}: one value per channel each, std > 0")
-        if not 0.0 < self.crop_pct <= 1.0:
+        if isinstance(self.input_size, bool) or not isinstance(self.input_size, int):
+            raise ValueError(f"input_size={self.input_size!r} must be a whole number of pixels")
+        if not 1 <= self.input_size <= MAX_IMAGE_SIDE:
+            raise ValueError(f"input_size={self.input_size!r} must be from 1 to {MAX_IMAGE_SIDE} pixels")
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ValueError(f"mean={list(self.mean)} and std={list(self.std)}: give one value per channel in each")
+        check_normalisation(self.mean, self.std, len(self.mean))  # finite; std above 0
+        if isinstance(self.crop_pct, bool) or not isinstance(self.crop_pct, (int, float)) or not 0 < self.crop_pct <= 1:
             raise ValueError(f"crop_pct={self.crop_pct!r} must be in (0, 1]: the centre crop's share of the side")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation={self.interpolation!r}; choose from {', '.join(INTERPOLATIONS)}")
