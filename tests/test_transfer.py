@@ -133,7 +133,8 @@ def test_bad_freeze_corrupt_and_malicious_init_files_one_line_exit_2(tmp_path, c
     err = _fails(capsys, *base, "--freeze", "layer4")
     assert "freeze='layer4': resnet20 has stages layer1..layer3; choose none, backbone, stem or one of" in err
     assert "freeze='block2'; choose none, backbone, stem, or layerN" in _fails(capsys, *base, "--freeze", "block2")
-    assert "backbone_lr=0.0 must be in (0, 1]" in _fails(capsys, *base, "--backbone-lr", "0")
+    err = _fails(capsys, *base, "--backbone-lr", "0")
+    assert "backbone_lr=0.0: expected a finite number, above 0 and at most 1" in err
     torn = tmp_path / "torn.safetensors"
     torn.write_bytes((plain_run[0] / LAST_FILE).read_bytes()[:-100])
     assert "not a valid safetensors file" in _fails(capsys, *base, "--init", str(torn))

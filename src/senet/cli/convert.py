@@ -61,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
     given = {"mean": args.mean, "std": args.std, "input_size": args.input_size, "crop_pct": args.crop_pct,
              "interpolation": args.interpolation}  # fmt: skip
     layers = [default_preprocess(name, model.in_chans), meta, *known, {k: v for k, v in given.items() if v is not None}]
-    pre = Preprocess.from_metadata({k: v for layer in layers for k, v in _preprocess_keys(layer).items()})
-    check_normalisation(pre.mean, pre.std, model.in_chans, "--mean/--std:")
+    merged = {k: v for layer in layers for k, v in _preprocess_keys(layer).items()}
+    check_normalisation(merged["mean"], merged["std"], model.in_chans, "--mean/--std:")
+    pre = Preprocess.from_metadata(merged)
     rebuilt = ["layout", "source", "source_layout", "name", "options", "num_classes", "in_chans", "input_size"]
     rebuilt += pre.metadata()  # written anew below
     extra = {k: v for k, v in meta.items() if k not in rebuilt} | pre.metadata()

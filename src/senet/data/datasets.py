@@ -209,7 +209,11 @@ def _image_folder(
 
 def measure_mean_std(ds: ImageFolder, pre: Preprocess, limit: int = 2000) -> tuple[tuple[float, ...], ...]:
     """Per-channel mean and standard deviation (0–1 scale) of an image folder's images as the model sees them at
-    evaluation (``pre``'s resize and centre crop): over all of them, or a fixed random sample of ``limit``."""
+    evaluation (``pre``'s resize and centre crop): over all of them, or a fixed random sample of ``limit``.
+
+    Files that cannot be read are left out of the measure (training names them, or skips and counts them, when it
+    meets them). A channel that does not vary over the images (a constant colour) keeps std 1: any scale maps its
+    training values to 0, and 1 leaves the deviations of other images as they are instead of dividing by zero."""
     probe = copy.copy(ds)
     probe.transform = image_transforms(pre, False)
     idx = _subset(len(ds), limit)
@@ -220,12 +224,12 @@ def measure_mean_std(ds: ImageFolder, pre: Preprocess, limit: int = 2000) -> tup
         total[0] += batch[:, 0].numel()
         total[1] += batch.sum((0, 2, 3))
         total[2] += batch.square().sum((0, 2, 3))
-    mean = total[1] / total[0].clamp_min(1)
-    std = (total[2] / total[0].clamp_min(1) - mean.square()).clamp_min(0).sqrt()
-    if not (std > 0).all():
-        raise ValueError(f"the training images under {str(ds.root)!r} do not vary in some channel; cannot normalise "
-                         "by their standard deviation: pass --mean and --std")  # fmt: skip
-    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
+    if not total[0].all():
+        raise ValueError(f"none of the training images under {str(ds.root)!r} can be read; cannot measure their mean "
+                         "and std")  # fmt: skip
+    mean = total[1] / total[0]
+    std = (total[2] / total[0] - mean.square()).clamp_min(0).sqrt()
+    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) or 1.0 for v in std.tolist())
 
 
 def dataset_channels(name: str, in_chans: int = 3) -> int:
