@@ -40,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
     if "mean" not in recorded_or_given or "std" not in recorded_or_given:
         raise ValueError(f"{args.weights!r} does not record its input normalisation; pass --mean and --std")
     # The weights' preprocessing as eval and predict read it (senet.data.Preprocess): the size they were trained at
-    # (senet runs record image_size) or published at (input_size), their normalisation; the flags replace parts.
-    pre = Preprocess.from_metadata(recorded_or_given, input_size=meta.get("input_size"))
+    # (senet runs record image_size) or published at (input_size), else the size the model is measured at.
+    own = (getattr(model, "pretrained_cfg", None) or {}).get("input_size", (None,))[-1]
+    pre = Preprocess.from_metadata(recorded_or_given, input_size=own)
     keep = {k: v for k, v in meta.items() if k not in ("name", "options", "num_classes", "in_chans", "mean", "std")}
     path = export(model, out, format=args.format, input_size=pre.input_size, mean=pre.mean, std=pre.std, metadata=keep)
     recorded = read_metadata(path)

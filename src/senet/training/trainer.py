@@ -277,7 +277,8 @@ class _Run:
 
         # data: the training and test sets, and how a batch reaches the model
         pre = _preprocess(c, self.source)
-        size = c.image_size or pre.pop("input_size", 0)
+        size = pre.pop("input_size", 0)
+        size = c.image_size or size  # the run's own size, else the init weights' (image folders)
         train_set, self.test_set, self.spec = load_datasets(
             c.dataset, data_dir=c.data_dir, download=c.download and dist.main, image_size=size, augment=c.augment,
             crop_padding=c.crop_padding, random_erasing=c.random_erasing, train_subset=c.train_subset,
