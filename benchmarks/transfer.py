@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 COMMON = ["--recipe", "fmnist-fast", "--threads", "1", "--progress", "epoch"]
-PRETRAIN = [*COMMON, "--classes", "[0,1,2,3,4]", "--epochs", "5"]
-FINETUNE = [*COMMON, "--classes", "[5,6,7,8,9]", "--train-per-class", "100", "--epochs", "30", "--batch-size", "50"]
-FINETUNE += ["--eval-every", "30"]
+PRETRAIN = [*COMMON, "--classes", "[0,1,2,3,4]", "--epochs", "2"]
+FINETUNE = [*COMMON, "--classes", "[5,6,7,8,9]", "--train-per-class", "100", "--epochs", "20", "--batch-size", "50"]
+FINETUNE += ["--eval-every", "20"]
 IDENTITY = ["--model-options", "{se_gate: sigmoid_x2, se_init: identity}"]
 
 # condition: (label, model, extra flags with {pre} for the pretraining runs' folder)
@@ -42,7 +42,6 @@ CONDITIONS = {
     "c-resnet20": ("(c) --init, frozen backbone", "resnet20", ["--init", "{pre}/pre-resnet20", "--freeze", "backbone"]),
     "d-se_resnet20": ("(d) retrofit of ResNet-20, identity start", "se_resnet20",
                       [*IDENTITY, "--init", "{pre}/pre-resnet20"]),
-    "e-se_resnet20": ("(e) retrofit of ResNet-20, usual SE start", "se_resnet20", ["--init", "{pre}/pre-resnet20"]),
 }  # fmt: skip
 
 
