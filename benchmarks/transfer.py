@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     runs, keys = [], []
     for name, (_, model, extra) in CONDITIONS.items():
         for seed in range(args.seeds):
-            flags = [f.format(pre=out) for f in extra]
+            flags = [f.replace("{pre}", str(out)) for f in extra]  # not format: the options hold braces
             cmd = [*FINETUNE, "--model", model, *flags, "--seed", str(seed), *where, "--name", f"{name}-s{seed}"]
             runs.append((cmd, out / f"{name}-s{seed}"))
             keys.append(name)
