@@ -4,6 +4,10 @@ import os
 # triton is first imported: triton's own library functions are built for the interpreter or the GPU at import time.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import http.server
+import threading
+from functools import partial
+
 import pytest
 import torch
 
@@ -31,3 +35,30 @@ def one_per_family(names: list[str]) -> list:
     for n in senet.list_models(se=True, sort=False):
         fast.setdefault(senet.get_entry(n).family, n)
     return [pytest.param(n, marks=() if n in fast.values() else slow) for n in names]
+
+
+# Known weights served over HTTP from a local folder, exactly as a download would be (tests/test_weights.py,
+# tests/test_transfer.py); torch.hub's cache in a fresh folder.
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    return tmp_path / "hub" / "checkpoints"

@@ -319,6 +319,7 @@ def _weights_commands(w: str, ws: Path) -> list[list[str]]:
         ["export", w, "--out", f"{OUT}/m.onnx"],
         ["excitation", w, "--test-subset", "8", "--out", OUT],
         ["convert", w, "--model", "se_resnet20", "--out", f"{OUT}/c.safetensors"],
+        ["train", "--model", "se_resnet20", *TINY, "--init", w, "--out-dir", OUT, "--name", "i"],
     ]
 
 
@@ -386,7 +387,7 @@ def _other_kind(original) -> st.SearchStrategy:
 
 
 _WEIGHTS_FIELDS = ["name", "options", "num_classes", "in_chans", "mean", "std", "classes", "image_size", "dataset",
-                   "epoch", "test_acc", "recipe"]  # fmt: skip
+                   "epoch", "test_acc", "recipe", "crop_pct", "interpolation"]  # fmt: skip
 
 
 def _run_hypothesis(examples: int, strategy, check) -> None:
@@ -410,7 +411,8 @@ def test_weights_with_mutated_metadata(ws, tmp_path_factory, examples):
         text = value if field == "$raw" else json.dumps({**meta, field: value})
         case = tmp_path_factory.mktemp("meta")
         w = _rewrite_weights(ws / "run" / "last.safetensors", case / "in" / "w.safetensors", meta_text=text)
-        for n, argv in enumerate(_weights_commands(str(w), ws)[:2]):
+        commands = _weights_commands(str(w), ws)
+        for n, argv in enumerate([*commands[:2], commands[-1]]):  # eval, predict, train --init
             refused(ws, case / f"c{n}", argv, root=case)
 
     _run_hypothesis(examples, mutation, check)

@@ -15,8 +15,9 @@ from senet.data import (
     BatchKey,
     EpochBatches,
     ImageFolder,
+    Preprocess,
     TensorImages,
-    imagenet_transforms,
+    image_transforms,
     load_datasets,
     normalize,
     random_crop_flip,
@@ -297,7 +298,13 @@ def test_image_folder_names_unreadable_files(tmp_path):
         for i in range(3):
             _png(tmp_path / "train" / c / f"{i}.png", 40 * i)
     (tmp_path / "train" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    ds = ImageFolder(tmp_path / "train", ["cat", "dog"], imagenet_transforms(8, train=True), in_chans=3, size=8)
+    ds = ImageFolder(
+        tmp_path / "train",
+        ["cat", "dog"],
+        image_transforms(Preprocess(8, (0.5,) * 3, (0.5,) * 3), train=True),
+        in_chans=3,
+        size=8,
+    )
     assert len(ds) == 7
     batch = ds.__getitems__(BatchKey(1, list(range(7))))
     assert batch.images.shape == (6, 3, 8, 8) and batch.labels.tolist() == [0, 0, 0, 1, 1, 1]

@@ -69,3 +69,33 @@ def test_two_process_gloo_run_trains_syncs_checkpoints_and_resumes(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert [r["epoch"] for r in summary["history"]] == [1, 2] and summary["history"][1]["step"] == 16
     assert summary["fingerprints"][0] == summary["fingerprints"][1] == fingerprint(run / LAST_FILE)
+
+
+@slow
+def test_two_process_fine_tuning_with_init_freezing_and_lr_factors(tmp_path):
+    from test_transfer import FIRST_FIVE, weights_file
+
+    import senet
+
+    plain = senet.create_model("resnet20", num_classes=5, in_chans=1)
+    init = weights_file(tmp_path / "pre.safetensors", plain, FIRST_FIVE)
+    args = ["--model", "se_resnet20", "--model-options", "{r: 4, se_gate: sigmoid_x2, se_init: identity}", "--init",
+            str(init), "--classes", "[5,6,7,8,9]", "--train-per-class", "64", "--test-subset", "101", "--batch-size",
+            "16", "--epochs", "1", "--freeze", "layer1", "--backbone-lr", "0.5", "--layer-decay", "0.5",
+            "--out-dir", str(tmp_path), "--name", "ft"]  # fmt: skip
+    first = torchrun(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stderr.count("init: weights file") == 1  # one report, from rank 0
+    run = tmp_path / "ft"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["fingerprints"][0] == summary["fingerprints"][1] == fingerprint(run / LAST_FILE)
+    assert summary["history"][0]["step"] == 320 // (2 * 16)
+    after, _ = read_weights(run / LAST_FILE)
+    before = plain.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before if k.startswith(("stem.", "layer1.")))
+    assert not torch.equal(after["layer2.0.conv1.weight"], before["layer2.0.conv1.weight"])
+    resumed = torchrun("--resume", str(run), "--epochs", "2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["fingerprints"][0] == summary["fingerprints"][1] == fingerprint(run / LAST_FILE)
+    assert "init:" not in resumed.stderr  # a resumed run's weights come from its checkpoint

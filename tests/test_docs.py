@@ -83,6 +83,15 @@ def test_readme_attention_example_places_the_units_it_names():
     assert cbam.layer3[0].se.channels == 256  # after the 3×3: the bottleneck's width
 
 
+def test_transfer_preprocessing_example_gives_what_its_comment_says():
+    ns = _run(_blocks("docs/transfer.md")[1])
+    pre = ns["pre"]
+    assert (pre.input_size, pre.interpolation, pre.crop_pct) == (224, "bilinear", 0.875)
+    assert pre.mean == (0.485, 0.456, 0.406) and pre.std == (0.229, 0.224, 0.225)
+    image = torch.randint(0, 256, (3, 300, 260), dtype=torch.uint8)
+    assert ns["evaluate"](image).shape == ns["augment"](image).shape == (3, 224, 224)
+
+
 def test_every_test_reliability_md_names_exists():
     """docs/reliability.md says which test holds each promise: each `tests/FILE.py::TEST` it names is a test."""
     text = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")

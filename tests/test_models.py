@@ -83,8 +83,10 @@ def test_bad_option_values():
         senet.create_model("se_resnet50", layout="v2")
     with pytest.raises(ValueError, match="after_3x3"):
         senet.create_model("se_resnet18", se_position="after_3x3")
-    with pytest.raises(ValueError, match="num_classes=0"):
-        senet.create_model("resnet20", num_classes=0)
+    with pytest.raises(ValueError, match=r"num_classes=-1 must be an int >= 0 \(0: no classifier"):
+        senet.create_model("resnet20", num_classes=-1)
+    with pytest.raises(ValueError, match="aux_logits=True needs classes to predict"):
+        senet.create_model("se_inception_v3", num_classes=0, aux_logits=True)
 
 
 def test_registering_a_name_twice_raises():

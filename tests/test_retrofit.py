@@ -90,8 +90,10 @@ def test_retrofitted_senet_plain_model_is_its_se_twin_and_rebuilds(tmp_path):
     loaded, _ = load_model(path)
     x = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(loaded.eval()(x), model(x), rtol=0, atol=0)
-    partial = senet.add_se(senet.create_model("resnet20"), pattern="layer3.*")
-    assert getattr(partial, "model_config", None) is None  # no longer what its config would rebuild
+    partial = trained_like(senet.add_se(senet.create_model("resnet20"), pattern="layer3.*"), torch.randn(8, 3, 16, 16))
+    assert partial.model_config["add_se"][0]["pattern"] == "layer3.*"  # the call, which a rebuild makes again
+    loaded, _ = load_model(save_weights(tmp_path / "p.safetensors", partial, partial.model_config))
+    torch.testing.assert_close(loaded.eval()(x), partial(x), rtol=0, atol=0)
 
 
 def test_errors_say_what_to_do():

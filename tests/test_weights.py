@@ -2,13 +2,10 @@
 local HTTP server), and the errors: keys reported by name, layouts checked, pickles and torn files refused."""
 
 import hashlib
-import http.server
 import os
 import pickle
 import subprocess
 import sys
-import threading
-from functools import partial
 
 import pytest
 import timm
@@ -209,29 +206,6 @@ def test_cli_convert_then_load_model(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Known weights: served over HTTP from a local folder, exactly as a download would be.
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-    return tmp_path / "hub" / "checkpoints"
 
 
 def _caffe_file(folder, model):

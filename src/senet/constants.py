@@ -4,6 +4,9 @@
 # ImageNet-1k training images, used by torchvision, timm and the PyTorch port of the paper's released models alike.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The same of CIFAR-10's 50,000 training images, the dataset of the CIFAR networks (paper Table 4).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 # The files of a training run's folder that other commands read (senet.training.checkpoint describes them all).
 STATE_FILE = "state.safetensors"  # everything --resume needs

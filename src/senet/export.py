@@ -53,7 +53,8 @@ def _input_size(model: nn.Module, input_size: Sequence[int] | int | None) -> tup
         side = meta_size or entry_size[1]
         return (config["in_chans"], side, side)
     if isinstance(input_size, int):
-        input_size = (getattr(model, "in_chans", 3), input_size, input_size)
+        chans = (config or {}).get("in_chans", getattr(model, "in_chans", 3))
+        input_size = (chans, input_size, input_size)
     size = tuple(int(v) for v in input_size)
     if len(size) != 3 or min(size) < 1:
         raise ValueError(f"input_size={input_size!r} must be (C, H, W) or one side H = W")

@@ -1,27 +1,41 @@
-"""Making models: `create_model` builds a registered network and loads published weights into it when asked;
-`load_model` rebuilds the network a senet weights file describes. The one place where models meet weights.
+"""Making models: `create_model` builds a registered network (or, by ``LIBRARY:NAME``, one of torchvision's or timm's)
+and loads published weights into it when asked; `load_model` rebuilds the network a senet weights file describes.
+The one place where models meet weights.
 
-A model made here carries ``model.model_config`` (its name, options, classes and input channels); `model_metadata`
-writes that into a weights file, so that `load_model` can build the same network again.
+A model made here carries ``model.model_config``, the record that rebuilds it: its name, options, classes and input
+channels, and the `senet.add_se` calls made on it since (``add_se``); `model_metadata` writes that into a weights
+file, so that `load_model` can build the same network again. ``model.pretrained_cfg`` holds its preprocessing in
+timm's terms (input size, interpolation, crop, mean, std), so that ``timm.data.resolve_data_config(model=model)``
+gives what its weights need.
 """
 
 from __future__ import annotations
 
+import difflib
+import itertools
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .constants import GOOD_STATE_FILE, LAST_FILE, STATE_FILE
+from .constants import CIFAR10_MEAN, CIFAR10_STD, GOOD_STATE_FILE, IMAGENET_MEAN, IMAGENET_STD, LAST_FILE, STATE_FILE
 from .files import read_weights, safe_torch_load
-from .models import FeatureNet, build_model
+from .models import FeatureNet, build_model, get_entry
+from .retrofit import add_se as _add_se
 from .validate import check_weights_metadata
 from .weights import convert_state_dict, fetch, get_weights, load_weights
 
-__all__ = ["create_model", "load_model", "model_metadata", "weights_file"]
+__all__ = [
+    "LIBRARIES", "check_rebuilds", "create_model", "default_preprocess", "load_model", "model_metadata", "weights_file",
+]  # fmt: skip
+
+LIBRARIES = ("torchvision", "timm")  # whose builders create_model("LIBRARY:NAME") calls
+# Builder arguments that would fetch weights when a file is rebuilt; weights come from the file, or from --init.
+_FETCHING = ("weights", "weights_backbone", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path")
 
 
 def create_model(
@@ -30,6 +44,8 @@ def create_model(
     num_classes: int | None = None,
     in_chans: int = 3,
     weights: str | None = None,
+    pretrained: bool = False,
+    add_se: Sequence[Mapping[str, Any]] = (),
     features_only: bool = False,
     out_indices: int | Sequence[int] | None = None,
     **options: Any,
@@ -37,14 +53,20 @@ def create_model(
     """Build a registered model with fresh weights, or with published ones (``weights``); or its feature maps.
 
     Args:
-        name: a name from `senet.list_models()`, e.g. ``"se_resnet50"`` or its plain twin ``"resnet50"``.
+        name: a name from `senet.list_models()`, e.g. ``"se_resnet50"`` or its plain twin ``"resnet50"``; or
+            ``"torchvision:NAME"`` / ``"timm:NAME"``: that library's builder (``torchvision.models.get_model_builder``,
+            ``timm.create_model``) with ``options`` as its keyword arguments, recorded so that senet's weights files
+            rebuild it (weights of its own are refused: load them with ``--init`` / `senet.transfer`).
         num_classes: outputs of the classifier; by default the model's dataset's (1000 for ImageNet models, 10 for
             the CIFAR ones), or the weights'. With published weights, another number keeps the pretrained features
             and starts a new classifier (``fc``).
+            ``num_classes=0``: no classifier; the model returns its pooled features (timm's convention).
         in_chans: input channels (1 for grayscale).
         weights: ``"DEFAULT"`` or a tag of `senet.list_weights(name)`: download (torch.hub's cache, checksum
             checked), convert and load the published weights; ``model.weights_meta`` then records their
             normalisation and origin (`senet.weights.KnownWeights.metadata`).
+        pretrained: ``weights="DEFAULT"`` (timm's spelling) unless ``weights`` names others.
+        add_se: `senet.add_se` calls to make on the built model, each a dict of its arguments (``[{"r": 16}]``).
         features_only: return the network's feature maps instead of its classes: a `senet.models.FeatureNet`,
             whose forward returns a list of maps (timm's ``features_only``); ``model.feature_info`` gives the
             channels and stride of each. Published weights are loaded first, the classifier then removed.
@@ -62,15 +84,24 @@ def create_model(
         ValueError: unknown name (close matches named), a bad option value, or options the weights do not fit.
         TypeError: an option the model does not take (the valid ones named).
     """
+    weights = weights or ("DEFAULT" if pretrained else None)
     if out_indices is not None and not features_only:
         raise ValueError(f"out_indices={out_indices!r} chooses feature maps: pass features_only=True with it")
-    model = _create(name, num_classes, in_chans, weights, options)
+    if ":" in name:
+        if weights is not None:
+            raise ValueError(f"{name} takes no senet weights; load weights into it with init= (senet train --init)")
+        model = _from_library(name, num_classes, in_chans, options)
+    elif weights is None:
+        model = build_model(name, num_classes=num_classes, in_chans=in_chans, **options)
+        model.pretrained_cfg = _pretrained_cfg(default_preprocess(name, in_chans))
+    else:
+        model = _published(name, weights, num_classes, in_chans, options)
+    for call in add_se:
+        _add_se(model, **call)
     return FeatureNet(model, out_indices) if features_only else model
 
 
-def _create(name: str, num_classes: int | None, in_chans: int, weights: str | None, options: dict) -> nn.Module:
-    if weights is None:
-        return build_model(name, num_classes=num_classes, in_chans=in_chans, **options)
+def _published(name: str, weights: str, num_classes: int | None, in_chans: int, options: dict[str, Any]) -> nn.Module:
     spec = get_weights(name, weights)
     if in_chans != 3:
         raise ValueError(f"{spec.name} are weights for RGB input; use in_chans=3 (repeat a grey channel 3 times)")
@@ -82,14 +113,110 @@ def _create(name: str, num_classes: int | None, in_chans: int, weights: str | No
     new_head = model.num_classes != spec.num_classes
     load_weights(model, safe_torch_load(fetch(spec)), spec.layout, skip=("fc.",) if new_head else ())
     model.weights_meta = spec.metadata()
+    model.pretrained_cfg = _pretrained_cfg(model.weights_meta)
     return model
+
+
+def _from_library(name: str, num_classes: int | None, in_chans: int, options: dict[str, Any]) -> nn.Module:
+    """``LIBRARY:NAME`` built by that library, with the record that rebuilds it."""
+    library, _, builder = name.partition(":")
+    if library not in LIBRARIES:
+        raise ValueError(f"model {name!r}: the library before ':' must be one of {', '.join(LIBRARIES)}")
+    fetching = [k for k in options if k in _FETCHING]
+    if fetching:
+        raise ValueError(f"{name}: {fetching[0]}= would fetch weights whenever the model is rebuilt; build it without "
+                         "and load the weights with init= (senet train --init FILE)")  # fmt: skip
+    if json.loads(json.dumps(options, default=repr)) != options:
+        raise ValueError(f"{name}: options {options!r} must be plain data (numbers, strings, lists, mappings) so that "
+                         "a weights file can record them")  # fmt: skip
+    kwargs = dict(options) | ({} if num_classes is None else {"num_classes": num_classes})
+    if library == "torchvision":
+        import torchvision
+
+        names = torchvision.models.list_models()
+        if builder not in names:
+            hints = difflib.get_close_matches(builder, names, n=3)
+            raise ValueError(f"torchvision has no model {builder!r}; close matches: {', '.join(hints) or 'none'}")
+        if in_chans != 3:
+            raise ValueError(f"{name} takes RGB input (in_chans=3); got in_chans={in_chans!r}")
+        model = torchvision.models.get_model_builder(builder)(**kwargs)
+    else:
+        import timm
+
+        if not timm.is_model(builder):
+            hints = difflib.get_close_matches(builder, timm.list_models(), n=3)
+            raise ValueError(f"timm has no model {builder!r}; close matches: {', '.join(hints) or 'none'}")
+        model = timm.create_model(builder, pretrained=False, in_chans=in_chans, **kwargs)
+    if num_classes is None:  # the builder's default: timm says it, torchvision's last linear layer has it
+        linear = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+        num_classes = getattr(model, "num_classes", linear[-1] if linear else None)
+    model.model_name = name
+    model.model_config = {"name": name, "in_chans": in_chans, "options": dict(options), "num_classes": num_classes}
+    return model
+
+
+def default_preprocess(name: str, in_chans: int = 3) -> dict[str, Any]:
+    """A registered model's preprocessing before any weights say otherwise: the input size the paper uses; ImageNet's
+    evaluation crop (224 of 256) and normalisation for ImageNet models, CIFAR-10's whole images and normalisation
+    for the CIFAR ones (paper Table 4); one channel takes the mean of the three."""
+    entry = get_entry(name)
+    cifar = entry.input_size[1] <= 32
+    mean, std = (CIFAR10_MEAN, CIFAR10_STD) if cifar else (IMAGENET_MEAN, IMAGENET_STD)
+    if in_chans != 3:
+        mean, std = (sum(mean) / 3,) * in_chans, (sum(std) / 3,) * in_chans
+    crop = 1.0 if cifar else 0.875
+    return {"input_size": entry.input_size[1], "mean": list(mean), "std": list(std), "crop_pct": crop,
+            "interpolation": "bilinear"}  # fmt: skip
+
+
+def _pretrained_cfg(pre: Mapping[str, Any]) -> dict[str, Any]:
+    """Preprocessing (``input_size`` or ``image_size``, ``mean``, ``std``, ``crop_pct``, ``interpolation``) in
+    timm's ``pretrained_cfg`` terms."""
+    side = pre.get("input_size", pre.get("image_size"))
+    side = side[-1] if isinstance(side, (list, tuple)) else side
+    return {"input_size": (len(pre["mean"]), side, side), "interpolation": pre.get("interpolation", "bilinear"),
+            "mean": tuple(pre["mean"]), "std": tuple(pre["std"]), "crop_pct": pre.get("crop_pct", 1.0),
+            "crop_mode": "center"}  # fmt: skip
+
+
+def check_rebuilds(model: nn.Module) -> None:
+    """Raise ValueError unless the record ``model.model_config`` rebuilds ``model`` exactly: the same modules with
+    the same settings (their printed form) and tensors of the same names and shapes, built on the meta device."""
+    name = getattr(model, "model_name", "") or type(model).__name__
+    config = getattr(model, "model_config", None)
+    if config is None:
+        raise ValueError(f"{name} records no way to rebuild it, so its weights could not be evaluated, predicted or "
+                         "exported: build it with senet.create_model (a senet name, or 'torchvision:NAME' / "
+                         "'timm:NAME' with the builder's keyword arguments), then senet.add_se")  # fmt: skip
+    with torch.device("meta"):
+        again = _rebuild(config)
+    have, want = model.state_dict(), again.state_dict()
+    diff = [k for k in have.keys() | want.keys() if k not in have or k not in want or have[k].shape != want[k].shape]
+    if diff:
+        k = sorted(diff)[0]
+        where = f"{tuple(have[k].shape) if k in have else 'absent'} in the model, " + (
+            f"{tuple(want[k].shape)} as rebuilt" if k in want else "absent as rebuilt"
+        )
+        raise ValueError(f"{name} is no longer what its record (model_config) rebuilds: {k} {where}; make the change "
+                         "through create_model's options (e.g. num_classes=) or reset_classifier")  # fmt: skip
+    if repr(again) != repr(model):
+        lines = itertools.zip_longest(repr(model).splitlines(), repr(again).splitlines(), fillvalue="")
+        first = next((a, b) for a, b in lines if a != b)
+        raise ValueError(f"{name} is no longer what its record rebuilds: {first[0].strip()!r} in the model, "
+                         f"{first[1].strip()!r} as rebuilt")  # fmt: skip
+
+
+def _rebuild(config: Mapping[str, Any], **overrides: Any) -> nn.Module:
+    options = {**config.get("options", {}), **overrides}
+    return create_model(config["name"], num_classes=config["num_classes"], in_chans=config["in_chans"],
+                        add_se=config.get("add_se", ()), **options)  # fmt: skip
 
 
 def model_metadata(model: nn.Module, **extra: Any) -> dict[str, Any]:
     """What rebuilds ``model`` (made by `create_model`) plus ``extra`` facts (mean, std, classes, ...)."""
     config = getattr(model, "model_config", None)
     if config is None:
-        raise ValueError(f"{type(model).__name__} was not made by senet.create_model; its weights cannot be rebuilt")
+        check_rebuilds(model)  # the error that says how to make a model that can be rebuilt
     return {**config, **extra}
 
 
@@ -115,12 +242,13 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> tuple[nn.Module, di
     if not meta:
         raise ValueError(f"{str(path)!r} has no senet metadata; load it into a model with senet.load_weights")
     meta = check_weights_metadata(meta, repr(str(path)))
-    options = {**meta.get("options", {}), **overrides}
     # The model the metadata describes, first without memory (the meta device): its tensors are checked against
     # the file's, so metadata that describes another or a huge network is refused before anything is allocated.
     with torch.device("meta"):
-        shape = create_model(meta["name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **options)
+        shape = _rebuild(meta, **overrides)
     convert_state_dict(tensors, shape, "senet", what=repr(str(path)))
-    model = create_model(meta["name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **options)
+    model = _rebuild(meta, **overrides)
     model.load_state_dict(convert_state_dict(tensors, model, "senet", what=repr(str(path))), strict=True)
+    if "mean" in meta and "std" in meta and ("image_size" in meta or "input_size" in meta):
+        model.pretrained_cfg = _pretrained_cfg(meta)
     return model, meta

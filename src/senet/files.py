@@ -273,9 +273,12 @@ def _no_constant(name: str) -> Any:
 
 
 def looks_like_pickle(path: Path) -> bool:
+    """Whether ``path`` holds a raw pickle or torch's zip archive rather than safetensors."""
     with open(path, "rb") as f:
-        head = f.read(4)
-    return head[:1] == b"\x80" or head[:2] == b"PK"  # a raw pickle or torch's zip archive
+        head = f.read(9)
+    if head[8:9] == b"{":  # safetensors: the header's length (8 bytes, little-endian), then the JSON header
+        return False  # (whose length may start with the byte 0x80 that also starts a pickle)
+    return head[:1] == b"\x80" or head[:2] == b"PK"
 
 
 T = TypeVar("T")

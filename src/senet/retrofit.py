@@ -165,19 +165,21 @@ def add_se(
         inserted += 1
     if not inserted:
         raise ValueError(f"every block {pattern or 'of the model'} already has an SE unit; nothing was inserted")
-    _update_config(model, complete=pattern is None and inserted == len(targets), r=r, gate=gate, rounding=rounding)
+    call = {"r": r, "pattern": pattern, "gate": gate, "rounding": rounding, "identity_init": identity_init}
+    _update_config(model, complete=pattern is None and inserted == len(targets), call=call)
     return model
 
 
-def _update_config(model: nn.Module, *, complete: bool, **se: object) -> None:
-    """A senet plain model with SE in every block is its SE twin with these options: record that, so that senet's
-    weights files rebuild it. Anything else can no longer be rebuilt from its old config, which is dropped."""
+def _update_config(model: nn.Module, *, complete: bool, call: dict[str, object]) -> None:
+    """Keep the record that rebuilds the model (``model.model_config``, see senet.factory) true: a senet plain model
+    with SE in every block is its SE twin with these options; any other model records the call under ``add_se``,
+    which `senet.create_model` makes again after building it."""
     config = getattr(model, "model_config", None)
     if config is None:
         return
-    entry = get_entry(config["name"])
-    if complete and not entry.has_se and get_entry(entry.twin).has_se:
-        se_options = {"r": se["r"], "se_gate": se["gate"], "se_rounding": se["rounding"], "se_conv": False}
+    entry = get_entry(config["name"]) if ":" not in config["name"] else None  # not torchvision's or timm's
+    if entry and complete and not config.get("add_se") and not entry.has_se and get_entry(entry.twin).has_se:
+        se_options = {"r": call["r"], "se_gate": call["gate"], "se_rounding": call["rounding"], "se_conv": False}
         options = {**config["options"], **se_options}
         with torch.device("meta"):  # the twin must have exactly these weights, or it does not rebuild this model
             twin = build_model(entry.twin, num_classes=config["num_classes"], in_chans=config["in_chans"], **options)
@@ -185,7 +187,7 @@ def _update_config(model: nn.Module, *, complete: bool, **se: object) -> None:
             model.model_config = {**config, "name": entry.twin, "options": options}
             model.model_name = entry.twin
             return
-    del model.model_config
+    model.model_config = {**config, "add_se": [*config.get("add_se", []), call]}
 
 
 def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:

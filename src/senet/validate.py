@@ -28,6 +28,7 @@ __all__ = [
     "MAX_JSON_BYTES",
     "MAX_SEEDS",
     "Bool",
+    "Either",
     "Float",
     "Int",
     "Json",
@@ -194,6 +195,21 @@ class Maybe(Spec):
             raise SchemaError(e.where, e.value, f"{e.expected}, or {self.blank!r}") from None
 
 
+class Either(Spec):
+    """A value that fits one of ``specs`` (the first that takes it): a class given by index or by name."""
+
+    def __init__(self, *specs: Spec, expected: str) -> None:
+        self.specs, self.expected = specs, expected
+
+    def check(self, value: Any, where: str = "") -> Any:
+        for spec in self.specs:
+            try:
+                return spec.check(value, where)
+            except SchemaError:
+                continue
+        raise SchemaError(where, value, self.expected)
+
+
 class Json(Spec):
     """Any JSON value whose numbers are finite, at most ``max_depth`` levels deep and ``max_items`` values in all:
     free-form data (a recipe's model options, an optimizer's state) that must still be bounded."""
@@ -271,6 +287,9 @@ WEIGHTS_METADATA = Map(
         "dataset": Str(max_len=100),
         "image_size": Int(1, MAX_IMAGE_SIDE),
         "input_size": Int(1, MAX_IMAGE_SIDE),
+        "crop_pct": Float(0.0, 1.0, lo_open=True),  # senet.data.Preprocess
+        "interpolation": Str(max_len=20),  # one of senet.data.transforms.INTERPOLATIONS, checked where it is used
+        "add_se": List(Map(others=Json(max_depth=2, max_items=1000), max_len=100), max_len=100),  # senet.add_se calls
         "epoch": Int(0, MAX_EPOCHS),
         "test_acc": Float(0.0, 1.0),
         "recipe": Map(others=Json(max_depth=4, max_items=10_000)),

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data import EpochBatches, load_datasets
+from ..data import EpochBatches
 from ..factory import load_model
 from ..files import atomic_write
 from ..layers import AttentionUnit, SqueezeExcite
-from ..training.evaluation import Inputs, loader
+from ..training.evaluation import Inputs, loader, recorded_test_set
 from ..validate import MAX_JSON_BYTES
 
 __all__ = ["ExcitationStats", "default_units", "paper_name", "plot_class_means", "plot_spread", "record_excitations"]
@@ -302,15 +302,8 @@ def record_from_weights(
     model, meta = load_model(weights)
     if "dataset" not in meta:
         raise ValueError(f"{str(weights)!r} does not say which dataset it was trained on (no 'dataset' in metadata)")
-    _, test, spec = load_datasets(
-        meta["dataset"],
-        data_dir=data_dir or meta.get("recipe", {}).get("data_dir"),
-        image_size=meta.get("image_size", 0),
-        augment="none",
-        test_subset=meta.get("recipe", {}).get("test_subset", 0) if test_subset is None else test_subset,
-        in_chans=meta.get("in_chans", 3),
-    )
-    inputs = Inputs(torch.device("cpu"), tuple(meta.get("mean", spec.mean)), tuple(meta.get("std", spec.std)))
+    test, spec = recorded_test_set(meta, data_dir=data_dir, test_subset=test_subset)
+    inputs = Inputs(torch.device("cpu"), spec.mean, spec.std)
     batches = (
         (inputs.prepare(b.images), b.labels)
         for b in loader(test, EpochBatches(len(test), batch_size, shuffle=False), 0, False)

@@ -53,6 +53,17 @@ def finite(text: str) -> float:
 finite.__name__ = "number"
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a share of a whole, in (0, 1] (a crop's share of the side)."""
+    value = finite(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not in (0, 1]")
+    return value
+
+
+fraction.__name__ = "fraction"
+
+
 def add_input_size_flags(parser: argparse.ArgumentParser) -> None:
     """``--input-size`` and ``--in-chans``: the input a model is measured at (`input_size` reads them)."""
     parser.add_argument("--input-size", type=SIDE, help="input height = width (default: the size the paper uses)")

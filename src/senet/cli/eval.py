@@ -41,10 +41,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from senet.data import load_datasets
     from senet.factory import load_model, weights_file
     from senet.files import atomic_write_text, refuse_overwrite
     from senet.training import Inputs, evaluate
+    from senet.training.evaluation import recorded_test_set, recorded_test_subset
     from senet.validate import json_text
 
     state_dict = Path(args.weights).suffix in _STATE_DICT_SUFFIXES
@@ -53,33 +53,19 @@ def run(args: argparse.Namespace) -> int:
             args.json, {"weights file": args.weights if state_dict else weights_file(args.weights)}, "--json"
         )
     model, meta = (None, {}) if state_dict else load_model(args.weights)
-    dataset = args.dataset or meta.get("dataset")
-    if not dataset:
-        raise ValueError(f"{args.weights!r} does not say which dataset it was trained on; pass --dataset")
-    recipe = meta.get("recipe", {})
-    subset = args.test_subset  # by default the images the run was evaluated on (its recipe's test_subset)
-    if subset is None:
-        subset = recipe.get("test_subset", 0) if dataset == meta.get("dataset") else 0
-    _, test, spec = load_datasets(
-        dataset,
-        data_dir=args.data_dir or recipe.get("data_dir"),
-        download=args.download,
-        image_size=meta.get("image_size", 0),
-        augment="none",
-        test_subset=subset,
-        in_chans=meta.get("in_chans", 3),
+    subset = recorded_test_subset(meta, args.dataset) if args.test_subset is None else args.test_subset
+    test, spec = recorded_test_set(
+        meta, dataset=args.dataset, data_dir=args.data_dir, download=args.download, test_subset=subset
     )
+    dataset = spec.dataset
     if model is None:  # a plain PyTorch state dict: read with weights_only=True, every key checked
         model = _state_dict_model(args.weights, args.model, spec)
-    if spec.num_classes != model.num_classes:
-        raise ValueError(f"{args.weights!r} has {model.num_classes} classes, {dataset} has {spec.num_classes}; "
-                         "evaluate it on the data it was trained on (leave out --dataset, or point --data-dir "
-                         "there)")  # fmt: skip
+    classes = model.model_config["num_classes"]
+    if spec.num_classes != classes:
+        raise ValueError(f"{args.weights!r} has {classes} classes, {dataset} has {spec.num_classes}; evaluate it on "
+                         "the data it was trained on (leave out --dataset, or point --data-dir there)")  # fmt: skip
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    inputs = Inputs(
-        torch.device("cuda" if cuda else "cpu"), tuple(meta.get("mean", spec.mean)), tuple(meta.get("std", spec.std)),
-        amp=args.amp,
-    )  # fmt: skip
+    inputs = Inputs(torch.device("cuda" if cuda else "cpu"), spec.mean, spec.std, amp=args.amp)
     tta = args.tta or meta.get("recipe", {}).get("tta", "none")
     result = evaluate(
         model.to(inputs.device), test, inputs, batch_size=args.batch_size, workers=args.workers,

@@ -1,6 +1,8 @@
 """top-k labels of image files
 
-Classify image files with senet-trained weights (resized and normalised as in training).
+Classify image files with a senet weights file or run folder: resized, centre-cropped and normalised as the weights
+record (their size, crop, interpolation, mean and std), labelled with the classes they record (ImageNet's names for
+converted ImageNet weights).
 """
 
 from __future__ import annotations
@@ -23,11 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from senet.training import predict
 
     model, meta = load_model(args.weights)
-    missing = [k for k in ("classes", "mean", "std", "image_size", "dataset") if k not in meta]
-    if missing:
-        raise ValueError(
-            f"{args.weights!r} lacks {', '.join(missing)} in its metadata; predict needs senet-trained weights"
-        )
+    if "classes" not in meta:
+        raise ValueError(f"{args.weights!r} does not record its class names; predict needs weights from senet train, "
+                         "or converted ImageNet weights (senet convert)")  # fmt: skip
     results = predict(model, args.images, meta, top_k=args.top_k)
     if args.json:
         pairs = zip(args.images, results, strict=True)

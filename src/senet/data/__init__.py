@@ -12,16 +12,28 @@ quarter of the bytes. All randomness of a batch comes from the seed the sampler 
 * `senet.data.sources`: where each dataset's files are looked for, and downloads.
 """
 
-from .datasets import AUGMENTATIONS, DATASETS, DataSpec, ImageFolder, TensorImages, load_datasets
+from .datasets import (
+    AUGMENTATIONS,
+    DATASETS,
+    DataSpec,
+    ImageFolder,
+    TensorImages,
+    class_indices,
+    dataset_channels,
+    load_datasets,
+    measure_mean_std,
+)
 from .formats import UnreadableImage, read_cifar_batch, read_idx, read_image
 from .resident import ResidentImages
 from .sampling import Batch, BatchKey, EpochBatches, collate_batch, derive_seed
 from .sources import FASHION_MNIST_DIR, default_root
 from .transforms import (
+    INTERPOLATIONS,
     Draws,
+    Preprocess,
     apply_augmentation,
     draw_augmentation,
-    imagenet_transforms,
+    image_transforms,
     normalize,
     random_crop_flip,
     random_erase,
@@ -31,22 +43,27 @@ __all__ = [
     "AUGMENTATIONS",
     "DATASETS",
     "FASHION_MNIST_DIR",
+    "INTERPOLATIONS",
     "Batch",
     "BatchKey",
     "DataSpec",
     "Draws",
     "EpochBatches",
     "ImageFolder",
+    "Preprocess",
     "ResidentImages",
     "TensorImages",
     "UnreadableImage",
     "apply_augmentation",
+    "class_indices",
     "collate_batch",
+    "dataset_channels",
     "default_root",
     "derive_seed",
     "draw_augmentation",
-    "imagenet_transforms",
+    "image_transforms",
     "load_datasets",
+    "measure_mean_std",
     "normalize",
     "random_crop_flip",
     "random_erase",

@@ -4,29 +4,36 @@
   (pad, random crop, mirror; random erasing on request).
 * ``imagefolder``: ImageNet-style ``train/CLASS/*.jpg`` and ``val/CLASS/*.jpg`` (`ImageFolder`; the held-out
   folder may also be named ``valid``, ``validation`` or ``test``, the first found in that order), decoded per image
-  and transformed with the paper's ImageNet recipe, at 224 pixels or the images' own size when they are smaller.
+  and transformed with the paper's ImageNet recipe (`image_transforms`) at 224 pixels, or the images' own size when
+  they are smaller, normalised with the mean and std measured on the training images unless given.
 * ``synthetic``: random images, for smoke runs and speed measurements.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..constants import CIFAR10_MEAN, CIFAR10_STD
 from .formats import UnreadableImage, read_image
 from .sampling import Batch, BatchKey, derive_seed
 from .sources import cifar_arrays, fashion_mnist_arrays, missing_files
-from .transforms import Draws, apply_augmentation, draw_augmentation, imagenet_transforms
+from .transforms import Draws, Preprocess, apply_augmentation, draw_augmentation, image_transforms
 
-__all__ = ["AUGMENTATIONS", "DATASETS", "DataSpec", "ImageFolder", "TensorImages", "load_datasets"]
+__all__ = [
+    "AUGMENTATIONS", "DATASETS", "DataSpec", "ImageFolder", "TensorImages", "class_indices", "dataset_channels",
+    "load_datasets", "measure_mean_std",
+]  # fmt: skip
 
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
 AUGMENTATIONS = ("auto", "none", "crop-flip", "imagenet")  # auto: imagenet for image folders, crop-flip otherwise
@@ -40,9 +47,8 @@ IMAGENET_SIDE = 224  # the paper's training crop (§6.1), the default side of im
 # Per-channel mean and std of the training images, on the 0–1 scale.
 _STATS = {
     "fashion-mnist": ((0.2860,), (0.3530,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "imagefolder": (IMAGENET_MEAN, IMAGENET_STD),
     "synthetic": ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
 }
 
@@ -57,10 +63,16 @@ class DataSpec:
     image_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    crop_pct: float = 1.0  # evaluation crop of image folders (see Preprocess); in-memory images are used whole
+    interpolation: str = "bilinear"
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess(self.image_size, self.mean, self.std, self.crop_pct, self.interpolation)
 
 
 class TensorImages(Dataset):
@@ -189,7 +201,7 @@ def _subset(n: int, keep: int) -> Tensor | None:
 
 
 def _image_folder(
-    data_dir: str | None, size: int, in_chans: int, augment: str, subsets: tuple[int, int]
+    data_dir: str | None, size: int, in_chans: int, augment: str, given: Mapping[str, Any]
 ) -> tuple[Dataset, Dataset, DataSpec]:
     if not data_dir:
         raise ValueError("the imagefolder dataset needs --data-dir DIR with train/CLASS/*.jpg and val/CLASS/*.jpg")
@@ -199,17 +211,61 @@ def _image_folder(
         looked = [root / "train", *(root / name for name in HELD_OUT_FOLDERS)]
         raise missing_files("an image folder", looked, "arrange it as train/CLASS/*.jpg, val/CLASS/*.jpg")
     classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+    # The paper's evaluation crop (224 of 256) unless the weights say otherwise; the normalisation is measured on
+    # the training images unless given (the init weights' own, or --mean/--std).
     size = size or min(IMAGENET_SIDE, _typical_side(root / "train", classes))
-    train = ImageFolder(
-        root / "train", classes, imagenet_transforms(size, augment == "imagenet"), in_chans=in_chans, size=size,
-        require_all=True,
-    )  # fmt: skip
-    test = ImageFolder(held_out, classes, imagenet_transforms(size, False), in_chans=in_chans, size=size)
-    mean, std = _STATS["imagefolder"]
-    if in_chans == 1:
-        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
-    spec = DataSpec("imagefolder", tuple(classes), in_chans, size, mean, std)
-    return _take(train, subsets[0]), _take(test, subsets[1]), spec
+    pre = {"input_size": size, "mean": (0.5,) * in_chans, "std": (0.5,) * in_chans, "crop_pct": 0.875}
+    pre = Preprocess(**{**pre, **given})
+    train = ImageFolder(root / "train", classes, image_transforms(pre, augment == "imagenet"), in_chans=in_chans,
+                        size=pre.input_size, require_all=True)  # fmt: skip
+    test = ImageFolder(held_out, classes, image_transforms(pre, False), in_chans=in_chans, size=pre.input_size)
+    spec = DataSpec("imagefolder", tuple(classes), in_chans, pre.input_size, pre.mean, pre.std, pre.crop_pct,
+                    pre.interpolation)  # fmt: skip
+    return train, test, spec
+
+
+def measure_mean_std(ds: ImageFolder, pre: Preprocess, limit: int = 2000) -> tuple[tuple[float, ...], ...]:
+    """Per-channel mean and standard deviation (0–1 scale) of an image folder's images as the model sees them at
+    evaluation (``pre``'s resize and centre crop): over all of them, or a fixed random sample of ``limit``.
+
+    Files that cannot be read are left out of the measure (training names them, or skips and counts them, when it
+    meets them). A channel that does not vary over the images (a constant colour) keeps std 1: any scale maps its
+    training values to 0, and 1 leaves the deviations of other images as they are instead of dividing by zero."""
+    probe = copy.copy(ds)
+    probe.transform = image_transforms(pre, False)
+    idx = _subset(len(ds), limit)
+    order = idx.tolist() if idx is not None else list(range(len(ds)))
+    total = torch.zeros(3, ds.in_chans, dtype=torch.float64)  # pixels, sum, sum of squares, per channel
+    for start in range(0, len(order), 64):
+        batch = probe.__getitems__(BatchKey(0, order[start : start + 64])).images.to(torch.float64) / 255
+        total[0] += batch[:, 0].numel()
+        total[1] += batch.sum((0, 2, 3))
+        total[2] += batch.square().sum((0, 2, 3))
+    if not total[0].all():
+        raise ValueError(f"none of the training images under {str(ds.root)!r} can be read; cannot measure their mean "
+                         "and std")  # fmt: skip
+    mean = total[1] / total[0]
+    std = (total[2] / total[0] - mean.square()).clamp_min(0).sqrt()
+    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) or 1.0 for v in std.tolist())
+
+
+def dataset_channels(name: str, in_chans: int = 3) -> int:
+    """The channels of ``name``'s images: ``in_chans`` for image folders and synthetic images, else its own."""
+    return in_chans if name in ("imagefolder", "synthetic") else len(_STATS[name][0])
+
+
+def _labels(ds: Dataset) -> Tensor:
+    return torch.tensor([label for _, label in ds.samples]) if isinstance(ds, ImageFolder) else ds.labels
+
+
+def _keep(ds: Dataset, idx: Tensor, relabel: Tensor | None = None) -> Dataset:
+    """The images of ``ds`` at ``idx`` (in that order), their labels mapped through ``relabel`` if given."""
+    if isinstance(ds, ImageFolder):
+        new = relabel.tolist() if relabel is not None else None
+        ds.samples = [(ds.samples[i][0], new[ds.samples[i][1]] if new else ds.samples[i][1]) for i in idx.tolist()]
+        return ds
+    labels = ds.labels[idx] if relabel is None else relabel[ds.labels[idx]]
+    return TensorImages(ds.images[idx], labels, padding=ds.padding, size=ds.size, erasing=ds.erasing)
 
 
 def _typical_side(folder: Path, classes: Sequence[str], per_class: int = 8) -> int:
@@ -231,12 +287,53 @@ def _typical_side(folder: Path, classes: Sequence[str], per_class: int = 8) -> i
 
 def _take(ds: Dataset, keep: int) -> Dataset:
     idx = _subset(len(ds), keep)
-    if idx is None:
-        return ds
-    if isinstance(ds, ImageFolder):
-        ds.samples = [ds.samples[i] for i in idx.tolist()]
-        return ds
-    return TensorImages(ds.images[idx], ds.labels[idx], padding=ds.padding, size=ds.size, erasing=ds.erasing)
+    return ds if idx is None else _keep(ds, idx)
+
+
+def class_indices(classes: Sequence[int | str], names: Sequence[str], dataset: str) -> list[int]:
+    """The dataset's label of each entry of ``classes`` (an index, or a class name), checked: in range, no repeats."""
+    if not classes:
+        raise ValueError(f"classes=[] selects nothing; give indices 0..{len(names) - 1} or names of {dataset}")
+    out = []
+    for c in classes:
+        if isinstance(c, str) and c in names:
+            out.append(names.index(c))
+        elif isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(names):
+            out.append(c)
+        else:
+            shown = ", ".join(f"{i}: {n}" for i, n in enumerate(names[:12])) + (", ..." if len(names) > 12 else "")
+            raise ValueError(f"classes: {c!r} is not a class of {dataset}; use indices 0..{len(names) - 1} or "
+                             f"names ({shown})")  # fmt: skip
+    if len(set(out)) < len(out):
+        raise ValueError(f"classes={list(classes)!r} names a class twice")
+    return out
+
+
+def _select_classes(train: Dataset, test: Dataset, spec: DataSpec, classes: Sequence[int | str]):
+    """Keep the images of ``classes`` only, relabelled 0..k-1 in the order given."""
+    keep = class_indices(classes, spec.classes, spec.dataset)
+    relabel = torch.full((spec.num_classes,), -1, dtype=torch.long)
+    relabel[keep] = torch.arange(len(keep))
+    out = []
+    for ds in (train, test):
+        idx = (relabel[_labels(ds)] >= 0).nonzero().flatten()
+        out.append(_keep(ds, idx, relabel))
+    names = tuple(spec.classes[i] for i in keep)
+    return out[0], out[1], dataclasses.replace(spec, classes=names)
+
+
+def _per_class(ds: Dataset, n: int, names: Sequence[str]) -> Dataset:
+    """The first ``n`` images of each class in one fixed random order of the training set (the same for every run,
+    whatever its seed), in that order."""
+    labels = _labels(ds)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(labels, minlength=len(names))
+    short = [(names[c], int(k)) for c, k in enumerate(counts.tolist()) if k < n]
+    if short:
+        raise ValueError(f"train_per_class={n} but class {short[0][0]!r} has {short[0][1]} training images; "
+                         "lower train_per_class")  # fmt: skip
+    picked = torch.cat([order[labels[order] == c][:n] for c in range(len(names))])
+    return _keep(ds, picked.sort().values)
 
 
 def load_datasets(
@@ -251,6 +348,9 @@ def load_datasets(
     train_subset: int = 0,
     test_subset: int = 0,
     in_chans: int = 3,
+    classes: Sequence[int | str] | None = None,
+    train_per_class: int = 0,
+    preprocess: Mapping[str, Any] | None = None,
 ) -> tuple[Dataset, Dataset, DataSpec]:
     """The training and test sets of a dataset, and its `DataSpec`.
 
@@ -266,6 +366,13 @@ def load_datasets(
             in-memory datasets only.
         train_subset, test_subset: keep a fixed random subset of that many images (0: all).
         in_chans: channels of image-folder and synthetic images (3 RGB, 1 grayscale).
+        classes: keep these classes only (indices into the dataset's classes, or their names), relabelled
+            0..k-1 in the order given; the training and the test images of other classes are left out.
+        train_per_class: keep this many training images of each (kept) class, the same for every run (0: all);
+            before ``train_subset``.
+        preprocess: ``mean`` and ``std`` (one value per channel) to normalise with instead of the dataset's (image
+            folders: measured on the training images, `measure_mean_std`), and for image folders ``crop_pct`` and
+            ``interpolation`` (`Preprocess`); recorded in the `DataSpec`.
 
     Raises:
         ValueError: unknown dataset or augmentation, corrupt files.
@@ -289,12 +396,38 @@ def load_datasets(
         raise ValueError(f"random_erasing={random_erasing!r} is a probability; use a value in [0, 1]")
     if name == "imagefolder" and random_erasing:
         raise ValueError("random_erasing applies to in-memory datasets (fashion-mnist, cifar10/100, synthetic) only")
+    given = dict(preprocess or {})
+    unknown = set(given) - {"mean", "std", "crop_pct", "interpolation"}
+    if unknown or ("mean" in given) != ("std" in given):
+        raise ValueError(f"preprocess={given!r}: give mean and std together, and crop_pct or interpolation")
     if name == "imagefolder":
-        return _image_folder(data_dir, image_size, in_chans, augment, (train_subset, test_subset))
-    if name == "synthetic":
+        train, test, spec = _image_folder(data_dir, image_size, in_chans, augment, given)
+    else:
+        train, test, spec = _in_memory(name, data_dir, download, image_size, in_chans, augment, crop_padding,
+                                       random_erasing, (train_subset, test_subset))  # fmt: skip
+        spec = dataclasses.replace(spec, **{k: tuple(given[k]) for k in ("mean", "std") if k in given})
+    if "mean" in given and not len(given["mean"]) == len(given["std"]) == spec.in_chans:
+        raise ValueError(f"mean={list(given['mean'])} and std={list(given['std'])} need one value per channel of "
+                         f"{name}'s images ({spec.in_chans})")  # fmt: skip
+    if classes is not None:
+        train, test, spec = _select_classes(train, test, spec, classes)
+    if train_per_class:
+        train = _per_class(train, train_per_class, spec.classes)
+    train, test = _take(train, train_subset), _take(test, test_subset)
+    if name == "imagefolder" and "mean" not in given:  # measured on the images this run trains on
+        mean, std = measure_mean_std(train, spec.preprocess)
+        spec = dataclasses.replace(spec, mean=mean, std=std)
+    return train, test, spec
+
+
+def _in_memory(
+    name: str, data_dir: str | None, download: bool, image_size: int, in_chans: int, augment: str, crop_padding: int,
+    random_erasing: float, subsets: tuple[int, int],
+) -> tuple[TensorImages, TensorImages, DataSpec]:  # fmt: skip
+    if name == "synthetic":  # random images, as many as the subsets ask for
         size = image_size or 32
         g = torch.Generator().manual_seed(0)
-        n_train, n_test = train_subset or 10_000, test_subset or 1_000
+        n_train, n_test = subsets[0] or 10_000, subsets[1] or 1_000
         nbytes = (n_train + n_test) * in_chans * size * size  # uint8, held in memory
         if nbytes > _SYNTHETIC_MAX_BYTES:
             raise ValueError(f"synthetic data of {n_train + n_test} images of {in_chans}×{size}×{size} would take "
@@ -320,4 +453,4 @@ def load_datasets(
     bad = int(max(train.labels.max(), test.labels.max()))
     if bad >= spec.num_classes or min(train.labels.min(), test.labels.min()) < 0:
         raise ValueError(f"{name} labels out of range 0..{spec.num_classes - 1} (found {bad})")
-    return _take(train, train_subset), _take(test, test_subset), spec
+    return train, test, spec

@@ -1,22 +1,28 @@
 """Transforms of uint8 image batches: the CIFAR augmentation done as one gather per batch, random erasing, the
-paper's ImageNet augmentation and evaluation crop, and the normalisation that runs on the training device."""
+preprocessing configuration of a model's weights (`Preprocess`) with the paper's ImageNet augmentation and
+evaluation crop made from it (`image_transforms`), and the normalisation that runs on the training device."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..validate import MAX_IMAGE_SIDE, check_normalisation
+
 __all__ = [
+    "INTERPOLATIONS",
     "Draws",
     "PixelJitter",
+    "Preprocess",
     "apply_augmentation",
     "draw_augmentation",
-    "imagenet_transforms",
+    "image_transforms",
     "normalize",
     "random_crop_flip",
     "random_erase",
@@ -140,18 +146,92 @@ class PixelJitter(torch.nn.Module):
         return (img.to(torch.int16) + offset).clamp_(0, 255).to(torch.uint8)
 
 
-def imagenet_transforms(size: int, train: bool) -> torch.nn.Module:
-    """Per-image transforms of uint8 tensors: the paper's training augmentation, or its single-crop evaluation
-    (shorter side resized to size / 0.875, i.e. 256 for 224, then the centre crop)."""
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image reaches a model: the preprocessing its weights were trained and evaluated with.
+
+    Evaluation resizes the shorter side to ``input_size / crop_pct`` with ``interpolation`` and takes the centre
+    ``input_size`` square (224 / 0.875 = 256, then 224: the paper's single-crop evaluation, §5); training takes a
+    random crop of ``input_size`` (`image_transforms`). Both then scale to [0, 1] and normalise each channel with
+    ``mean`` and ``std`` (`normalize`, on the device). Every senet weights file records these (`metadata`), every
+    published weight carries them (`senet.weights.KnownWeights`), and train, eval, predict and export read them.
+    """
+
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_pct: float = 1.0
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        for key in ("mean", "std"):  # lists from JSON or YAML: tuples of floats, so that equal configs compare equal
+            object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
+        if isinstance(self.input_size, bool) or not isinstance(self.input_size, int):
+            raise ValueError(f"input_size={self.input_size!r} must be a whole number of pixels")
+        if not 1 <= self.input_size <= MAX_IMAGE_SIDE:
+            raise ValueError(f"input_size={self.input_size!r} must be from 1 to {MAX_IMAGE_SIDE} pixels")
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ValueError(f"mean={list(self.mean)} and std={list(self.std)}: give one value per channel in each")
+        check_normalisation(self.mean, self.std, len(self.mean))  # finite; std above 0
+        if isinstance(self.crop_pct, bool) or not isinstance(self.crop_pct, (int, float)) or not 0 < self.crop_pct <= 1:
+            raise ValueError(f"crop_pct={self.crop_pct!r} must be in (0, 1]: the centre crop's share of the side")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation={self.interpolation!r}; choose from {', '.join(INTERPOLATIONS)}")
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any], **defaults: Any) -> Preprocess:
+        """From a weights file's metadata (``image_size`` or ``input_size``, ``mean``, ``std``, ``crop_pct``,
+        ``interpolation``), with ``defaults`` for what it does not record.
+
+        Raises:
+            ValueError: the metadata does not say the size, mean or std, and no default does.
+        """
+        values = {**defaults, **{k: meta[k] for k in ("mean", "std", "crop_pct", "interpolation") if k in meta}}
+        size = meta.get("image_size", meta.get("input_size", defaults.get("input_size")))
+        if isinstance(size, (list, tuple)):  # (C, H, W) as exported files record it
+            size = size[-1]
+        missing = [k for k, v in (("image_size", size), ("mean", values.get("mean")), ("std", values.get("std")))
+                   if v is None]  # fmt: skip
+        if missing:
+            raise ValueError(f"the weights' metadata does not say their {', '.join(missing)}")
+        return cls(**{**values, "input_size": int(size)})
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module) -> Preprocess:
+        """A model's own, as `senet.create_model` / `senet.load_model` record it in ``model.pretrained_cfg`` (timm's
+        terms): the published weights', the weights file's, or the family's default (ValueError if it has none)."""
+        cfg = getattr(model, "pretrained_cfg", None)
+        if not cfg:
+            raise ValueError(f"{type(model).__name__} records no preprocessing (pretrained_cfg); build it with "
+                             "senet.create_model or load it with senet.load_model, or give a Preprocess")  # fmt: skip
+        return cls.from_metadata({**cfg, "input_size": cfg["input_size"][-1]})
+
+    def metadata(self) -> dict[str, Any]:
+        """What a senet weights file records (the keys `from_metadata` reads)."""
+        return {"image_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
+                "crop_pct": self.crop_pct, "interpolation": self.interpolation}  # fmt: skip
+
+
+def image_transforms(pre: Preprocess, train: bool) -> torch.nn.Module:
+    """Per-image transforms of uint8 tensors for ``pre``: the evaluation resize and centre crop, or the paper's
+    training augmentation (§5: a random-size crop of 8–100% of the area and 3/4–4/3 aspect ratio, mirroring, a
+    rotation of up to 10°, pixel jitter) at the same size and interpolation. Normalisation follows on the device."""
     from torchvision.transforms import v2
 
+    mode = getattr(v2.InterpolationMode, pre.interpolation.upper())
     if train:
         return v2.Compose(
             [
-                v2.RandomResizedCrop(size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+                v2.RandomResizedCrop(
+                    pre.input_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), interpolation=mode, antialias=True
+                ),
                 v2.RandomHorizontalFlip(),
                 v2.RandomRotation(10),
                 PixelJitter(20),
             ]
         )
-    return v2.Compose([v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size)])
+    resize = round(pre.input_size / pre.crop_pct)
+    return v2.Compose([v2.Resize(resize, interpolation=mode, antialias=True), v2.CenterCrop(pre.input_size)])

@@ -37,7 +37,8 @@ torch.fx.wrap("check_input")
 
 
 class Classifier(nn.Module):
-    """Base of senet's networks: a feature extractor followed by global pooling, dropout and a linear layer.
+    """Base of senet's networks: a feature extractor followed by global pooling, dropout and a linear layer (none
+    with ``num_classes=0``: the network then returns the pooled features, as timm's models do).
 
     Subclasses build ``self.fc`` through `_init_head` and implement `_features`. ``forward_features`` checks the
     input before any convolution runs: 4-D, ``in_chans`` channels, and at least ``min_size`` pixels high and wide
@@ -56,7 +57,23 @@ class Classifier(nn.Module):
         self.min_size = min_size
         self.drop_rate = drop_rate
         self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        self.fc = nn.Linear(num_features, num_classes)
+        self.fc = nn.Linear(num_features, num_classes) if num_classes else nn.Identity()
+
+    def get_classifier(self) -> nn.Module:
+        """The classifier on the pooled features (timm's convention): ``fc``, an ``nn.Identity`` without classes."""
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new classifier of ``num_classes`` outputs, freshly initialised (0: none, the model returns the pooled
+        features, (B, num_features)); the model's record (``model_config``) follows."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes={num_classes!r} must be an int >= 0 (0: pooled features, no classifier)")
+        like = next(self.parameters())
+        fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self.fc = fc.to(device=like.device, dtype=like.dtype)
+        self.num_classes = num_classes
+        if getattr(self, "model_config", None) is not None:
+            self.model_config = {**self.model_config, "num_classes": num_classes}
 
     def check_input(self, x: Tensor) -> None:
         """Raise ValueError naming the expected shape unless ``x`` is (B, in_chans, H, W) with H, W >= min_size."""

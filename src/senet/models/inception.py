@@ -330,6 +330,8 @@ _INCEPTION_V3 = (
 
 def _v3_aux_head(num_classes: int) -> nn.Sequential:
     """Inception-v3's auxiliary classifier on the 17×17×768 map: 5×5/3 average pool, 1×1 128, 5×5 768, linear."""
+    if num_classes == 0:
+        raise ValueError("aux_logits=True needs classes to predict; use num_classes >= 1 or aux_logits=False")
     return nn.Sequential(
         nn.AvgPool2d(5, 3),  # 17×17 → 5×5
         _tf_conv(768, 128, 1),

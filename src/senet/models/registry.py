@@ -198,9 +198,14 @@ def build_model(name: str, *, num_classes: int | None = None, in_chans: int = 3,
             f"create_model({name!r}) got unexpected option(s) {', '.join(map(repr, unknown))}{why}; "
             f"valid options: {', '.join(_COMMON + entry.options)}"
         )
-    for key, value in (("num_classes", num_classes), ("in_chans", in_chans)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{key}={value!r} must be a positive int")
+    for key, value, least in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            what = (
+                "an int >= 0 (0: no classifier, the model returns its pooled features)"
+                if least == 0
+                else "a positive int"
+            )
+            raise ValueError(f"{key}={value!r} must be {what}")
     config = {"name": name, "in_chans": in_chans, "options": dict(options)}
     if num_classes is not None:
         options["num_classes"] = num_classes

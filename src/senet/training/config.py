@@ -12,6 +12,8 @@ import contextlib
 import copy
 import dataclasses
 import difflib
+import inspect
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +22,18 @@ from typing import Any
 import yaml
 
 from ..data import AUGMENTATIONS, DATASETS
+from ..factory import LIBRARIES
 from ..files import check_folder_name
 from ..models import get_entry
+from ..retrofit import add_se
 from ..validate import (
     MAX_BATCH,
+    MAX_CHANNELS,
+    MAX_CLASSES,
     MAX_COUNT,
     MAX_EPOCHS,
     MAX_IMAGE_SIDE,
+    Either,
     Float,
     Int,
     Json,
@@ -34,9 +41,11 @@ from ..validate import (
     Map,
     SchemaError,
     Spec,
+    Str,
     read_yaml,
 )
 from .evaluation import TTA
+from .finetune import Finetune
 
 __all__ = ["BOUNDS", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "field_type", "find_recipe", "list_recipes"]
 
@@ -46,11 +55,20 @@ AMP = ("none", "bf16", "fp16")
 
 _FRACTION = Float(0.0, 1.0)
 _BELOW_ONE = Float(0.0, 1.0, hi_open=True)
+_CLASS = Either(Int(0, MAX_CLASSES - 1), Str(max_len=1000), expected="a class's index or name")
 # The bounds of every number of a recipe: beyond them a value is a mistake (or a hostile file), not a choice. Every
 # float must be finite (a NaN learning rate would train until the loss is NaN). Threads and workers are checked
 # against the machine when a run starts (`senet.environment.check_parallelism`).
 BOUNDS: dict[str, Spec] = {
     "model_options": Map(others=Json(max_depth=2, max_items=1000), max_len=100),  # option: value or list
+    "add_se": List(Map(others=Json(max_depth=2, max_items=1000), max_len=100), max_len=100),  # calls of add_se
+    "classes": List(_CLASS, max_len=MAX_CLASSES),
+    "train_per_class": Int(0, MAX_COUNT),
+    "mean": List(Float(), max_len=MAX_CHANNELS),
+    "std": List(Float(0.0, lo_open=True), max_len=MAX_CHANNELS),  # 0 would divide by zero
+    "init": Str(max_len=4096),  # a tag, a path
+    "backbone_lr": Float(0.0, 1.0, lo_open=True),
+    "layer_decay": Float(0.0, 1.0, lo_open=True),
     "image_size": Int(0, MAX_IMAGE_SIDE),
     "crop_padding": Int(0, MAX_IMAGE_SIDE),
     "random_erasing": _FRACTION,
@@ -91,8 +109,9 @@ class TrainConfig:
     the global batch (batch_size × accum_steps × processes), as the paper's 0.6 per 1024 (§5)."""
 
     # model
-    model: str = option("se_resnet20", "a registered model (senet models)")
-    model_options: dict[str, Any] = option({}, "create_model options, e.g. {r: 8}")
+    model: str = option("se_resnet20", "a registered model (senet models), or torchvision:NAME / timm:NAME")
+    model_options: dict[str, Any] = option({}, "create_model options, e.g. {r: 8}; a builder's arguments")
+    add_se: list[dict[str, Any]] = option([], "senet.add_se calls made on the built model, e.g. [{r: 16}]")
     # data
     dataset: str = option("fashion-mnist", "fashion-mnist, cifar10, cifar100, imagefolder, synthetic")
     data_dir: str | None = option(None, "None: the dataset's usual places")
@@ -104,16 +123,28 @@ class TrainConfig:
     )
     crop_padding: int = option(4, "pixels of zero padding before the random crop (crop-flip; 0: flips only)")
     random_erasing: float = option(0.0, "probability of erasing a random rectangle per training image (in-memory data)")
+    classes: list[int | str] = option(
+        [], "keep these classes only (indices or names), relabelled 0..k-1 in that order, in training and test; []: all"
+    )
+    train_per_class: int = option(0, "train on this many images per class, the same for every run; 0: all")
     train_subset: int = option(0, "train on a fixed random subset of this many images; 0: all")
     test_subset: int = option(0, "evaluate on a fixed random subset; 0: all")
     tta: str = option(
         "none", "test-time augmentation of every evaluation: none, or flip (mean of image and mirror image)"
     )
+    mean: list[float] = option([], "input normalisation per channel; []: the init weights', else the dataset's")
+    std: list[float] = option([], "with mean; []: the init weights', else the dataset's (image folders: measured)")
     skip_bad_images: bool = option(False, "image folders: skip and count unreadable files instead of stopping")
     workers: int = option(0, "data-loading processes per training process")
     data_on_device: bool = option(
         False, "in-memory data: hold the images and their augmentation on the training device (no loader, no workers)"
     )
+    # transfer (docs/transfer.md)
+    init: str = option("", "start from: DEFAULT or a published tag, MODEL.TAG, a run folder or a weights file")
+    freeze: str = option("none", "none, backbone (all but the head), stem, layerN (the stem and stages 1..N)")
+    freeze_bn: str = option("frozen", "BatchNorm layers keeping their statistics: frozen (the frozen part), all, none")
+    backbone_lr: float = option(1.0, "lr factor of everything but the head, in (0, 1]")
+    layer_decay: float = option(1.0, "lr factor per stage from the head back to the stem, in (0, 1]")
     # optimisation
     epochs: int = option(10, "training epochs")
     batch_size: int = option(128, "images per process and per step (before accumulation)")
@@ -204,7 +235,7 @@ class TrainConfig:
 
     @property
     def run_name(self) -> str:
-        return self.name or f"{self.model}-{self.dataset}-s{self.seed}"
+        return self.name or f"{self.model.replace(':', '-')}-{self.dataset}-s{self.seed}"
 
     @property
     def run_dir(self) -> Path:
@@ -224,7 +255,11 @@ class TrainConfig:
                 spec.check(getattr(self, key), key)
             except SchemaError as e:
                 raise ValueError(f"{e.where}={e.value!r}: expected {e.expected}") from None
-        get_entry(self.model)  # unknown names fail here, with close matches
+        if ":" in self.model:  # another library's builder: its name is checked when the model is built
+            if self.model.partition(":")[0] not in LIBRARIES:
+                raise ValueError(f"model={self.model!r}: the library before ':' must be one of {', '.join(LIBRARIES)}")
+        else:
+            get_entry(self.model)  # unknown names fail here, with close matches
         if self.dataset not in DATASETS:
             hints = difflib.get_close_matches(self.dataset, DATASETS, n=1)
             hint = f" (did you mean {hints[0]!r}?)" if hints else ""
@@ -239,6 +274,16 @@ class TrainConfig:
                 "are decoded per batch: use data_on_device=false"
             )
         check_folder_name(self.name, "name")
+        Finetune(self.freeze, self.freeze_bn, self.backbone_lr, self.layer_decay)  # checks the four
+        takes = [p for p in inspect.signature(add_se).parameters if p != "model"]
+        for call in self.add_se:
+            unknown = [k for k in call if k not in takes]
+            if unknown:
+                raise ValueError(
+                    f"add_se: {unknown[0]!r} is not an argument of senet.add_se; it takes {', '.join(takes)}"
+                )
+        if len(self.mean) != len(self.std):  # each value's bounds: BOUNDS
+            raise ValueError(f"mean={self.mean!r} and std={self.std!r}: give one value per channel in each")
 
 
 def field_type(name: str) -> tuple[Any, bool]:
@@ -260,6 +305,12 @@ def _convert(value: Any, hint: Any, what: str) -> Any:
     if value is None and optional:
         return None
     origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):  # the first type that takes the value
+        for arm in typing.get_args(hint):
+            with contextlib.suppress(ValueError):
+                return _convert(value, arm, what)
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(hint))
+        raise ValueError(f"{what} must be {names}, got {value!r}")
     if hint is bool:
         ok = isinstance(value, bool)
     elif hint is int:

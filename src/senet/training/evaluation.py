@@ -18,11 +18,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import Batch, EpochBatches, ResidentImages, collate_batch, imagenet_transforms, normalize, read_image
+from ..data import (
+    Batch,
+    DataSpec,
+    EpochBatches,
+    Preprocess,
+    ResidentImages,
+    collate_batch,
+    image_transforms,
+    load_datasets,
+    normalize,
+    read_image,
+)
 from ..environment import check_parallelism, die_with_parent
 from .distributed import Dist
 
-__all__ = ["TTA", "EvalResult", "Inputs", "evaluate", "predict"]
+__all__ = ["TTA", "EvalResult", "Inputs", "evaluate", "predict", "recorded_test_set"]
 
 TTA = ("none", "flip")  # test-time augmentation of `evaluate`
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -123,7 +134,6 @@ def evaluate(
     sampler = EpochBatches(len(dataset), batch_size, shuffle=False, rank=rank, world=world)
     was_training = model.training
     model.eval()
-    k = min(5, getattr(model, "num_classes", 5))
     totals = torch.zeros(5, dtype=torch.float64)  # loss sum, top-1, top-k, images, skipped
     for batch in loader(dataset, sampler, workers, inputs.device.type == "cuda"):
         totals[4] += check_readable(batch, skip_bad_images)
@@ -134,7 +144,7 @@ def evaluate(
         logits = logits.float()
         if mirrored is not None:  # log of the mean probability: the scores to rank and to take the loss of
             logits = torch.logaddexp(logits.log_softmax(1), mirrored.float().log_softmax(1)) - math.log(2)
-        top = logits.topk(k, dim=1).indices
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # top-5, or every class of fewer
         totals[0] += F.cross_entropy(logits, y, reduction="sum").item()
         totals[1] += (top[:, 0] == y).sum().item()
         totals[2] += (top == y[:, None]).any(dim=1).sum().item()
@@ -144,29 +154,59 @@ def evaluate(
     return EvalResult(loss / max(n, 1), top1 / max(n, 1), topk / max(n, 1), int(n), int(skipped))
 
 
-def _image_transform(meta: dict[str, Any]) -> nn.Module:
-    from torchvision.transforms import v2
+def recorded_test_set(
+    meta: dict[str, Any],
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    download: bool = False,
+    test_subset: int | None = None,
+) -> tuple[Dataset, DataSpec]:
+    """The test set that weights were evaluated on, prepared as their metadata records: their dataset (or
+    ``dataset``), classes, input size, crop, interpolation and normalisation (the `DataSpec` holds the last), and
+    by default (``test_subset=None``) the images the run was evaluated on (`recorded_test_subset`)."""
+    dataset = dataset or meta.get("dataset")
+    if not dataset:
+        raise ValueError("the weights do not say which dataset they were trained on; pass the dataset (--dataset)")
+    own = dataset == meta.get("dataset")  # the weights' own data: their classes, size, crop and normalisation
+    if test_subset is None:
+        test_subset = recorded_test_subset(meta, dataset)
+    _, test, spec = load_datasets(
+        dataset,
+        data_dir=data_dir or meta.get("recipe", {}).get("data_dir"),
+        download=download,
+        image_size=meta.get("image_size", 0),
+        augment="none",
+        test_subset=test_subset,
+        in_chans=meta.get("in_chans", 3),
+        classes=meta["classes"] if own and "classes" in meta else None,
+        preprocess={k: meta[k] for k in ("mean", "std", "crop_pct", "interpolation") if k in meta},
+    )
+    return test, spec
 
-    size = int(meta["image_size"])
-    if meta.get("dataset") == "imagefolder":
-        return imagenet_transforms(size, train=False)
-    return v2.Resize([size, size], antialias=True)
+
+def recorded_test_subset(meta: dict[str, Any], dataset: str | None = None) -> int:
+    """The test subset a run was evaluated on (its recipe's ``test_subset``; 0: all), where ``dataset`` is its own."""
+    own = (dataset or meta.get("dataset")) == meta.get("dataset")
+    return meta.get("recipe", {}).get("test_subset", 0) if own else 0
 
 
-def load_images(paths: Sequence[str | os.PathLike], meta: dict[str, Any]) -> Tensor:
-    """Image files as a uint8 batch prepared as the model's evaluation images were (size, channels)."""
-    transform = _image_transform(meta)
-    return torch.stack([transform(read_image(p, meta["in_chans"])) for p in paths])
+def load_images(paths: Sequence[str | os.PathLike], pre: Preprocess, in_chans: int) -> Tensor:
+    """Image files as a uint8 batch prepared as the model's evaluation images were (`image_transforms`); a file
+    that cannot be read is an error naming it (`senet.data.read_image`)."""
+    transform = image_transforms(pre, train=False)
+    return torch.stack([transform(read_image(p, in_chans)) for p in paths])
 
 
 @torch.no_grad()
 def predict(
     model: nn.Module, paths: Sequence[str | os.PathLike], meta: dict[str, Any], top_k: int = 5
 ) -> list[list[tuple[str, float]]]:
-    """The ``top_k`` (label, probability) pairs for each image file, using the weights' metadata (size, mean,
-    std, class names)."""
-    inputs = Inputs(next(model.parameters()).device, tuple(meta["mean"]), tuple(meta["std"]))
-    probs = model.eval()(inputs.prepare(load_images(paths, meta))).softmax(dim=1)
+    """The ``top_k`` (label, probability) pairs for each image file, using the weights' metadata (`Preprocess`:
+    size, crop, interpolation, mean, std; the class names)."""
+    pre = Preprocess.from_metadata(meta)
+    inputs = Inputs(next(model.parameters()).device, pre.mean, pre.std)
+    probs = model.eval()(inputs.prepare(load_images(paths, pre, meta["in_chans"]))).softmax(dim=1)
     values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
     return [
         [(meta["classes"][i], float(v)) for v, i in zip(vs.tolist(), ix.tolist(), strict=True)]

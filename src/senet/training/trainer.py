@@ -37,11 +37,12 @@ from torch import nn
 
 from ..complexity import profile
 from ..constants import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
-from ..data import Batch, DataSpec, EpochBatches, ResidentImages, derive_seed, load_datasets
+from ..data import Batch, DataSpec, EpochBatches, ResidentImages, dataset_channels, derive_seed, load_datasets
 from ..environment import check_parallelism, usable_cores
-from ..factory import create_model, model_metadata
+from ..factory import check_rebuilds, create_model, model_metadata
 from ..files import atomic_write_text, folder_lock, save_weights
 from ..models import get_entry
+from ..transfer import InitSource, init_options, load_init, resolve_init
 from ..validate import MAX_EPOCHS, Float, Int, Json, List, Map, Str, json_text, read_json
 from . import distributed
 from .checkpoint import (
@@ -57,10 +58,31 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .evaluation import Inputs, check_readable, evaluate, loader
+from .finetune import Finetune, train_mode
 from .outputs import HISTORY_ROW, Progress, TensorBoard, plot_curves, write_metrics_csv
 from .schedule import LRSchedule
 
 __all__ = ["NonFiniteLossError", "RunResult", "train"]
+
+INIT_FILE = "init.json"  # what --init loaded (senet.transfer.LoadReport), written when a run starts
+
+
+def _preprocess(config: TrainConfig, source: InitSource | None) -> dict[str, Any]:
+    """The preprocessing a run fixes rather than takes from its data: ``mean`` and ``std`` from the config or else
+    from the init weights (pretrained features expect their own normalisation), and for image folders the init
+    weights' input size, crop and interpolation."""
+    pre = dict(source.preprocess) if source is not None else {}
+    if config.mean:
+        pre |= {"mean": config.mean, "std": config.std}
+    if len(pre.get("mean", ())) != dataset_channels(config.dataset, config.in_chans) and not config.mean:
+        pre = {k: v for k, v in pre.items() if k not in ("mean", "std")}  # weights for other input: the stem says
+    keep = (
+        ("mean", "std")
+        if config.dataset != "imagefolder"
+        else ("mean", "std", "input_size", "crop_pct", "interpolation")
+    )
+    return {k: v for k, v in pre.items() if k in keep}
+
 
 # What summary.json holds (`RunResult.to_dict`), as `RunResult.load` checks it; a NaN is written as null.
 _ACC = Float(0.0, 1.0)
@@ -154,13 +176,18 @@ def _set_deterministic(on: bool) -> None:
     torch.backends.cudnn.deterministic = on
 
 
-def _optimizer(config: TrainConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+def _optimizer(config: TrainConfig, model: nn.Module, lr: float, scales: dict[str, float]) -> torch.optim.Optimizer:
+    """The optimizer over the parameters ``scales`` names (the trainable ones), one group per weight decay and
+    learning-rate factor (``lr_scale``, which the schedule multiplies in)."""
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        (no_decay if config.no_decay_norm_bias and (p.ndim <= 1 or name.endswith(".bias")) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+        if name in scales:
+            no_decay = config.no_decay_norm_bias and (p.ndim <= 1 or name.endswith(".bias"))
+            groups.setdefault((no_decay, scales[name]), []).append(p)
+    groups = [
+        {"params": ps, "weight_decay": 0.0 if no_decay else config.weight_decay, "lr_scale": scale}
+        for (no_decay, scale), ps in groups.items()
+    ]
     # foreach: one call per group for all parameters rather than a few per parameter. PyTorch picks it on CUDA only;
     # on CPU it made SE-ResNet-20 and ResNet-20 steps (batch 128, bf16) about 4% faster on 2 cores.
     if config.optimizer == "sgd":
@@ -177,10 +204,11 @@ RUNTIME_FIELDS = (
 
 def config_changes(saved: dict[str, Any], config: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """Fields of ``config`` that differ from a saved configuration, as name → (saved, now), runtime fields aside."""
-    now = config.to_dict()
+    now, defaults = config.to_dict(), TrainConfig().to_dict()  # a field newer than the saved config: its default
     keys = [k for k in now if k not in RUNTIME_FIELDS]
-    changes = {k: (saved.get(k), now[k]) for k in keys if saved.get(k) != now[k]}
-    if "model_options" in changes and saved.get("model") == now["model"]:  # {"r": 16} and {} are one network
+    changes = {k: (saved.get(k, defaults[k]), now[k]) for k in keys if saved.get(k, defaults[k]) != now[k]}
+    if "model_options" in changes and saved.get("model") == now["model"] and ":" not in now["model"]:
+        # {"r": 16} and {} are one network
         canonical = get_entry(now["model"]).non_default_options
         if canonical(saved.get("model_options") or {}) == canonical(now["model_options"]):
             del changes["model_options"]
@@ -233,18 +261,32 @@ class _Run:
     """One training session of a run folder: `__init__` builds data, model and optimizer from the config and
     restores the folder's checkpoint; `fit` trains the remaining epochs."""
 
-    def __init__(self, config: TrainConfig, dist: distributed.Dist, resume: bool | Literal["auto"]) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        dist: distributed.Dist,
+        resume: bool | Literal["auto"],
+        model: nn.Module | None = None,
+    ) -> None:
         self.t0 = time.monotonic()
         self.config = c = config
         self.dist = dist
         self.run_dir = c.run_dir
         self.progress = Progress(c.progress if dist.main else "none")
 
+        # where the weights start: a run to resume, the init source (docs/transfer.md), or fresh
+        self.fresh = not (self.run_dir / STATE_FILE).is_file()
+        self.source = resolve_init(c.init, c.model) if c.init else None
+
         # data: the training and test sets, and how a batch reaches the model
+        pre = _preprocess(c, self.source)
+        size = pre.pop("input_size", 0)
+        size = c.image_size or size  # the run's own size, else the init weights' (image folders)
         train_set, self.test_set, self.spec = load_datasets(
-            c.dataset, data_dir=c.data_dir, download=c.download and dist.main, image_size=c.image_size,
-            augment=c.augment, crop_padding=c.crop_padding, random_erasing=c.random_erasing,
-            train_subset=c.train_subset, test_subset=c.test_subset, in_chans=c.in_chans,
+            c.dataset, data_dir=c.data_dir, download=c.download and dist.main, image_size=size, augment=c.augment,
+            crop_padding=c.crop_padding, random_erasing=c.random_erasing, train_subset=c.train_subset,
+            test_subset=c.test_subset, in_chans=c.in_chans, classes=c.classes or None,
+            train_per_class=c.train_per_class, preprocess=pre,
         )  # fmt: skip
         if c.data_on_device:  # batches become gathers on the device (senet.data.resident)
             train_set, self.test_set = (
@@ -261,8 +303,10 @@ class _Run:
             raise ValueError(f"an epoch has {len(self.sampler)} batches, fewer than accum_steps={c.accum_steps}; "
                              "lower accum_steps or batch_size")  # fmt: skip
 
-        # the model, its EMA, and what runs it (DistributedDataParallel, torch.compile)
-        self.model = self._build_model()
+        # the model, what trains in it, its EMA, and what runs it (DistributedDataParallel, torch.compile)
+        self.model = self._build_model(model)
+        finetune = Finetune(c.freeze, c.freeze_bn, c.backbone_lr, c.layer_decay)
+        self.kept_bn = finetune.apply(self.model)  # BatchNorm layers whose statistics stay as loaded
         self.ema = ModelEMA(self.model, c.ema_decay) if c.ema_decay > 0 else None
         net: nn.Module = self.model
         if dist.enabled:
@@ -274,7 +318,7 @@ class _Run:
         steps_per_epoch = self.batches // c.accum_steps
         global_batch = c.batch_size * c.accum_steps * dist.world
         self.base_lr = c.lr * global_batch / c.lr_batch
-        self.optimizer = _optimizer(c, self.model, self.base_lr)
+        self.optimizer = _optimizer(c, self.model, self.base_lr, finetune.lr_scales(self.model))
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=c.amp == "fp16")
         self.schedule = LRSchedule(
             c.schedule, total_steps=steps_per_epoch * c.epochs, steps_per_epoch=steps_per_epoch,
@@ -290,17 +334,37 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self._start(resume)
 
-    def _build_model(self) -> nn.Module:
-        """The model of the config for the data, on the device; its cost counted on the meta device."""
+    def _build_model(self, given: nn.Module | None) -> nn.Module:
+        """The model of the config for the data (or ``given``, the model the config describes), with the init
+        source's weights in a fresh run, on the device; its cost counted on the meta device."""
         c, s, device = self.config, self.spec, self.dist.device
+        external = ":" in c.model  # torchvision's or timm's: the init weights are named as the model names them
+        options = (
+            init_options(self.source, c.model, c.model_options) if self.source and not external else c.model_options
+        )
         torch.manual_seed(derive_seed(c.seed, "init"))
-        model = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **c.model_options)
+        kwargs = {"num_classes": s.num_classes, "in_chans": s.in_chans, "add_se": c.add_se, **options}
+        model = given if given is not None else create_model(c.model, **kwargs)
+        have = model.model_config["num_classes"], model.model_config["in_chans"]
+        if have != (s.num_classes, s.in_chans):
+            want = f"num_classes={s.num_classes}, in_chans={s.in_chans}"
+            raise ValueError(f"the model has {have[0]} classes and {have[1]} input channels, the data "
+                             f"{s.num_classes} and {s.in_chans}: build it with {want}")  # fmt: skip
         if s.image_size < getattr(model, "min_size", 1):
             raise ValueError(f"{c.model} needs images of at least {model.min_size} px; the data has {s.image_size}: "
                              f"pass --image-size {model.min_size} or more (the images are resized), or choose a model "
                              "for small images")  # fmt: skip
+        self.init_report = None
+        if self.source is not None and self.fresh:  # a resumed run's weights come from its checkpoint
+            if not self.dist.main:  # after rank 0, which downloads published weights into the cache others read
+                self.dist.barrier()
+            self.init_report = load_init(model, self.source, s.classes, layout="senet" if external else None)
+            if self.dist.main:
+                self.dist.barrier()
+            for line in self.init_report.lines():
+                self.progress.message(line)
         with torch.device("meta"):  # count parameters and multiply-adds without a second set of weights
-            meta = create_model(c.model, num_classes=s.num_classes, in_chans=s.in_chans, **c.model_options)
+            meta = create_model(c.model, **kwargs)
         self.cost = profile(meta, (s.in_chans, s.image_size, s.image_size))
         if self.dist.enabled and c.sync_bn:
             if device.type != "cuda":
@@ -317,7 +381,7 @@ class _Run:
         try:
             while self.epoch < c.epochs:
                 self.sampler.set_epoch(self.epoch, start=self.batch)  # a resumed epoch skips what it has done
-                self.net.train()
+                train_mode(self.net, self.kept_bn)
                 self.progress.start_epoch(self.batch)
                 started, seen_before = time.monotonic(), self.totals.seen
                 for i, batch in enumerate(self.train_loader, start=self.batch):
@@ -359,7 +423,7 @@ class _Run:
         self.totals.add(loss_sum, correct, seen, skipped)
         if last_micro:
             for group in self.optimizer.param_groups:
-                group["lr"] = self.base_lr * self.schedule(self.step)
+                group["lr"] = self.base_lr * self.schedule(self.step) * group.get("lr_scale", 1.0)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
@@ -449,6 +513,8 @@ class _Run:
             self._restore(load_state(state_path), state_path, strict=resume == "auto")
         if self.dist.main:
             atomic_write_text(self.run_dir / CONFIG_FILE, self.config.to_yaml())
+            if self.init_report is not None:
+                atomic_write_text(self.run_dir / INIT_FILE, json_text(self.init_report.to_dict()))
         if not exists:  # the first good state: a diverging run can always go back to its start
             self._save_state()
             if self.dist.main:
@@ -542,16 +608,20 @@ class _Run:
     def _metadata(self, row: dict[str, Any]) -> dict[str, Any]:
         s: DataSpec = self.spec
         return model_metadata(
-            self.model, dataset=s.dataset, classes=list(s.classes), image_size=s.image_size, mean=list(s.mean),
-            std=list(s.std), recipe=self.config.to_dict(), epoch=row["epoch"], test_acc=row["test_acc"],
+            self.model, dataset=s.dataset, classes=list(s.classes), **s.preprocess.metadata(),
+            recipe=self.config.to_dict(), epoch=row["epoch"], test_acc=row["test_acc"],
         )  # fmt: skip
 
 
-def train(config: TrainConfig, *, resume: bool | Literal["auto"] = False) -> RunResult:
+def train(config: TrainConfig, *, model: nn.Module | None = None, resume: bool | Literal["auto"] = False) -> RunResult:
     """Train ``config.model`` on ``config.dataset`` in the run folder ``config.run_dir``.
 
     Args:
         config: the run's configuration (`TrainConfig.from_recipe`).
+        model: train this model, as it is, instead of building ``config.model``: any network `senet.create_model`
+            made (a senet model, or ``"torchvision:NAME"`` / ``"timm:NAME"``), after `senet.add_se` or not, so that
+            its weights files rebuild it (`senet.factory.check_rebuilds`). Its record replaces the config's
+            ``model``, ``model_options`` and ``add_se``, so the run's config.yaml describes it.
         resume: True continues the run in ``config.run_dir`` from its last checkpoint (FileNotFoundError if it has
             none); False refuses a folder that already holds a run; "auto" returns a completed run's result,
             resumes an interrupted one and starts a new one otherwise (how studies cache their runs).
@@ -560,6 +630,10 @@ def train(config: TrainConfig, *, resume: bool | Literal["auto"] = False) -> Run
         ValueError: a bad configuration, data or checkpoint, or a non-finite loss (`NonFiniteLossError`).
         FileNotFoundError: missing data (the message says where it looked and how to get it).
     """
+    if model is not None:
+        check_rebuilds(model)
+        record = model.model_config
+        config = config.replace(model=record["name"], model_options=record["options"], add_se=record.get("add_se", []))
     if resume == "auto" and (config.run_dir / SUMMARY_FILE).is_file():
         done = RunResult.load(config.run_dir)
         changed = config_changes(done.config.to_dict(), config)
@@ -577,7 +651,7 @@ def train(config: TrainConfig, *, resume: bool | Literal["auto"] = False) -> Run
     try:
         # One writer per run folder: a second process is refused rather than interleaving its files with ours.
         with folder_lock(config.run_dir, "--name") if dist.main else contextlib.nullcontext():
-            return _Run(config, dist, resume).fit()
+            return _Run(config, dist, resume, model).fit()
     finally:  # leave the caller's process as it was
         if dist.owner:
             distributed.teardown()

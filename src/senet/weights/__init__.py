@@ -14,9 +14,10 @@ from .convert import (
     model_options,
     read_source,
     read_state,
+    senet_name,
 )
 from .layouts import Layout
-from .published import KNOWN_WEIGHTS, KnownWeights, fetch, get_weights, list_weights
+from .published import KNOWN_WEIGHTS, KnownWeights, fetch, get_weights, imagenet_classes, list_weights
 
 __all__ = [
     "KNOWN_WEIGHTS",
@@ -31,9 +32,11 @@ __all__ = [
     "fetch",
     "get_layout",
     "get_weights",
+    "imagenet_classes",
     "list_weights",
     "load_weights",
     "model_options",
     "read_source",
     "read_state",
+    "senet_name",
 ]

@@ -47,6 +47,7 @@ __all__ = [
     "load_weights",
     "model_options",
     "read_state",
+    "senet_name",
 ]
 
 LAYOUTS = tuple(layout.name for layout in LAYOUT_TABLE)
@@ -82,6 +83,13 @@ class ConversionError(ValueError):
                 more = f" and {len(keys) - 8} more" if len(keys) > 8 else ""
                 parts.append(f"{len(keys)} {label}: {', '.join(keys[:8])}{more}")
         super().__init__(f"{what}: {'; '.join(parts)}{hint}")
+
+
+def senet_name(key: str, layout: str) -> str | None:
+    """The name a ``layout`` state dict's ``key`` has in senet's models (``layer0.conv1.weight`` →
+    ``stem.conv1.weight`` for ``"caffe"``), or None where it has no place in them; SE FCs keep their name in either
+    of their two forms."""
+    return get_layout(layout).rename(key)
 
 
 def detect_layout(keys: Mapping[str, Any] | list[str]) -> str | None:

@@ -22,7 +22,7 @@ from ..files import download_retrying
 from ..models import get_entry, list_models
 from .convert import model_options
 
-__all__ = ["KNOWN_WEIGHTS", "KnownWeights", "fetch", "get_weights", "list_weights"]
+__all__ = ["KNOWN_WEIGHTS", "KnownWeights", "fetch", "get_weights", "imagenet_classes", "list_weights"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,11 @@ class KnownWeights:
         return model_options(self.model, self.layout)
 
     @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The names of the classes the weights' outputs stand for (ImageNet-1k's), None where unknown."""
+        return imagenet_classes() if self.num_classes == 1000 else None
+
+    @property
     def filename(self) -> str:
         return os.path.basename(urlparse(self.url).path)
 
@@ -75,6 +80,14 @@ class KnownWeights:
             "top1": self.top1, "mean": list(self.mean), "std": list(self.std), "input_size": self.input_size,
             "crop_pct": self.crop_pct, "interpolation": self.interpolation,
         }  # fmt: skip
+
+
+def imagenet_classes() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names in the order of the outputs of every ImageNet-1k classifier (the sorted
+    WordNet ids of ILSVRC 2012), as torchvision's weights metadata lists them."""
+    from torchvision.models import ResNet50_Weights
+
+    return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 _CAFFE = "authors' Caffe model, PyTorch port of Cadene/pretrained-models.pytorch (re-hosted by timm)"
