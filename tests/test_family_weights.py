@@ -242,6 +242,16 @@ def test_vgg_of_another_depth_is_refused_by_name_not_loaded_in_part(depth, last)
         load_weights(model, state)
 
 
+def test_a_file_of_another_layout_named_as_vgg_points_to_its_layout(meta_states):
+    """A file with no VGG keys at all, given as a VGG layout: the keys it has name its layout (not "the file's VGG
+    has its last layer at features.-1")."""
+    with torch.device("meta"):
+        model = senet.create_model("vgg16_bn", head="dense")
+    with pytest.raises(ConversionError, match=r"the keys look like layout='inception_v3', not 'timm_vgg'") as info:
+        load_weights(model, meta_states["tv_inception_v3"], layout="timm_vgg")
+    assert "features.-1" not in str(info.value)
+
+
 @needs_pretrainedmodels
 @slow
 def test_bn_inception_biases_fold_into_the_bn_or_load_as_they_are(meta_states):
