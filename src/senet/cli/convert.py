@@ -56,5 +56,6 @@ def run(args: argparse.Namespace) -> int:
     extra |= {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}  # senet's own files: as recorded
     meta = model_metadata(model, source=str(args.src), source_layout=spec.name, **extra)
     save_weights(args.out, model, meta)
-    print(f"{args.src} ({spec.name} layout) -> {args.out}: {name} {options or ''}, {len(state)} tensors")
+    shown = "".join(f", {k}={v!r}" for k, v in options.items())  # the options the layout asked for, if any
+    print(f"{args.src} ({spec.name} layout) -> {args.out}: {name}{shown}, {len(state)} tensors")
     return 0
