@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+import time
 from pathlib import Path
 
 import timm
@@ -27,6 +28,7 @@ from pretrainedmodels.models.inceptionresnetv2 import InceptionResNetV2
 
 import senet
 import senet.weights as W
+from senet.files import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from _interop import trained_like  # the tests' random BN state
@@ -97,10 +99,11 @@ def main() -> None:
             flush=True,
         )
     machine = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "timm": timm.__version__,
-               "torchvision": torchvision.__version__, "platform": platform.platform()}  # fmt: skip
+               "torchvision": torchvision.__version__, "platform": platform.platform(),
+               "date": time.strftime("%Y-%m-%d", time.gmtime())}  # fmt: skip
     out = Path(__file__).parent / "results" / "parity.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(out, json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n")
     print(f"wrote {out}")
 
 

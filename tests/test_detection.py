@@ -91,3 +91,35 @@ def test_frozen_batchnorm_computes_the_eval_mode_batchnorm():
         frozen = freeze_batchnorm(model).train()  # training mode changes nothing in a frozen BN
         assert any(isinstance(m, FrozenBatchNorm2d) for m in frozen.modules())
         torch.testing.assert_close(frozen(x), expected, rtol=1e-5, atol=1e-5)
+
+
+TOP_LEVEL_BN = ["preact_resnet164", "se_preact_resnet164", "wrn16_8", "se_wrn16_8"]  # final_bn, a child of the net
+
+
+@pytest.mark.parametrize("name", [n if n == "se_wrn16_8" else pytest.param(n, marks=slow) for n in TOP_LEVEL_BN])
+def test_frozen_bn_freezes_the_modules_that_run(name):
+    # A BatchNorm that is a direct child of the network was once swapped on the feature network only, and the
+    # network's forward kept running the old, unfrozen one (batch statistics in training and in eval mode).
+    backbone = fpn_backbone(name, out_indices=(0, 1, 2), frozen_bn=True).double()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in backbone.body.network.modules())
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)  # float64: random deep nets reach ~1e7, beyond float32's digits
+    with torch.no_grad():
+        backbone.train()  # a frozen BN uses its running statistics in training mode too: each image on its own
+        alone, pair = backbone(x[:1]), backbone(x)
+    for key in pair:
+        scale = pair[key].abs().max().item()
+        assert (alone[key][0] - pair[key][0]).abs().max().item() <= 1e-10 * scale, key
+
+
+@slow
+def test_every_network_with_a_top_level_batchnorm_is_tested_frozen():
+    found = []
+    for name in senet.list_models():
+        with torch.device("meta"):  # no memory, no initialisation: the module tree only
+            body = senet.create_model(name, features_only=True)
+        if any(isinstance(m, torch.nn.BatchNorm2d) for m in body.network.children()):
+            found.append(name)
+        with torch.device("meta"):
+            freeze_batchnorm(body)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in body.network.modules()), name
+    assert sorted(found) == sorted(TOP_LEVEL_BN)

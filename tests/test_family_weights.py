@@ -89,7 +89,8 @@ def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
 @pytest.mark.parametrize("source", SOURCE_PARAMS)
 def test_converted_model_computes_what_the_reference_computes(source):
     """Eval mode, random weights and inputs, float64 so that the comparison measures the function rather than float32
-    summation order: max |diff| ≤ 1e-10 of the output's scale (measured: 0 to 4e-15, docs/interop.md)."""
+    summation order: max |diff| ≤ 1e-10 of the output's scale (every reference measured by
+    benchmarks/parity.py)."""
     build, size, layout, name, feed = SOURCES[source]
     side = 64 if layout.endswith("vgg") else size  # BN statistics from a batch: VGG's need no 256 px
     ref = _random_like_trained(build(), torch.randn(3, 3, side, side)).double()
@@ -198,7 +199,7 @@ def test_senet_convert_builds_the_layouts_model_and_records_its_input(tmp_path, 
     src, out = tmp_path / "mobilenetv1_100.pth", tmp_path / "m.safetensors"
     torch.save(ref.state_dict(), src)
     assert main(["convert", str(src), "--out", str(out)]) == 0  # no --model: the layout names its model
-    assert "(timm_mobilenetv1 layout)" in capsys.readouterr().out
+    assert f"(timm_mobilenetv1 layout) -> {out}: mobilenet, act='relu6', " in capsys.readouterr().out
     model, meta = load_model(out)
     assert meta["name"] == "mobilenet" and meta["options"] == {"act": "relu6"}
     assert meta["mean"] == [0.5] * 3 and meta["std"] == [0.5] * 3 and meta["source_layout"] == "timm_mobilenetv1"
@@ -247,6 +248,16 @@ def test_vgg_of_another_depth_is_refused_by_name_not_loaded_in_part(depth, last)
         model = senet.create_model("vgg16_bn")
     with pytest.raises(ValueError, match=rf"last layer with weights at features\.{last}; VGG-16-BN's is at features"):
         load_weights(model, state)
+
+
+def test_a_file_of_another_layout_named_as_vgg_points_to_its_layout(meta_states):
+    """A file with no VGG keys at all, given as a VGG layout: the keys it has name its layout (not "the file's VGG
+    has its last layer at features.-1")."""
+    with torch.device("meta"):
+        model = senet.create_model("vgg16_bn", head="dense")
+    with pytest.raises(ConversionError, match=r"the keys look like layout='inception_v3', not 'timm_vgg'") as info:
+        load_weights(model, meta_states["tv_inception_v3"], layout="timm_vgg")
+    assert "features.-1" not in str(info.value)
 
 
 @needs_pretrainedmodels
@@ -303,12 +314,41 @@ def test_another_number_of_classes_hints_at_num_classes_and_skip(meta_states):
         model = senet.create_model("inception_resnet_v2", num_classes=10)
     with pytest.raises(ConversionError, match=r"2 of another shape: fc\.weight \(1000, 1536\) in the file.*only the "
                                               r"classifier differs: the file has 1000 classes; build the model with "
-                                              r"num_classes=1000, or pass skip=\('fc\.',\)") as info:  # fmt: skip
+                                              r"num_classes=1000 \(senet convert: "
+                                              r"--num-classes 1000\), or pass skip=\('fc\.',\)") as info:  # fmt: skip
         load_weights(model, state)
     assert info.value.mismatched == ["fc.weight (1000, 1536) in the file, (10, 1536) in the model",
                                      "fc.bias (1000,) in the file, (10,) in the model"]  # fmt: skip
     assert info.value.missing == [] and info.value.unexpected == []
     load_weights(model, state, skip=("fc.",))
+
+
+def test_another_number_of_classes_with_an_auxiliary_head_hints_at_both(meta_states):
+    state = meta_states["tv_inception_v3"]
+    with torch.device("meta"):
+        model = senet.create_model("inception_v3", aux_logits=True, num_classes=10)
+    with pytest.raises(
+        ConversionError,
+        match=r"only the classifier and the auxiliary classifier differ: the file has "
+        r"1000 classes; build the model with num_classes=1000 \(senet convert: "
+        r"--num-classes 1000\), or pass skip=\('fc\.', 'aux\.'\)",
+    ) as info:
+        load_weights(model, state)
+    assert {m.split(" ")[0] for m in info.value.mismatched} == {"fc.weight", "fc.bias", "aux.5.weight", "aux.5.bias"}
+    load_weights(model, state, skip=("fc.", "aux."))
+
+
+def test_weights_without_se_units_say_so_before_and_after_the_options(meta_states):
+    with pytest.raises(ValueError, match=r"not 'se_inception_v3' \(the file holds no SE units\)"):
+        W.model_options("se_inception_v3", "inception_v3", meta_states["tv_inception_v3"])  # senet convert --model
+    state = meta_states["torchvision"]  # a plain resnet50: the ResNet layouts do not name their model
+    with torch.device("meta"):
+        model = senet.create_model("se_resnet50", **W.model_options("se_resnet50", "torchvision", state))
+    with pytest.raises(
+        ConversionError, match=r"the file holds no SE units: use 'resnet50', or senet\.retrofit"
+    ) as info:
+        load_weights(model, state)
+    assert info.value.missing and all(".se." in k for k in info.value.missing) and not info.value.unexpected
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -143,7 +143,8 @@ def test_skip_keeps_a_new_classifier(caffe_se_resnet50):
     fc = model.fc.weight.clone()
     with pytest.raises(ConversionError, match=r"2 of another shape: fc\.weight \(1000, 2048\) in the file, "
                        r"\(10, 2048\) .*\(only the classifier differs: the file has 1000 classes; build the model with "
-                       r"num_classes=1000, or pass skip=\('fc\.',\) to start a new classifier\)") as info:  # fmt: skip
+                       r"num_classes=1000 \(senet convert: --num-classes 1000\), or pass skip=\('fc\.',\) to start "
+                       r"a new classifier\)") as info:  # fmt: skip
         load_weights(model, caffe_se_resnet50, "caffe")
     assert info.value.missing == [] and info.value.unexpected == [] and len(info.value.mismatched) == 2
     load_weights(model, caffe_se_resnet50, "caffe", skip=("fc.",))

@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if model.num_classes == 1000 and spec.name != "senet":
         extra["classes"] = list(imagenet_classes())
     save_weights(args.out, model, model_metadata(model, source=str(args.src), source_layout=spec.name, **extra))
-    print(f"{args.src} ({spec.name} layout) -> {args.out}: {name} {options or ''}, {len(state)} tensors")
+    shown = "".join(f", {k}={v!r}" for k, v in options.items())  # the options the layout asked for, if any
+    print(f"{args.src} ({spec.name} layout) -> {args.out}: {name}{shown}, {len(state)} tensors")
     return 0
 
 

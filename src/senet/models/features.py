@@ -114,8 +114,10 @@ class FeatureNet(nn.Module):
         self.out_indices = tuple(take)
         self.feature_info = FeatureInfo(model.feature_info[i] for i in take)
         self._net = (model,)  # a tuple: not a submodule, its modules are registered below under their own names
-        for name, child in model.named_children():
-            self.add_module(name, child)
+        # One dict of children for both: the network's forward runs the modules registered here, so that a module
+        # replaced on this one (`senet.detection.freeze_batchnorm`, `nn.SyncBatchNorm.convert_sync_batchnorm`,
+        # `setattr`) is the one that runs, and `train()` reaches every module that runs.
+        self._modules = model._modules
         self.model_name = getattr(model, "model_name", "")
         self.in_chans, self.min_size = model.in_chans, model.min_size
         if hasattr(model, "weights_meta"):  # what the weights expect of the input (senet.create_model(weights=...))

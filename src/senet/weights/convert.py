@@ -174,11 +174,7 @@ def _check_function(model: nn.Module, spec: Layout, keys: list[str], need: Mappi
         return
     name = config["name"]
     entry = get_entry(name)
-    if spec.model is not None and name != spec.model:
-        why = " (the file holds no SE units)" if entry.twin == spec.model else ""
-        options = spec.options(get_entry(spec.model), keys)
-        raise ValueError(f"{spec.source} weights are weights of senet's {spec.model!r}, not {name!r}{why}; build it "
-                         f"with {_call(spec.model, options)}")  # fmt: skip
+    _check_model(name, spec, keys)
     need = spec.options(entry, keys) if need is None else need
     want, have = _effective(entry, need), _effective(entry, config["options"])
     if want == have:
@@ -211,9 +207,17 @@ def model_options(model: str, layout: str, state: Mapping[str, Any] | None = Non
     tensors = _unwrap(state) if state is not None else {}
     keys = list(tensors)
     spec = get_layout(layout, tensors)
-    if spec.model is not None and model != spec.model:
-        raise ValueError(f"{spec.source} weights are weights of senet's {spec.model!r}, not {model!r}")
+    _check_model(model, spec, keys)
     return spec.options(get_entry(model), keys)
+
+
+def _check_model(name: str, spec: Layout, keys: list[str]) -> None:
+    """Raise unless ``name`` is the model of ``spec``'s weights (the layouts of one network name their model)."""
+    if spec.model is not None and name != spec.model:
+        why = " (the file holds no SE units)" if get_entry(name).twin == spec.model else ""
+        options = spec.options(get_entry(spec.model), keys)
+        raise ValueError(f"{spec.source} weights are weights of senet's {spec.model!r}, not {name!r}{why}; build it "
+                         f"with {_call(spec.model, options)}")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -304,7 +308,7 @@ def _convert(
         name = getattr(model, "model_name", "") or type(model).__name__
         what = what or f"the {spec.name} state dict"
         se = any(isinstance(m, SqueezeExcite) for m in model.modules())
-        hint = _hint(tensors, spec, missing, unexpected, mismatched, se)
+        hint = _hint(tensors, spec, missing, unexpected, mismatched, se, name)
         raise ConversionError(f"{what} does not fit {name}", missing, unexpected, mismatched, hint)
     return out
 
@@ -316,6 +320,7 @@ def _hint(
     unexpected: list[str],
     mismatched: list[str],
     se: bool = True,
+    model: str = "",
 ) -> str:
     """What to do about a misfit, where it has one likely cause (``se``: the model has SE units)."""
     hint = ""
@@ -325,14 +330,26 @@ def _hint(
     if se and any(".se." in m for m in mismatched) and spec.name == "timm":
         hint += " (timm rounds C/r to a multiple of 8: build the model with se_rounding='round8')"
     names = missing + [m.split(" ")[0] for m in mismatched] + [u.rpartition("(as ")[2].rstrip(")") for u in unexpected]
+    n = next((v.shape[0] for k, v in tensors.items() if spec.rename(k) == "fc.weight"), None)
+    classes = (f"the file has {n} classes; build the model with num_classes={n} (senet convert: --num-classes {n}), "
+               "or ") if n else ""  # fmt: skip
     if names and all(n.startswith("fc.") for n in names):
-        n = next((v.shape[0] for k, v in tensors.items() if spec.rename(k) == "fc.weight"), None)
-        classes = f"the file has {n} classes; build the model with num_classes={n}, or " if n else ""
         hint += f" (only the classifier differs: {classes}pass skip=('fc.',) to start a new classifier)"
     elif names and all(n.startswith("aux.") for n in names):
         has = "holds" if any((spec.rename(k) or "").startswith("aux.") for k in tensors) else "holds no"
         hint += (f" (only the auxiliary classifier differs: the file {has} one; build the model with "
                  f"aux_logits={has == 'holds'}, or pass skip=('aux.',) to leave it as the model has it)")  # fmt: skip
+    elif names and all(n.startswith(("fc.", "aux.")) for n in names):
+        hint += (f" (only the classifier and the auxiliary classifier differ: {classes}pass skip=('fc.', 'aux.') to "
+                 "start new ones)")  # fmt: skip
+    elif names and not unexpected and not mismatched and all(".se." in n for n in names):
+        try:
+            twin = get_entry(model).twin
+        except ValueError:  # a model senet did not make
+            twin = None
+        plain = f"use {twin!r}" if twin else "use the plain model"
+        hint += (f" (the file holds no SE units: {plain}, or retrofit it: senet train --model {model} --init FILE "
+                 "leaves the SE units new)")  # fmt: skip
     return hint
 
 

@@ -337,8 +337,8 @@ def _is_vgg_bn(keys: Keys) -> bool:
 
 def _not_vgg16(keys: Keys) -> str:
     """Another depth of VGG: its last BN is not at features.41 (VGG-11-BN: 26, VGG-13-BN: 32, VGG-19-BN: 50)."""
-    last = max((int(found[1]) for k in keys if (found := re.match(r"features\.(\d+)\.", k))), default=-1)
-    if last == max(_VGG16_CONVS) + 1:
+    last = max((int(found[1]) for k in keys if (found := re.match(r"features\.(\d+)\.", k))), default=None)
+    if last is None or last == max(_VGG16_CONVS) + 1:  # no VGG keys at all: not a VGG, which the key check says
         return ""
     return (f"the file's VGG has its last layer with weights at features.{last}; VGG-16-BN's is at features.41. "
             "senet builds VGG-16 only (configuration D, 13 convolutions)")  # fmt: skip
