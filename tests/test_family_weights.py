@@ -345,7 +345,7 @@ def test_weights_without_se_units_say_so_before_and_after_the_options(meta_state
     with torch.device("meta"):
         model = senet.create_model("se_resnet50", **W.model_options("se_resnet50", "torchvision", state))
     with pytest.raises(
-        ConversionError, match=r"the file holds no SE units: use 'resnet50', or retrofit it: senet train --model se_resnet50"
+        ConversionError, match=r"holds no SE units: use 'resnet50', or retrofit it: senet train --model se_resnet50"
     ) as info:
         load_weights(model, state)
     assert info.value.missing and all(".se." in k for k in info.value.missing) and not info.value.unexpected
