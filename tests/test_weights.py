@@ -66,7 +66,7 @@ def test_legacy_basic_block_weights_load_only_into_the_block_that_computes_them(
     path, out = tmp_path / "legacy.pth", tmp_path / "x.safetensors"
     torch.save(state, path)
     assert main(["convert", str(path), "--model", f"se_resnet{depth}", "--out", str(out)]) == 0
-    assert "'relu_before_se': True" in capsys.readouterr().out
+    assert "relu_before_se=True" in capsys.readouterr().out
     model, meta = load_model(out)
     assert meta["options"] == {"layout": "original", "relu_before_se": True} and meta["mean"] == [0.485, 0.456, 0.406]
     x = torch.randn(2, 3, 64, 64)
