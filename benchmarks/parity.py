@@ -62,7 +62,8 @@ REFERENCES = [
 
 
 def _reference(build, side: int) -> torch.nn.Module:
-    ref = trained_like(build(), torch.randn(3, 3, min(side, 224), min(side, 224)))
+    calibrate = side if side == 299 else min(side, 224)  # Inception-v3's auxiliary head needs its full input
+    ref = trained_like(build(), torch.randn(3, 3, calibrate, calibrate))
     with torch.no_grad():
         for m in ref.modules():
             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None:
