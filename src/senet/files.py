@@ -225,7 +225,7 @@ def save_weights(path: str | os.PathLike, model_or_state: nn.Module | Mapping[st
     state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
     # safetensors refuses shared or strided storage: give it contiguous copies.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    meta = {_META_KEY: json.dumps(metadata, sort_keys=True, allow_nan=False)}
+    meta = {_META_KEY: json.dumps(metadata, sort_keys=True, allow_nan=False)} if metadata else None  # {}: no key
     # The bytes, written by atomic_write itself: safetensors' own file writer renames a temporary file of its own
     # (".tmpXXXXXX", mode 0600) over the path it is given, which a kill would leave behind under a name that
     # clean_partial_writes does not know, and which would give the weights owner-only permissions.
@@ -255,16 +255,17 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, 
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         hint = " (a pickle? convert it with `senet convert`)" if looks_like_pickle(path) else ""
         raise ValueError(f"{str(path)!r} is not a valid safetensors file{hint}: truncated or corrupt ({e})") from None
-    if not raw:
+    if raw is None:  # no senet metadata: a plain state dict (senet writes none for empty metadata)
         return tensors, {}
     try:
         meta = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:
         raise ValueError(f"{str(path)!r} has malformed senet metadata: not JSON ({str(e).splitlines()[0]}); the file "
                          "was not written by senet, or was altered") from None  # fmt: skip
-    if not isinstance(meta, dict):
-        raise ValueError(f"{str(path)!r} has malformed senet metadata: a JSON {type(meta).__name__}, not an object; "
-                         "the file was not written by senet, or was altered")  # fmt: skip
+    if not isinstance(meta, dict) or not meta:
+        what = "an empty object" if isinstance(meta, dict) else f"a JSON {type(meta).__name__}, not an object"
+        raise ValueError(f"{str(path)!r} has malformed senet metadata: {what}; the file was not written by senet, or "
+                         "was altered")  # fmt: skip
     return tensors, meta
 
 

@@ -37,6 +37,7 @@ from ..files import atomic_write, atomic_write_text, folder_lock
 from ..models import get_entry
 from ..training import TrainConfig, train
 from ..training.outputs import mean_std
+from ..transfer import resolve_init
 from ..validate import MAX_SEEDS, Float, Int, Json, List, Map, Maybe, Str, json_text, read_json
 from .attention import PRESETS, preset_options
 from .cost import ModelSpec, measure_cost
@@ -385,6 +386,8 @@ def run_study(
     for v in variants:  # the recipe's options with each variant's: a misfit fails now, before any training
         with torch.device("meta"):
             create_model(v.model, **_options(v, base))
+        if base.init:
+            resolve_init(base.init, v.model)
     folder = Path(out_dir)
     with folder_lock(folder, "--out"):
         result = _run_study(study, base, variants, seeds, folder, runs_dir, log)

@@ -105,7 +105,7 @@ _STATE_EXTRA = Map(
         "best_acc": Float(-1.0, 1.0),
         "history": List(HISTORY_ROW, max_len=MAX_EPOCHS),
         "config": Map(others=Json(max_depth=4, max_items=10_000)),
-        "optimizer": Map({"state": Json(), "param_groups": List(Map(others=Json()))},
+        "optimizer": Map({"state": Map(others=Json()), "param_groups": List(Map(others=Json()))},
                          required=("state", "param_groups")),
         "scaler": Map(others=Json()),
         "schedule": Map(others=Json()),

@@ -22,6 +22,7 @@ from ..environment import check_parallelism, describe
 from ..factory import create_model
 from ..files import atomic_write_text, check_folder_name, folder_lock
 from ..models import get_entry
+from ..transfer import resolve_init
 from ..validate import MAX_SEEDS, Float, Int, Json, List, Map, Str, json_text
 from .config import TrainConfig
 from .outputs import count, mean_std, plot_curves
@@ -185,9 +186,11 @@ def compare(
     if len(models) < 1:
         raise ValueError("compare needs at least one model")
     check_parallelism(config.threads, config.workers)  # as each run would, but before the first one starts
-    for m in models:  # unknown names and options fail before any training
+    for m in models:  # unknown names, options and init sources fail before any training
         with torch.device("meta"):
             create_model(m, **get_entry(m).shared_options(config.model_options))
+        if config.init:
+            resolve_init(config.init, m)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ValueError(f"seeds={seeds!r}: give at least one seed")
