@@ -158,6 +158,7 @@ def test_export_of_a_run_folder_runs_at_the_size_it_was_trained_at(tmp_path, cap
     from test_cli_train import TINY, _image_folder
     from test_data import needs_fmnist
 
+    from senet.data import Preprocess
     from senet.training.evaluation import Inputs, load_images
 
     if dataset == "fashion-mnist":
@@ -180,7 +181,8 @@ def test_export_of_a_run_folder_runs_at_the_size_it_was_trained_at(tmp_path, cap
     assert f"input (N, {1 if dataset == 'fashion-mnist' else 3}, {side}, {side})" in capsys.readouterr().out
     path = run / "last.onnx"
     model, meta = senet.load_model(run)
-    x = Inputs(torch.device("cpu"), tuple(meta["mean"]), tuple(meta["std"])).prepare(load_images(images, meta))
+    pre = Preprocess.from_metadata(meta)
+    x = Inputs(torch.device("cpu"), pre.mean, pre.std).prepare(load_images(images, pre, meta["in_chans"]))
     assert x.shape[-2:] == (side, side)
     got = _session(path).run(None, {"input": x.numpy()})[0]
     with torch.no_grad():
