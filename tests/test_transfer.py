@@ -243,7 +243,7 @@ def test_frozen_parameters_and_bn_statistics_do_not_move(tmp_path, plain_run, ca
     groups = load_state(tmp_path / "f").extra["optimizer"]["param_groups"]
     assert sorted({g["lr_scale"] for g in groups}) == [0.5, 1.0]  # layer3 at half the head's rate
     assert not any(g["lr"] == 0 for g in groups)
-    assert json.loads(_ok(capsys, "eval", str(tmp_path / "f")))["images"] == 5000  # the test images of 5-9
+    assert json.loads(_ok(capsys, "eval", str(tmp_path / "f"), "--test-subset", "0"))["images"] == 5000  # all of 5-9
     train(TrainConfig.from_dict({**common, "freeze_bn": "all", "name": "bn"}))
     after, _ = read_weights(tmp_path / "bn" / LAST_FILE)
     stats = [k for k in after if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
@@ -470,3 +470,25 @@ def test_one_preprocessing_for_train_eval_predict_and_export(tmp_path, capsys):
                                    "name": "g", "mean": [0.5] * 3, "std": [0.25] * 3, "epochs": 1})  # fmt: skip
     train(given)
     assert read_weights(tmp_path / "g" / LAST_FILE)[1]["mean"] == [0.5] * 3  # given: stored as given, not measured
+
+
+@slow
+@needs_fmnist
+def test_freezing_a_retrofit_keeps_its_new_se_units_training(tmp_path, plain_run):
+    """--freeze layer1 on a plain network's weights in its SE twin: layer1's convolutions stay as loaded, but its SE
+    units, which the weights lack, train (frozen at their random start they would only scale by fixed gates)."""
+    from senet.data import derive_seed
+
+    folder, plain = plain_run
+    train(TrainConfig.from_dict(dict(
+        model="se_resnet20", init=str(folder), classes=[5, 6, 7, 8, 9], train_per_class=10, test_subset=32,
+        batch_size=25, epochs=1, freeze="layer1", progress="none", out_dir=str(tmp_path), name="r",
+    )))  # fmt: skip
+    after, _ = read_weights(tmp_path / "r" / LAST_FILE)
+    torch.manual_seed(derive_seed(0, "init"))  # as the trainer builds it: the SE units' start
+    start = senet.create_model("se_resnet20", num_classes=5, in_chans=1).state_dict()
+    se = [k for k in after if k.startswith("layer1.") and ".se." in k]
+    assert se and set(se) <= set(json.loads((tmp_path / "r" / "init.json").read_text())["new"])
+    assert all(not torch.equal(after[k], start[k]) for k in se)  # trained
+    loaded = [k for k in after if k.startswith("layer1.") and ".se." not in k and after[k].is_floating_point()]
+    assert loaded and all(torch.equal(after[k], plain.state_dict()[k]) for k in loaded)  # frozen as loaded

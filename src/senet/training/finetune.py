@@ -17,6 +17,7 @@ classifier (`senet.transfer.classifier_name`); the backbone is everything but th
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from torch import nn
@@ -81,12 +82,16 @@ class Finetune:
                              f"backbone, stem or one of {', '.join(stages)}")  # fmt: skip
         return stem + stages[:n]
 
-    def apply(self, model: nn.Module) -> list[nn.Module]:
-        """Freeze ``model``'s parameters as ``freeze`` says; return the BatchNorm layers whose statistics stay
-        (see `train_mode`)."""
+    def apply(self, model: nn.Module, new: Collection[str] = ()) -> list[nn.Module]:
+        """Freeze ``model``'s parameters as ``freeze`` says, except the ``new`` ones (tensors the init source did not
+        give, e.g. a retrofit's SE units: frozen at their random start they would only scale the features by fixed
+        random gates); return the BatchNorm layers whose statistics stay (see `train_mode`)."""
         frozen = [model.get_submodule(n) for n in self.frozen(model)]
         for m in frozen:
             m.requires_grad_(False)
+        for name, p in model.named_parameters():
+            if name in new:
+                p.requires_grad_(True)
         if self.freeze_bn == "none":
             return []
         scope = [model] if self.freeze_bn == "all" else frozen

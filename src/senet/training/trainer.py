@@ -65,6 +65,10 @@ from .schedule import LRSchedule
 __all__ = ["NonFiniteLossError", "RunResult", "train"]
 
 INIT_FILE = "init.json"  # what --init loaded (senet.transfer.LoadReport), written when a run starts
+INIT_SCHEMA = Map(
+    {"source": Str(), "model": Str(), "taken": Int(0, 10**9), "new": Map(others=Str()), "skipped": Map(others=Str())},
+    required=("new",),
+)
 
 
 def _preprocess(config: TrainConfig, source: InitSource | None) -> dict[str, Any]:
@@ -306,7 +310,7 @@ class _Run:
         # the model, what trains in it, its EMA, and what runs it (DistributedDataParallel, torch.compile)
         self.model = self._build_model(model)
         finetune = Finetune(c.freeze, c.freeze_bn, c.backbone_lr, c.layer_decay)
-        self.kept_bn = finetune.apply(self.model)  # BatchNorm layers whose statistics stay as loaded
+        self.kept_bn = finetune.apply(self.model, self._new_tensors())  # BatchNorm layers whose statistics stay
         self.ema = ModelEMA(self.model, c.ema_decay) if c.ema_decay > 0 else None
         net: nn.Module = self.model
         if dist.enabled:
@@ -333,6 +337,18 @@ class _Run:
         self.elapsed_before, self.best_acc = 0.0, -1.0
         self.history: list[dict[str, Any]] = []
         self._start(resume)
+
+    def _new_tensors(self) -> set[str]:
+        """The model's tensors the init source did not give (they train even where ``freeze`` covers them): from this
+        run's load report, or, resumed, from the report it wrote when it started (INIT_FILE)."""
+        if self.init_report is not None:
+            return set(self.init_report.new)
+        path = self.run_dir / INIT_FILE
+        if not path.is_file():
+            return set()
+        return set(
+            read_json(path, INIT_SCHEMA, f"{INIT_FILE} of the run", "start the run again in a new folder")["new"]
+        )
 
     def _build_model(self, given: nn.Module | None) -> nn.Module:
         """The model of the config for the data (or ``given``, the model the config describes), with the init
