@@ -501,3 +501,10 @@ def test_make_attention_unknown_option():
         make_attention("eca", 64, k=3)
     with pytest.raises(TypeError, match=r"'simam' has no option 'lambda_'; its options are: lam"):
         make_attention("simam", 64, lambda_=0.1)
+
+
+def test_timm_gather_excite_theta_plus_weights_need_gather_relu_off():
+    """Same keys and shapes, another function (timm's θ⁺ has no ReLU after the gather): refused, not loaded."""
+    unit = GatherExcite(16, variant="theta_plus", extent=2)
+    with pytest.raises(ValueError, match="build the unit with gather_relu=False"):
+        convert_timm_unit(unit, unit.state_dict())

@@ -379,6 +379,9 @@ def convert_timm_unit(unit: nn.Module, state: Mapping[str, Any]) -> dict[str, Te
     if type(unit) not in _TIMM_UNITS:
         names = ", ".join(f"{cls.__name__} ({timm})" for cls, timm in _TIMM_UNITS.items())
         raise ValueError(f"timm has no module for {type(unit).__name__}; conversions exist for {names}")
+    if isinstance(unit, GatherExcite) and unit.gather_relu:  # same keys and shapes, another function
+        raise ValueError("timm's GatherExcite θ⁺ has no ReLU between gather and excite; build the unit with "
+                         "gather_relu=False to load its weights")  # fmt: skip
     return _convert(_unwrap(state), unit, TIMM_UNIT, (), f"timm's {_TIMM_UNITS[type(unit)]} state dict")
 
 
