@@ -275,6 +275,12 @@ def test_attention_study_variants():
         study_variants("attention", "se_resnet20", ["eca2"])
 
 
+def test_global_ge_in_a_network_at_another_input_size_says_how_to_build_it():
+    model = senet.create_model("se_resnet20", in_chans=1, **preset_options("se_resnet20", "ge_theta", (1, 28, 28)))
+    with pytest.raises(ValueError, match=r"stage 1 were built for \(28, 28\) maps .*got \(32, 32\).*preset_options"):
+        model.eval()(torch.randn(1, 1, 32, 32))
+
+
 def test_cost_of_variants_of_one_model_in_one_table():
     specs = ["se_resnet20", ModelSpec("se_resnet20", {"attention": "eca"}, "ECA")]
     rows, env = measure_cost(specs, batch_sizes=(1,), train_batch=2, input_size=(1, 8, 8), repeats=1, train=False)
