@@ -275,6 +275,27 @@ def test_attention_study_variants():
         study_variants("attention", "se_resnet20", ["eca2"])
 
 
+def test_attention_study_pairs_each_paper_figure_with_its_own_baseline():
+    """Each unit's figure beside the plain ResNet-50 of the same source's table (CBAM's and GCNet's own, not ECA
+    T3's 24.80), marked where not re-read in the primary source; a unit without a figure says why."""
+    notes = {v.label: (v.paper_err, v.paper_note) for v in study_variants("attention", "se_resnet20", baseline=False)}
+    assert notes["CBAM"] == (22.66, "CBAM (Woo et al., ECCV 2018) Table 4, its ResNet-50 24.56, unverified")
+    assert notes["GC"] == (22.30, "GCNet (Cao et al., arXiv 1904.11492), ImageNet, its ResNet-50 23.12, unverified")
+    assert notes["ECA"] == (22.52, "ECA-Net (Wang et al., CVPR 2020) Table 3, its ResNet-50 24.80")
+    ge = "GE (Hu et al., NeurIPS 2018), ResNet-50 vs SE, global extent, its ResNet-50 23.30, unverified"
+    assert [notes[g] for g in ("GE-θ⁻", "GE-θ", "GE-θ⁺")] == [(22.14, ge), (22.00, ge), (21.88, ge)]
+    assert notes["SRM"] == (22.87, "SRM (Lee et al., ICCV 2019), ImageNet, unverified")
+    assert notes["coordinate attention"] == (
+        None,
+        "no ResNet-50 ImageNet figure: its paper reports mobile networks only",
+    )
+    assert notes["eSE"] == (None, "no ResNet-50 ImageNet figure: its paper (CenterMask) reports VoVNetV2 only")
+    for p in PRESETS.values():
+        assert (p.paper is None) == bool(p.no_figure), p.label
+        if p.paper and p.paper.baseline_err == 24.80:  # ECA's own ResNet-50, also quoted in FcaNet's table
+            assert p.label in ("ECA", "FcaNet"), p.label
+
+
 def test_global_ge_in_a_network_at_another_input_size_says_how_to_build_it():
     model = senet.create_model("se_resnet20", in_chans=1, **preset_options("se_resnet20", "ge_theta", (1, 28, 28)))
     with pytest.raises(ValueError, match=r"stage 1 were built for \(28, 28\) maps .*got \(32, 32\).*preset_options"):

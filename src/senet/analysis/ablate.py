@@ -142,7 +142,7 @@ def _attention_row(preset: str, model: str, size: Callable[[], tuple[int, ...]])
         raise ValueError(f"unknown attention unit {preset!r}; choose from {', '.join(PRESETS)}")
     options = preset_options(model, preset, size() if p.sizes else ())
     if p.paper is None:
-        return p.label, options, None, "no ResNet-50 ImageNet figure"
+        return p.label, options, None, f"no ResNet-50 ImageNet figure{': ' + p.no_figure if p.no_figure else ''}"
     base = "" if p.paper.baseline_err is None else f", its ResNet-50 {p.paper.baseline_err:.2f}"
     mark = "" if p.paper.verified else ", unverified"
     return p.label, options, p.paper.err, f"{p.paper.source}{base}{mark}"
