@@ -129,8 +129,8 @@ STUDIES: dict[str, tuple[str, str, Callable[[Sequence[Any] | None, str, Callable
         lambda vals, *_: [("NoSqueeze", {"se_squeeze": "none"}, 22.93), ("SE", {}, 22.28)],
     ),
     "attention": (
-        "attention unit in SE's place (the SE family)",
-        "its own paper",
+        "attention unit in SE's place, the SE family",
+        "each unit's own paper",
         lambda vals, model, size: [_attention_row(p, model, size) for p in (vals or PRESETS)],
     ),
 }
