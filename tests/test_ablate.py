@@ -189,3 +189,14 @@ def test_ablate_help_lists_the_attention_presets_it_accepts(capsys):
         assert "reduction (reduction ratio r; SE paper Table 10)" in text
         assert "the SE family; each unit's own paper)" in text and "paper its own paper" not in text
         assert "or a YAML file; default: fmnist-fast" in text and "built-in defaults" not in text
+
+
+def test_study_table_gives_exact_parameter_counts(tmp_path):
+    """ECA adds 27 weights to ResNet-20: the params column tells it from the plain network (not 0.269M twice)."""
+    data = _attention_study_json(params=269_461)
+    plain = data["rows"][0] | {"label": "plain (resnet20)", "params": 269_434, "paper_err": None, "paper_note": ""}
+    data["rows"].insert(0, plain)
+    (tmp_path / "study.json").write_text(json.dumps(data))
+    study = StudyResult.load(tmp_path)
+    assert [row["params"] for row in study.table()] == ["269,434", "269,461"]
+    assert "| 269,461 |" in study.markdown()

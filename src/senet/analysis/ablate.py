@@ -6,7 +6,8 @@ with the same recipe. Every run lives in its own folder under ``OUT/runs/`` and 
 checkpoint. So a study that is stopped, for any reason, picks up where it stopped when started again.
 
 Results are written after every run (``study.json``, ``study.md``, ``study.png``), in the paper's table form:
-variant, top-1 error mean ± std over seeds, parameters, MACs; beside the paper's SE-ResNet-50 ImageNet figure
+variant, top-1 error mean ± std over seeds, parameters (exact, so that units adding a few dozen weights, such as
+ECA, stand apart from the plain network), MACs; beside the paper's SE-ResNet-50 ImageNet figure
 for the same variant (docs/reference.md §3) to compare orderings, not values.
 
 The ``attention`` study puts each of SE's successors (`senet.analysis.attention.PRESETS`) where SE sits, one unit
@@ -292,7 +293,7 @@ class StudyResult:
                 "variant": r["label"],
                 "top-1 err % (mean ± std)": mean_std(errs),
                 "seeds": f"{len(errs)}/{r['seeds']}",
-                "params": "–" if r["params"] is None else f"{r['params'] / 1e6:.3f}M",
+                "params": "–" if r["params"] is None else f"{r['params']:,}",  # exact: ECA adds tens of weights
                 "MACs": "–" if r["macs"] is None else f"{r['macs'] / 1e6:.2f}M",
             }
             if costs:
