@@ -227,11 +227,12 @@ def test_onnx_export_of_a_network_per_unit_in_onnxruntime(unit, tmp_path):
 # -- timm's ECA-ResNet-D ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("size", [64, pytest.param(224, marks=slow)])
 @pytest.mark.parametrize(("ours", "theirs"), [("eca_resnet50d", "ecaresnet50d"), ("resnet50d", "resnet50d")])
-def test_timm_resnet_d_weights_compute_timms_function(ours, theirs):
+def test_timm_resnet_d_weights_compute_timms_function(ours, theirs, size):
     reference = trained_like(timm.create_model(theirs, pretrained=False))
     model = senet.load_weights(senet.create_model(ours), reference.state_dict()).eval()
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
     assert get_entry(ours).twin == ("resnet50d" if ours.startswith("eca") else "se_resnet50d")
