@@ -1,6 +1,7 @@
 """senet ablate (resumable studies), senet excitation and senet report on real runs (small synthetic data)."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -171,3 +172,31 @@ def test_study_json_with_cost_columns_is_checked_field_by_field(tmp_path, change
     (tmp_path / "study.json").write_text(json.dumps(bad_env))
     with pytest.raises(ValueError, match=r"env\.threads.*run the study again"):
         StudyResult.load(tmp_path)
+
+
+def test_ablate_help_lists_the_attention_presets_it_accepts(capsys):
+    """`senet ablate --help` names each study's source plainly and lists exactly the attention presets, from
+    PRESETS (a unit added there appears in the help without another edit)."""
+    from senet.analysis.attention import PRESETS
+
+    for argv in (["ablate", "--help"], ["ablate", "attention", "--help"]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        listed = re.search(r"any of: ((?:\w+, )*\w+)", text)
+        assert listed and listed.group(1).split(", ") == list(PRESETS)
+        assert "reduction (reduction ratio r; SE paper Table 10)" in text
+        assert "the SE family; each unit's own paper)" in text and "paper its own paper" not in text
+        assert "or a YAML file; default: fmnist-fast" in text and "built-in defaults" not in text
+
+
+def test_study_table_gives_exact_parameter_counts(tmp_path):
+    """ECA adds 27 weights to ResNet-20: the params column tells it from the plain network (not 0.269M twice)."""
+    data = _attention_study_json(params=269_461)
+    plain = data["rows"][0] | {"label": "plain (resnet20)", "params": 269_434, "paper_err": None, "paper_note": ""}
+    data["rows"].insert(0, plain)
+    (tmp_path / "study.json").write_text(json.dumps(data))
+    study = StudyResult.load(tmp_path)
+    assert [row["params"] for row in study.table()] == ["269,434", "269,461"]
+    assert "| 269,461 |" in study.markdown()

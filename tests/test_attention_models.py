@@ -227,11 +227,12 @@ def test_onnx_export_of_a_network_per_unit_in_onnxruntime(unit, tmp_path):
 # -- timm's ECA-ResNet-D ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("size", [64, pytest.param(224, marks=slow)])
 @pytest.mark.parametrize(("ours", "theirs"), [("eca_resnet50d", "ecaresnet50d"), ("resnet50d", "resnet50d")])
-def test_timm_resnet_d_weights_compute_timms_function(ours, theirs):
+def test_timm_resnet_d_weights_compute_timms_function(ours, theirs, size):
     reference = trained_like(timm.create_model(theirs, pretrained=False))
     model = senet.load_weights(senet.create_model(ours), reference.state_dict()).eval()
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
     assert get_entry(ours).twin == ("resnet50d" if ours.startswith("eca") else "se_resnet50d")
@@ -273,6 +274,33 @@ def test_attention_study_variants():
     assert next(v for v in variants if v.label == "SE").run_name(0) == "se_resnet20-s0"  # shared with other studies
     with pytest.raises(ValueError, match="unknown attention unit 'eca2'"):
         study_variants("attention", "se_resnet20", ["eca2"])
+
+
+def test_attention_study_pairs_each_paper_figure_with_its_own_baseline():
+    """Each unit's figure beside the plain ResNet-50 of the same source's table (CBAM's and GCNet's own, not ECA
+    T3's 24.80), marked where not re-read in the primary source; a unit without a figure says why."""
+    notes = {v.label: (v.paper_err, v.paper_note) for v in study_variants("attention", "se_resnet20", baseline=False)}
+    assert notes["CBAM"] == (22.66, "CBAM (Woo et al., ECCV 2018) Table 4, its ResNet-50 24.56, unverified")
+    assert notes["GC"] == (22.30, "GCNet (Cao et al., arXiv 1904.11492), ImageNet, its ResNet-50 23.12, unverified")
+    assert notes["ECA"] == (22.52, "ECA-Net (Wang et al., CVPR 2020) Table 3, its ResNet-50 24.80")
+    ge = "GE (Hu et al., NeurIPS 2018), ResNet-50 vs SE, global extent, its ResNet-50 23.30, unverified"
+    assert [notes[g] for g in ("GE-θ⁻", "GE-θ", "GE-θ⁺")] == [(22.14, ge), (22.00, ge), (21.88, ge)]
+    assert notes["SRM"] == (22.87, "SRM (Lee et al., ICCV 2019), ImageNet, unverified")
+    assert notes["coordinate attention"] == (
+        None,
+        "no ResNet-50 ImageNet figure: its paper reports mobile networks only",
+    )
+    assert notes["eSE"] == (None, "no ResNet-50 ImageNet figure: its paper (CenterMask) reports VoVNetV2 only")
+    for p in PRESETS.values():
+        assert (p.paper is None) == bool(p.no_figure), p.label
+        if p.paper and p.paper.baseline_err == 24.80:  # ECA's own ResNet-50, also quoted in FcaNet's table
+            assert p.label in ("ECA", "FcaNet"), p.label
+
+
+def test_global_ge_in_a_network_at_another_input_size_says_how_to_build_it():
+    model = senet.create_model("se_resnet20", in_chans=1, **preset_options("se_resnet20", "ge_theta", (1, 28, 28)))
+    with pytest.raises(ValueError, match=r"stage 1 were built for \(28, 28\) maps .*got \(32, 32\).*preset_options"):
+        model.eval()(torch.randn(1, 1, 32, 32))
 
 
 def test_cost_of_variants_of_one_model_in_one_table():

@@ -6,7 +6,8 @@ with the same recipe. Every run lives in its own folder under ``OUT/runs/`` and 
 checkpoint. So a study that is stopped, for any reason, picks up where it stopped when started again.
 
 Results are written after every run (``study.json``, ``study.md``, ``study.png``), in the paper's table form:
-variant, top-1 error mean ± std over seeds, parameters, MACs; beside the paper's SE-ResNet-50 ImageNet figure
+variant, top-1 error mean ± std over seeds, parameters (exact, so that units adding a few dozen weights, such as
+ECA, stand apart from the plain network), MACs; beside the paper's SE-ResNet-50 ImageNet figure
 for the same variant (docs/reference.md §3) to compare orderings, not values.
 
 The ``attention`` study puts each of SE's successors (`senet.analysis.attention.PRESETS`) where SE sits, one unit
@@ -129,8 +130,8 @@ STUDIES: dict[str, tuple[str, str, Callable[[Sequence[Any] | None, str, Callable
         lambda vals, *_: [("NoSqueeze", {"se_squeeze": "none"}, 22.93), ("SE", {}, 22.28)],
     ),
     "attention": (
-        "attention unit in SE's place (the SE family)",
-        "its own paper",
+        "attention unit in SE's place, the SE family",
+        "each unit's own paper",
         lambda vals, model, size: [_attention_row(p, model, size) for p in (vals or PRESETS)],
     ),
 }
@@ -142,7 +143,7 @@ def _attention_row(preset: str, model: str, size: Callable[[], tuple[int, ...]])
         raise ValueError(f"unknown attention unit {preset!r}; choose from {', '.join(PRESETS)}")
     options = preset_options(model, preset, size() if p.sizes else ())
     if p.paper is None:
-        return p.label, options, None, "no ResNet-50 ImageNet figure"
+        return p.label, options, None, f"no ResNet-50 ImageNet figure{': ' + p.no_figure if p.no_figure else ''}"
     base = "" if p.paper.baseline_err is None else f", its ResNet-50 {p.paper.baseline_err:.2f}"
     mark = "" if p.paper.verified else ", unverified"
     return p.label, options, p.paper.err, f"{p.paper.source}{base}{mark}"
@@ -292,7 +293,7 @@ class StudyResult:
                 "variant": r["label"],
                 "top-1 err % (mean ± std)": mean_std(errs),
                 "seeds": f"{len(errs)}/{r['seeds']}",
-                "params": "–" if r["params"] is None else f"{r['params'] / 1e6:.3f}M",
+                "params": "–" if r["params"] is None else f"{r['params']:,}",  # exact: ECA adds tens of weights
                 "MACs": "–" if r["macs"] is None else f"{r['macs'] / 1e6:.2f}M",
             }
             if costs:

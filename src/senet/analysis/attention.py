@@ -26,10 +26,13 @@ __all__ = ["PRESETS", "PaperFigure", "Preset", "preset_options", "stage_sizes"]
 
 @dataclass(frozen=True)
 class PaperFigure:
-    """A unit's ResNet-50 on ImageNet as its paper (or the named source) reports it; errors are top-1, %."""
+    """A unit's ResNet-50 on ImageNet as its paper (or the named source) reports it; errors are top-1, %.
+
+    ``baseline_err`` is the plain ResNet-50 of the same source's table (its own training), never another paper's:
+    the gain of a unit is ``baseline_err - err`` within one source only (docs/reference.md §8)."""
 
     err: float  # ResNet-50 with the unit
-    baseline_err: float | None  # the same source's ResNet-50 without it
+    baseline_err: float | None  # the same source's ResNet-50 without it; None where the source gives none
     source: str
     verified: bool = True  # False: not re-read in the primary source (docs/reference.md §8 marks these)
 
@@ -39,7 +42,7 @@ class Preset:
     """A unit as its paper uses it: ``attention`` with ``options``; ``r`` where the paper's ratio is not 16;
     ``sizes`` names the option that takes each stage's map size (global GE-θ / θ⁺: ``feat_size``; FcaNet:
     ``dct_size``, at least ``min_size``: its frequencies lie on a 7×7 grid, and a smaller map is repeated up to
-    it)."""
+    it). ``paper`` is its ResNet-50 ImageNet figure; where there is none, ``no_figure`` says why."""
 
     label: str
     attention: str
@@ -48,24 +51,32 @@ class Preset:
     sizes: str | None = None
     min_size: int = 1
     paper: PaperFigure | None = None
+    no_figure: str = ""
 
 
 _ECA_T3 = "ECA-Net (Wang et al., CVPR 2020) Table 3"
+_GE = "GE (Hu et al., NeurIPS 2018), ResNet-50 vs SE, global extent"
 # Figures from docs/reference.md §8, where their sources are discussed; SE's is the SE paper's Table 10 (r = 16).
+# Each baseline is the plain ResNet-50 of the table the figure is quoted from: CBAM's and GCNet's are their own
+# papers' (ECA T3 re-lists their figures beside ECA's own ResNet-50, which they were not trained against).
 PRESETS: dict[str, Preset] = {
     "se": Preset("SE", "se", paper=PaperFigure(22.28, 23.30, "SE (TPAMI 2019) Table 10, r = 16")),
     "eca": Preset("ECA", "eca", paper=PaperFigure(22.52, 24.80, _ECA_T3)),
-    "cbam": Preset("CBAM", "cbam", paper=PaperFigure(22.66, 24.80, _ECA_T3)),
-    "ge_theta_minus": Preset("GE-θ⁻", "ge"),
-    "ge_theta": Preset("GE-θ", "ge", {"variant": "theta"}, sizes="feat_size"),
-    "ge_theta_plus": Preset("GE-θ⁺", "ge", {"variant": "theta_plus"}, sizes="feat_size"),
-    "gc": Preset("GC", "gc", paper=PaperFigure(22.30, 24.80, _ECA_T3)),
-    "srm": Preset("SRM", "srm"),
-    "coord": Preset("coordinate attention", "coord", r=32),
+    "cbam": Preset("CBAM", "cbam", paper=PaperFigure(22.66, 24.56, "CBAM (Woo et al., ECCV 2018) Table 4", False)),
+    "ge_theta_minus": Preset("GE-θ⁻", "ge", paper=PaperFigure(22.14, 23.30, _GE, False)),
+    "ge_theta": Preset(
+        "GE-θ", "ge", {"variant": "theta"}, sizes="feat_size", paper=PaperFigure(22.00, 23.30, _GE, False)
+    ),
+    "ge_theta_plus": Preset(
+        "GE-θ⁺", "ge", {"variant": "theta_plus"}, sizes="feat_size", paper=PaperFigure(21.88, 23.30, _GE, False)
+    ),
+    "gc": Preset("GC", "gc", paper=PaperFigure(22.30, 23.12, "GCNet (Cao et al., arXiv 1904.11492), ImageNet", False)),
+    "srm": Preset("SRM", "srm", paper=PaperFigure(22.87, None, "SRM (Lee et al., ICCV 2019), ImageNet", False)),
+    "coord": Preset("coordinate attention", "coord", r=32, no_figure="its paper reports mobile networks only"),
     "fca": Preset(
         "FcaNet", "fca", sizes="dct_size", min_size=7, paper=PaperFigure(21.48, 24.80, "FcaNet README", False)
     ),
-    "ese": Preset("eSE", "ese"),
+    "ese": Preset("eSE", "ese", no_figure="its paper (CenterMask) reports VoVNetV2 only"),
     "simam": Preset("SimAM", "simam", paper=PaperFigure(22.55, None, "SimAM README")),
     "triplet": Preset("triplet attention", "triplet", paper=PaperFigure(22.52, None, "triplet attention README")),
 }

@@ -76,8 +76,10 @@ def input_size(args: argparse.Namespace) -> tuple[int, int, int] | None:
     return None if args.input_size is None else (args.in_chans, args.input_size, args.input_size)
 
 
-def recipe_help() -> str:
-    return f"a recipe name ({', '.join(list_recipes()) or 'none found'}) or a YAML file; default: built-in defaults"
+def recipe_help(default: str | None = None) -> str:
+    """The --recipe help: the recipes there are, and the default (a recipe's name, or the built-in defaults)."""
+    names = ", ".join(list_recipes()) or "none found"
+    return f"a recipe name ({names}) or a YAML file; default: {default or 'built-in defaults'}"
 
 
 def _parse(name: str):

@@ -16,20 +16,27 @@ from senet.validate import MAX_SEEDS
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     from senet.analysis.ablate import STUDIES
+    from senet.analysis.attention import PRESETS
 
-    studies = "; ".join(f"{k} ({v[0]}, paper {v[1]})" for k, v in STUDIES.items())
+    studies = "; ".join(f"{k} ({what}; {_paper(table)})" for k, (what, table, _) in STUDIES.items())
     parser.add_argument("study", choices=list(STUDIES), metavar="STUDY", help=studies)
-    parser.add_argument("--recipe", default="fmnist-fast", help=f"{recipe_help()} (default fmnist-fast)")
+    parser.add_argument("--recipe", default="fmnist-fast", help=recipe_help("fmnist-fast"))
     parser.add_argument("--seeds", type=whole(1, MAX_SEEDS), default=3, help="seeds 0..K-1 (default 3)")
     parser.add_argument("--seed-list", type=whole(0, 2**63 - 1), nargs="+", help="explicit seeds instead of --seeds")
-    parser.add_argument("--values", nargs="+", help="the study's values, e.g. --values 2 4 8 16 for reduction, "
-                        "--values eca cbam ge_theta_plus for attention (units as their papers use them)")  # fmt: skip
+    parser.add_argument("--values", nargs="+", metavar="VALUE",
+                        help="the study's variants instead of all of them, e.g. 2 4 8 16 for reduction; for "
+                        f"attention, units as their papers use them, any of: {', '.join(PRESETS)}")  # fmt: skip
     parser.add_argument("--no-baseline", action="store_true", help="leave out the plain twin")
     parser.add_argument("--out", metavar="DIR", help="study folder (default OUT_DIR/ablate-STUDY-MODEL-DATASET)")
     parser.add_argument("--runs-dir", metavar="DIR", help="where the runs go (default STUDY/runs); share it between "
                    "studies of one recipe to train common runs, such as the baseline, once")  # fmt: skip
     add_config_flags(parser, skip=("seed", "name"))
     parser.set_defaults(resume=None)
+
+
+def _paper(table: str) -> str:
+    """Where a study's ImageNet figures come from: the SE paper's table, or (attention) each unit's own paper."""
+    return f"SE paper {table}" if table.startswith("Table") else table
 
 
 def run(args: argparse.Namespace) -> int:

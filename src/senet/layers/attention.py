@@ -400,14 +400,26 @@ class GatherExcite(AttentionUnit):
             e = self.extent
             return F.avg_pool2d(u, 2 * e - 1, stride=e, padding=e - 1, count_include_pad=False)
         if self.feat_size is not None and tuple(u.shape[2:]) != self.feat_size:
-            raise ValueError(
-                f"this global GE-{self.variant} was built for {self.feat_size} maps (feat_size) and got "
-                f"{tuple(u.shape[2:])}; build it with feat_size={tuple(u.shape[2:])}"
-            )
+            raise ValueError(self._size_error(tuple(u.shape[2:])))
         g = self.gather(u)
         if self.mlp is not None:
             g = self.mlp(torch.relu(g) if self.gather_relu else g)
         return g
+
+    def _size_error(self, got: tuple[int, ...]) -> str:
+        """What a map of another size than ``feat_size`` gets: the sizes, and the fix for a unit or a network."""
+        stage = getattr(self, "stage", None)  # set by the network that holds the unit (`SEConfig.make`)
+        if stage is None:
+            return (
+                f"this global GE-{self.variant} was built for {self.feat_size} maps (feat_size) and got {got}; "
+                f"build it with feat_size={got}"
+            )
+        return (
+            f"the global GE-{self.variant} units of stage {stage} were built for {self.feat_size} maps "
+            f"(attention_options feat_size, one map size per stage) and got {got}: the network was built for another "
+            "input size; build it for this one, e.g. with senet.analysis.attention.preset_options(model, preset, "
+            "input_size), which fills in each stage's map size"
+        )
 
     def excitation(self, u: Tensor) -> Tensor:
         """The gate σ(interp(ξ_G(u))): (B, C, 1, 1) at global extent, else (B, C, H, W)."""
