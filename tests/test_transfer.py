@@ -492,3 +492,40 @@ def test_freezing_a_retrofit_keeps_its_new_se_units_training(tmp_path, plain_run
     assert all(not torch.equal(after[k], start[k]) for k in se)  # trained
     loaded = [k for k in after if k.startswith("layer1.") and ".se." not in k and after[k].is_floating_point()]
     assert loaded and all(torch.equal(after[k], plain.state_dict()[k]) for k in loaded)  # frozen as loaded
+
+
+# -- the cold review's defects -------------------------------------------------------------------------------------
+
+
+def test_library_models_follow_timms_classifier_conventions():
+    x = torch.randn(2, 3, 64, 64)
+    tv = senet.create_model("torchvision:resnet18", num_classes=10).eval()
+    features = senet.create_model("torchvision:resnet18", num_classes=0).eval()
+    assert isinstance(features.get_classifier(), torch.nn.Identity) and features.model_config["num_classes"] == 0
+    features.load_state_dict({k: v for k, v in tv.state_dict().items() if not k.startswith("fc.")})
+    with torch.no_grad():
+        pooled = torch.flatten(torch.nn.Sequential(*list(tv.children())[:-1])(x), 1)
+        torch.testing.assert_close(features(x), pooled, rtol=0, atol=0)  # (N, 512): the pooled features
+    check_rebuilds(features)
+    features.reset_classifier(10)
+    assert features(x).shape == (2, 10) and features.get_classifier().out_features == 10
+    assert features.model_config["num_classes"] == 10
+    check_rebuilds(features)
+    assert tv.get_classifier() is tv.fc
+    tv.reset_classifier(0)
+    assert tv(x).shape == (2, 512) and tv.model_config["num_classes"] == 0
+    check_rebuilds(tv)
+    with torch.device("meta"):
+        vgg = senet.create_model("torchvision:vgg11", num_classes=0)
+    assert isinstance(vgg.classifier[6], torch.nn.Identity) and vgg.num_features == 4096
+    with pytest.raises(ValueError, match="num_classes=-1 must be an int >= 0"):
+        tv.reset_classifier(-1)
+    own = senet.create_model("resnet20")
+    own.reset_classifier(0)
+    assert own(torch.randn(2, 3, 32, 32)).shape == (2, 64) and isinstance(own.get_classifier(), torch.nn.Identity)
+    check_rebuilds(own)
+    timm_model = senet.create_model("timm:resnet18", num_classes=0)
+    assert timm_model(x).shape == (2, 512)
+    timm_model.reset_classifier(7)
+    assert timm_model(x).shape == (2, 7) and timm_model.model_config["num_classes"] == 7
+    check_rebuilds(timm_model)
