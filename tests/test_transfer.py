@@ -529,3 +529,30 @@ def test_library_models_follow_timms_classifier_conventions():
     timm_model.reset_classifier(7)
     assert timm_model(x).shape == (2, 7) and timm_model.model_config["num_classes"] == 7
     check_rebuilds(timm_model)
+
+
+def test_rgb_weights_for_grayscale_data_name_the_channels_and_the_fix(tmp_path, capsys):
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet18.pth")  # ImageNet's: 3 channels
+    model = senet.create_model("resnet18", num_classes=10, in_chans=1)
+    with pytest.raises(ValueError, match=r"the weights' stem \(stem\.conv1\.weight\) takes 3 input channels, the "
+                       r"data has 1; senet does not adapt a stem to other channels: train on RGB images"):  # fmt: skip
+        load_init(model, resolve_init(str(tmp_path / "resnet18.pth"), "resnet18"), [str(i) for i in range(10)])
+    gray = senet.create_model("resnet18", num_classes=10, in_chans=1)
+    torch.save(gray.state_dict(), tmp_path / "gray.pth")
+    with pytest.raises(ValueError, match=r"takes 1 input channel, the data has 3; .*--in-chans 1"):
+        load_init(senet.create_model("resnet18", num_classes=10), resolve_init(str(tmp_path / "gray.pth"), "resnet18"),
+                  [str(i) for i in range(10)])  # fmt: skip
+    args = ["train", "--model", "resnet18", "--dataset", "synthetic", "--in-chans", "1", "--image-size", "32",
+            "--train-subset", "32", "--test-subset", "8", "--batch-size", "16", "--epochs", "1",
+            "--out-dir", str(tmp_path / "runs"), "--name", "x", "--init", str(tmp_path / "resnet18.pth")]  # fmt: skip
+    err = _fails(capsys, *args)
+    assert "takes 3 input channels, the data has 1" in err and "fit resnet18 (" not in err
+    assert not (tmp_path / "runs" / "x").exists()
+
+
+def test_a_head_kept_for_classes_the_source_does_not_name_is_noted(tmp_path):
+    torch.save(senet.create_model("resnet20", num_classes=5, in_chans=1).state_dict(), tmp_path / "r20.pth")
+    model = senet.create_model("resnet20", num_classes=5, in_chans=1)
+    report = load_init(model, resolve_init(str(tmp_path / "r20.pth"), "resnet20"), LAST_FIVE)
+    assert not report.new and "  note: the head kept: the source does not name its classes; its 5 outputs are taken " \
+        "as the data's 5 classes (Sandal, Shirt, Sneaker, ...) in this order" in report.lines()  # fmt: skip
