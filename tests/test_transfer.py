@@ -556,3 +556,16 @@ def test_a_head_kept_for_classes_the_source_does_not_name_is_noted(tmp_path):
     report = load_init(model, resolve_init(str(tmp_path / "r20.pth"), "resnet20"), LAST_FIVE)
     assert not report.new and "  note: the head kept: the source does not name its classes; its 5 outputs are taken " \
         "as the data's 5 classes (Sandal, Shirt, Sneaker, ...) in this order" in report.lines()  # fmt: skip
+
+
+def test_a_stage_the_model_lacks_is_refused_before_the_init_source_is_read(tmp_path, capsys):
+    base = ["train", "--model", "resnet20", "--dataset", "synthetic", "--in-chans", "1", "--image-size", "8",
+            "--train-subset", "32", "--test-subset", "8", "--batch-size", "16", "--epochs", "1",
+            "--out-dir", str(tmp_path / "runs"), "--name", "x"]  # fmt: skip
+    missing = str(tmp_path / "never-written.safetensors")  # reading it would fail: the freeze error comes first
+    err = _fails(capsys, *base, "--init", missing, "--freeze", "layer9")
+    assert "freeze='layer9': resnet20 has stages layer1..layer3; choose none, backbone, stem or one of" in err
+    err = _fails(capsys, *base, "--init", missing, "--model", "se_inception_v3", "--layer-decay", "0.5")
+    assert "layer_decay=0.5: se_inception_v3 has no numbered stages" in err
+    assert "no weights file" in _fails(capsys, *base, "--init", missing, "--freeze", "layer3")  # a stage it has
+    assert not (tmp_path / "runs" / "x").exists()

@@ -88,6 +88,23 @@ def _preprocess(config: TrainConfig, source: InitSource | None) -> dict[str, Any
     return {k: v for k, v in pre.items() if k in keep}
 
 
+def _check_finetune(config: TrainConfig, given: nn.Module | None) -> None:
+    """Refuse a ``freeze`` or ``layer_decay`` the model cannot take before the init source is read or downloaded:
+    checked on the model given, or on the config's model built on the meta device (the stages are the model's,
+    whatever options the init weights add); a model that does not build is left to the build that follows."""
+    finetune = Finetune(config.freeze, config.freeze_bn, config.backbone_lr, config.layer_decay)
+    if finetune.freeze in ("none", "backbone") and finetune.layer_decay == 1.0:
+        return
+    if given is None:
+        try:
+            with torch.device("meta"):
+                given = create_model(config.model, num_classes=2, add_se=config.add_se, **config.model_options)
+        except (ValueError, TypeError):
+            return
+    finetune.frozen(given)
+    finetune.lr_scales(given)
+
+
 # What summary.json holds (`RunResult.to_dict`), as `RunResult.load` checks it; a NaN is written as null.
 _ACC = Float(0.0, 1.0)
 SUMMARY_SCHEMA = Map(
@@ -280,6 +297,7 @@ class _Run:
 
         # where the weights start: a run to resume, the init source (docs/transfer.md), or fresh
         self.fresh = not (self.run_dir / STATE_FILE).is_file()
+        _check_finetune(c, model)  # a stage the model lacks: refused before the init source is read or downloaded
         self.source = resolve_init(c.init, c.model) if c.init else None
 
         # data: the training and test sets, and how a batch reaches the model
