@@ -569,3 +569,44 @@ def test_a_stage_the_model_lacks_is_refused_before_the_init_source_is_read(tmp_p
     assert "layer_decay=0.5: se_inception_v3 has no numbered stages" in err
     assert "no weights file" in _fails(capsys, *base, "--init", missing, "--freeze", "layer3")  # a stage it has
     assert not (tmp_path / "runs" / "x").exists()
+
+
+def _source(path, mean, seed):
+    """A 'pretrained' ResNet-20 weights file for Fashion-MNIST classes 0-4 with its own normalisation ``mean``."""
+    torch.manual_seed(seed)
+    model = trained_like(senet.create_model("resnet20", num_classes=5, in_chans=1), torch.randn(16, 1, 28, 28))
+    meta = model_metadata(model, dataset="fashion-mnist", classes=FIRST_FIVE, image_size=28, mean=[mean],
+                          std=[0.4], crop_pct=1.0, interpolation="bilinear")  # fmt: skip
+    return save_weights(path, model, meta)
+
+
+@slow
+@needs_fmnist
+def test_a_resumed_run_takes_its_start_from_its_folder_not_from_the_init_source(tmp_path, monkeypatch, capsys):
+    """A run started from a relative --init path, stopped after 1 of 2 epochs, resumes from another working
+    directory, and after its source was replaced by other weights with another normalisation, or deleted: it
+    computes exactly what an uninterrupted run computes (weights, normalisation, the retrofit's new SE units)."""
+    (tmp_path / "elsewhere").mkdir()
+    source = _source(tmp_path / "pre.safetensors", 0.6, seed=1)
+    common = dict(model="se_resnet20", classes=[5, 6, 7, 8, 9], train_per_class=10, test_subset=32, batch_size=25,
+                  schedule="constant", freeze="layer1", deterministic=True, progress="none",
+                  out_dir=str(tmp_path))  # fmt: skip
+    train(TrainConfig.from_dict({**common, "init": str(source), "epochs": 2, "name": "ref"}))
+    monkeypatch.chdir(tmp_path)
+    for name in ("moved", "replaced", "deleted"):
+        train(TrainConfig.from_dict({**common, "init": "pre.safetensors", "epochs": 1, "name": name}))
+        assert TrainConfig.from_recipe(tmp_path / name / "config.yaml").init == str(source)  # recorded absolute
+    monkeypatch.chdir(tmp_path / "elsewhere")  # pre.safetensors is not here
+    for name in ("moved", "replaced", "deleted"):
+        if name == "replaced":
+            _source(source, 0.1, seed=2)
+        if name == "deleted":
+            source.unlink()
+        assert main(["train", "--resume", str(tmp_path / name), "--epochs", "2"]) == 0, capsys.readouterr().err
+        assert same_weights(tmp_path / name / LAST_FILE, tmp_path / "ref" / LAST_FILE), name
+        assert read_weights(tmp_path / name / LAST_FILE)[1]["mean"] == [0.6]  # the source's as it was at the start
+    # the same relative path given again where it was given: the same run (a study's cache of runs)
+    monkeypatch.chdir(tmp_path)
+    again = train(TrainConfig.from_dict({**common, "init": "pre.safetensors", "epochs": 2, "name": "moved"}),
+                  resume="auto")  # fmt: skip
+    assert again.config.init == str(source)
