@@ -569,6 +569,10 @@ def test_a_stage_the_model_lacks_is_refused_before_the_init_source_is_read(tmp_p
     assert "layer_decay=0.5: se_inception_v3 has no numbered stages" in err
     assert "no weights file" in _fails(capsys, *base, "--init", missing, "--freeze", "layer3")  # a stage it has
     assert not (tmp_path / "runs" / "x").exists()
+    # compare: every model's stages, before the source is read and before the first run
+    err = _fails(capsys, "compare", "se_resnet20", "se_resnet50", *base[3:-2], "--init", missing, "--freeze", "layer4")
+    assert "freeze='layer4': se_resnet20 has stages layer1..layer3" in err
+    assert not any((tmp_path / "runs").glob("*"))
 
 
 def _source(path, mean, seed):
