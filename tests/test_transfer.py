@@ -492,3 +492,125 @@ def test_freezing_a_retrofit_keeps_its_new_se_units_training(tmp_path, plain_run
     assert all(not torch.equal(after[k], start[k]) for k in se)  # trained
     loaded = [k for k in after if k.startswith("layer1.") and ".se." not in k and after[k].is_floating_point()]
     assert loaded and all(torch.equal(after[k], plain.state_dict()[k]) for k in loaded)  # frozen as loaded
+
+
+# -- the cold review's defects -------------------------------------------------------------------------------------
+
+
+def test_library_models_follow_timms_classifier_conventions():
+    x = torch.randn(2, 3, 64, 64)
+    tv = senet.create_model("torchvision:resnet18", num_classes=10).eval()
+    features = senet.create_model("torchvision:resnet18", num_classes=0).eval()
+    assert isinstance(features.get_classifier(), torch.nn.Identity) and features.model_config["num_classes"] == 0
+    features.load_state_dict({k: v for k, v in tv.state_dict().items() if not k.startswith("fc.")})
+    with torch.no_grad():
+        pooled = torch.flatten(torch.nn.Sequential(*list(tv.children())[:-1])(x), 1)
+        torch.testing.assert_close(features(x), pooled, rtol=0, atol=0)  # (N, 512): the pooled features
+    check_rebuilds(features)
+    features.reset_classifier(10)
+    assert features(x).shape == (2, 10) and features.get_classifier().out_features == 10
+    assert features.model_config["num_classes"] == 10
+    check_rebuilds(features)
+    assert tv.get_classifier() is tv.fc
+    tv.reset_classifier(0)
+    assert tv(x).shape == (2, 512) and tv.model_config["num_classes"] == 0
+    check_rebuilds(tv)
+    with torch.device("meta"):
+        vgg = senet.create_model("torchvision:vgg11", num_classes=0)
+    assert isinstance(vgg.classifier[6], torch.nn.Identity) and vgg.num_features == 4096
+    with pytest.raises(ValueError, match="num_classes=-1 must be an int >= 0"):
+        tv.reset_classifier(-1)
+    own = senet.create_model("resnet20")
+    own.reset_classifier(0)
+    assert own(torch.randn(2, 3, 32, 32)).shape == (2, 64) and isinstance(own.get_classifier(), torch.nn.Identity)
+    check_rebuilds(own)
+    timm_model = senet.create_model("timm:resnet18", num_classes=0)
+    assert timm_model(x).shape == (2, 512)
+    timm_model.reset_classifier(7)
+    assert timm_model(x).shape == (2, 7) and timm_model.model_config["num_classes"] == 7
+    check_rebuilds(timm_model)
+
+
+def test_rgb_weights_for_grayscale_data_name_the_channels_and_the_fix(tmp_path, capsys):
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet18.pth")  # ImageNet's: 3 channels
+    model = senet.create_model("resnet18", num_classes=10, in_chans=1)
+    with pytest.raises(ValueError, match=r"the weights' stem \(stem\.conv1\.weight\) takes 3 input channels, the "
+                       r"data has 1; senet does not adapt a stem to other channels: train on RGB images"):  # fmt: skip
+        load_init(model, resolve_init(str(tmp_path / "resnet18.pth"), "resnet18"), [str(i) for i in range(10)])
+    gray = senet.create_model("resnet18", num_classes=10, in_chans=1)
+    torch.save(gray.state_dict(), tmp_path / "gray.pth")
+    with pytest.raises(ValueError, match=r"takes 1 input channel, the data has 3; .*--in-chans 1"):
+        load_init(senet.create_model("resnet18", num_classes=10), resolve_init(str(tmp_path / "gray.pth"), "resnet18"),
+                  [str(i) for i in range(10)])  # fmt: skip
+    args = ["train", "--model", "resnet18", "--dataset", "synthetic", "--in-chans", "1", "--image-size", "32",
+            "--train-subset", "32", "--test-subset", "8", "--batch-size", "16", "--epochs", "1",
+            "--out-dir", str(tmp_path / "runs"), "--name", "x", "--init", str(tmp_path / "resnet18.pth")]  # fmt: skip
+    err = _fails(capsys, *args)
+    assert "takes 3 input channels, the data has 1" in err and "fit resnet18 (" not in err
+    assert not (tmp_path / "runs" / "x").exists()
+
+
+def test_a_head_kept_for_classes_the_source_does_not_name_is_noted(tmp_path):
+    torch.save(senet.create_model("resnet20", num_classes=5, in_chans=1).state_dict(), tmp_path / "r20.pth")
+    model = senet.create_model("resnet20", num_classes=5, in_chans=1)
+    report = load_init(model, resolve_init(str(tmp_path / "r20.pth"), "resnet20"), LAST_FIVE)
+    assert not report.new and "  note: the head kept: the source does not name its classes; its 5 outputs are taken " \
+        "as the data's 5 classes (Sandal, Shirt, Sneaker, ...) in this order" in report.lines()  # fmt: skip
+
+
+def test_a_stage_the_model_lacks_is_refused_before_the_init_source_is_read(tmp_path, capsys):
+    base = ["train", "--model", "resnet20", "--dataset", "synthetic", "--in-chans", "1", "--image-size", "8",
+            "--train-subset", "32", "--test-subset", "8", "--batch-size", "16", "--epochs", "1",
+            "--out-dir", str(tmp_path / "runs"), "--name", "x"]  # fmt: skip
+    missing = str(tmp_path / "never-written.safetensors")  # reading it would fail: the freeze error comes first
+    err = _fails(capsys, *base, "--init", missing, "--freeze", "layer9")
+    assert "freeze='layer9': resnet20 has stages layer1..layer3; choose none, backbone, stem or one of" in err
+    err = _fails(capsys, *base, "--init", missing, "--model", "se_inception_v3", "--layer-decay", "0.5")
+    assert "layer_decay=0.5: se_inception_v3 has no numbered stages" in err
+    assert "no weights file" in _fails(capsys, *base, "--init", missing, "--freeze", "layer3")  # a stage it has
+    assert not (tmp_path / "runs" / "x").exists()
+    # compare: every model's stages, before the source is read and before the first run
+    err = _fails(capsys, "compare", "se_resnet20", "se_resnet50", *base[3:-2], "--init", missing, "--freeze", "layer4")
+    assert "freeze='layer4': se_resnet20 has stages layer1..layer3" in err
+    assert not any((tmp_path / "runs").glob("*"))
+
+
+def _source(path, mean, seed):
+    """A 'pretrained' ResNet-20 weights file for Fashion-MNIST classes 0-4 with its own normalisation ``mean``."""
+    torch.manual_seed(seed)
+    model = trained_like(senet.create_model("resnet20", num_classes=5, in_chans=1), torch.randn(16, 1, 28, 28))
+    meta = model_metadata(model, dataset="fashion-mnist", classes=FIRST_FIVE, image_size=28, mean=[mean],
+                          std=[0.4], crop_pct=1.0, interpolation="bilinear")  # fmt: skip
+    return save_weights(path, model, meta)
+
+
+@slow
+@needs_fmnist
+def test_a_resumed_run_takes_its_start_from_its_folder_not_from_the_init_source(tmp_path, monkeypatch, capsys):
+    """A run started from a relative --init path, stopped after 1 of 2 epochs, resumes from another working
+    directory, and after its source was replaced by other weights with another normalisation, or deleted: it
+    computes exactly what an uninterrupted run computes (weights, normalisation, the retrofit's new SE units)."""
+    (tmp_path / "elsewhere").mkdir()
+    source = _source(tmp_path / "pre.safetensors", 0.6, seed=1)
+    common = dict(model="se_resnet20", classes=[5, 6, 7, 8, 9], train_per_class=10, test_subset=32, batch_size=25,
+                  schedule="constant", freeze="layer1", deterministic=True, progress="none",
+                  out_dir=str(tmp_path))  # fmt: skip
+    train(TrainConfig.from_dict({**common, "init": str(source), "epochs": 2, "name": "ref"}))
+    monkeypatch.chdir(tmp_path)
+    for name in ("moved", "replaced", "deleted"):
+        train(TrainConfig.from_dict({**common, "init": "pre.safetensors", "epochs": 1, "name": name}))
+        assert TrainConfig.from_recipe(tmp_path / name / "config.yaml").init == str(source)  # recorded absolute
+    monkeypatch.chdir(tmp_path / "elsewhere")  # pre.safetensors is not here
+    for name in ("moved", "replaced", "deleted"):
+        if name == "replaced":
+            _source(source, 0.1, seed=2)
+        if name == "deleted":
+            source.unlink()
+        assert main(["train", "--resume", str(tmp_path / name), "--epochs", "2"]) == 0, capsys.readouterr().err
+        assert same_weights(tmp_path / name / LAST_FILE, tmp_path / "ref" / LAST_FILE), name
+        assert read_weights(tmp_path / name / LAST_FILE)[1]["mean"] == [0.6]  # the source's as it was at the start
+    # the same relative path given again where it was given: the same run (a study's cache of runs)
+    monkeypatch.chdir(tmp_path)
+    again = train(TrainConfig.from_dict({**common, "init": "pre.safetensors", "epochs": 2, "name": "moved"}),
+                  resume="auto")  # fmt: skip
+    assert again.config.init == str(source)

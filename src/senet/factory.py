@@ -15,6 +15,7 @@ import difflib
 import itertools
 import json
 import os
+import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,8 @@ def _from_library(name: str, num_classes: int | None, in_chans: int, options: di
     if json.loads(json.dumps(options, default=repr)) != options:
         raise ValueError(f"{name}: options {options!r} must be plain data (numbers, strings, lists, mappings) so that "
                          "a weights file can record them")  # fmt: skip
-    kwargs = dict(options) | ({} if num_classes is None else {"num_classes": num_classes})
+    headless = library == "torchvision" and num_classes == 0  # torchvision would build Linear(features, 0)
+    kwargs = dict(options) | ({} if num_classes is None or headless else {"num_classes": num_classes})
     if library == "torchvision":
         import torchvision
 
@@ -152,7 +154,51 @@ def _from_library(name: str, num_classes: int | None, in_chans: int, options: di
         num_classes = getattr(model, "num_classes", linear[-1] if linear else None)
     model.model_name = name
     model.model_config = {"name": name, "in_chans": in_chans, "options": dict(options), "num_classes": num_classes}
+    _timm_head_methods(model, library)
+    if headless:
+        if not hasattr(model, "reset_classifier"):
+            raise ValueError(f"{name} has no linear classifier to remove; num_classes=0 needs one")
+        model.reset_classifier(0)
     return model
+
+
+def _last_linear(model: nn.Module) -> str | None:
+    """The dotted name of a torchvision model's classifier: its last linear layer (``fc``, ``classifier.6``, ...)."""
+    return next((n for n, m in reversed(list(model.named_modules())) if isinstance(m, nn.Linear)), None)
+
+
+def _timm_head_methods(model: nn.Module, library: str) -> None:
+    """timm's classifier conventions on another library's model, keeping its record (``model_config``) true:
+    ``get_classifier()``; ``reset_classifier(n)``, a new head of ``n`` outputs (0: ``nn.Identity``, the model
+    returns the features its classifier read, e.g. a ResNet's pooled features); ``num_features``."""
+    if library == "timm":  # timm's own methods; the record follows the head
+        model.reset_classifier = types.MethodType(_timm_reset_classifier, model)
+        return
+    name = _last_linear(model)
+    if name is None:  # not a classifier (a segmentation model): no head to give or replace
+        return
+    model._head_name = name
+    model.num_features = model.get_submodule(model._head_name).in_features
+    model.get_classifier = types.MethodType(_get_classifier, model)
+    model.reset_classifier = types.MethodType(_reset_classifier, model)
+
+
+def _timm_reset_classifier(self: nn.Module, num_classes: int, *args: Any, **kwargs: Any) -> None:
+    type(self).reset_classifier(self, num_classes, *args, **kwargs)
+    self.model_config = {**self.model_config, "num_classes": num_classes}
+
+
+def _get_classifier(self: nn.Module) -> nn.Module:
+    return self.get_submodule(self._head_name)
+
+
+def _reset_classifier(self: nn.Module, num_classes: int) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes={num_classes!r} must be an int >= 0 (0: no classifier, the features)")
+    parent, _, leaf = self._head_name.rpartition(".")
+    head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+    setattr(self.get_submodule(parent) if parent else self, leaf, head)
+    self.model_config = {**self.model_config, "num_classes": num_classes}
 
 
 def default_preprocess(name: str, in_chans: int = 3) -> dict[str, Any]:

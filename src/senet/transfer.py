@@ -183,6 +183,7 @@ class LoadReport:
     taken: list[str]
     new: dict[str, str]
     skipped: dict[str, str]
+    notes: list[str] = field(default_factory=list)  # what the load assumed (a head kept for unnamed classes)
 
     def lines(self) -> list[str]:
         """The report as printed before training: each new and each skipped tensor named, grouped by the reason."""
@@ -194,11 +195,11 @@ class LoadReport:
             out += [f"  {label}, {why} ({len(names)}): {', '.join(names)}" for why, names in groups.items()]
         if not self.new and not self.skipped:
             out.append("  every tensor of the model from the source, every tensor of the source used")
-        return out
+        return out + [f"  note: {note}" for note in self.notes]
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.what, "model": self.model, "taken": len(self.taken), "new": self.new,
-                "skipped": self.skipped}  # fmt: skip
+                "skipped": self.skipped, "notes": self.notes}  # fmt: skip
 
 
 def _se_after_names(model: nn.Module) -> list[str]:
@@ -224,6 +225,8 @@ def load_init(model: nn.Module, source: InitSource, classes: Sequence[str], *, l
     names = {senet_name(k, layout) or k: k for k in tensors}
     head = classifier_name(model) + "."
     target = model.state_dict()
+    model_name = getattr(model, "model_name", "") or type(model).__name__
+    _check_channels(source, model_name, target, {n: tensors[k] for n, k in names.items()})
     src_head = [n for n in names if n.startswith(head)]
     src_classes = next((tensors[names[n]].shape[0] for n in src_head if n.endswith("weight")), None)
     if source.classes is not None:
@@ -235,7 +238,6 @@ def load_init(model: nn.Module, source: InitSource, classes: Sequence[str], *, l
     se_units = [n + "." for n, m in model.named_modules() if isinstance(m, SqueezeExcite)]
     retrofit = bool(se_units) and not any(n.startswith(tuple(se_units)) for n in names)
     skip = (head,) * new_head + tuple(se_units) * retrofit
-    model_name = getattr(model, "model_name", "") or type(model).__name__
     try:
         state = convert_state_dict(tensors, model, layout, skip=skip, what=source.what)
     except ConversionError as e:
@@ -252,7 +254,34 @@ def load_init(model: nn.Module, source: InitSource, classes: Sequence[str], *, l
     skipped = {names[n] if names[n] == n else f"{names[n]} (as {n})": "the replaced head"
                for n in src_head if new_head}  # fmt: skip
     taken = [n for n in target if n not in new and not (n.endswith("num_batches_tracked") and n not in names)]
-    return LoadReport(source.what, model_name, taken, new, skipped)
+    notes = []
+    if source.classes is None and not new_head:
+        notes.append(f"the head kept: the source does not name its classes; its {src_classes} outputs are taken as "
+                     f"the data's {_few(classes)} in this order")  # fmt: skip
+    return LoadReport(source.what, model_name, taken, new, skipped, notes)
+
+
+def _check_channels(source: InitSource, model: str, target: Mapping[str, Tensor], given: Mapping[str, Tensor]) -> None:
+    """Refuse weights whose stem (the model's first convolution) reads another number of input channels than the
+    data has: RGB weights for grayscale data or the reverse. senet does not adapt a stem across channels: summing
+    the RGB filters (timm's ``adapt_input_conv``) computes the RGB network on the grey image repeated, but normalised
+    with one mean and std instead of the three per-channel ones the weights were trained with."""
+    stem = next((k for k, v in target.items() if v.ndim == 4), None)
+    if stem is None or stem not in given or given[stem].ndim != 4:
+        return
+    have, want = tuple(given[stem].shape), tuple(target[stem].shape)
+    if have[1] == want[1] or (have[0], *have[2:]) != (want[0], *want[2:]):
+        return
+    fix = (
+        "train on RGB images (image folders or synthetic data with --in-chans 3, or CIFAR; Fashion-MNIST has "
+        "grayscale images only) or start from weights trained on grayscale images"
+        if have[1] == 3
+        else f"train on {have[1]}-channel images (--in-chans {have[1]} for image folders and synthetic data) or start "
+        f"from weights trained on {want[1]}-channel images"
+    )
+    raise ValueError(f"init {source.what} does not fit {model} for this data: the weights' stem ({stem}) takes "
+                     f"{have[1]} input channel{'s' * (have[1] != 1)}, the data has {want[1]}; senet does not adapt a "
+                     f"stem to other channels: {fix}")  # fmt: skip
 
 
 def _into_wrapper(key: str, wrapped: list[str]) -> str:

@@ -25,6 +25,7 @@ from ..models import get_entry
 from ..transfer import resolve_init
 from ..validate import MAX_SEEDS, Float, Int, Json, List, Map, Str, json_text
 from .config import TrainConfig
+from .finetune import Finetune
 from .outputs import count, mean_std, plot_curves
 from .trainer import RunResult, train
 
@@ -186,9 +187,12 @@ def compare(
     if len(models) < 1:
         raise ValueError("compare needs at least one model")
     check_parallelism(config.threads, config.workers)  # as each run would, but before the first one starts
-    for m in models:  # unknown names, options and init sources fail before any training
+    finetune = Finetune(config.freeze, config.freeze_bn, config.backbone_lr, config.layer_decay)
+    for m in models:  # unknown names, options, stages and init sources fail before any training
         with torch.device("meta"):
-            create_model(m, **get_entry(m).shared_options(config.model_options))
+            net = create_model(m, add_se=config.add_se, **get_entry(m).shared_options(config.model_options))
+        finetune.frozen(net)  # a stage the model lacks, before the init source is read
+        finetune.lr_scales(net)
         if config.init:
             resolve_init(config.init, m)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)

@@ -42,7 +42,7 @@ from ..environment import check_parallelism, usable_cores
 from ..factory import check_rebuilds, create_model, model_metadata
 from ..files import atomic_write_text, folder_lock, save_weights
 from ..models import get_entry
-from ..transfer import InitSource, init_options, load_init, resolve_init
+from ..transfer import init_options, load_init, resolve_init
 from ..validate import MAX_EPOCHS, Float, Int, Json, List, Map, Str, json_text, read_json
 from . import distributed
 from .checkpoint import (
@@ -64,18 +64,34 @@ from .schedule import LRSchedule
 
 __all__ = ["NonFiniteLossError", "RunResult", "train"]
 
-INIT_FILE = "init.json"  # what --init loaded (senet.transfer.LoadReport), written when a run starts
+# What --init loaded (senet.transfer.LoadReport), written when a run starts, with what a resumed run takes from it
+# instead of reading the source again: the source's preprocessing and the model options its weights needed.
+INIT_FILE = "init.json"
 INIT_SCHEMA = Map(
-    {"source": Str(), "model": Str(), "taken": Int(0, 10**9), "new": Map(others=Str()), "skipped": Map(others=Str())},
+    {"source": Str(), "model": Str(), "taken": Int(0, 10**9), "new": Map(others=Str()), "skipped": Map(others=Str()),
+     "notes": List(Str(), max_len=100), "preprocess": Map(others=Json(max_depth=3, max_items=100)),
+     "model_options": Map(others=Json(max_depth=4, max_items=10_000))},
     required=("new",),
-)
+)  # fmt: skip
 
 
-def _preprocess(config: TrainConfig, source: InitSource | None) -> dict[str, Any]:
+def recorded_init(init: str) -> str:
+    """``init`` as a run records it: a file or folder that exists as an absolute path (a resumed run, or a rerun
+    from another working directory, names the same file); a published tag as it is."""
+    path = Path(init).expanduser()
+    return str(path.absolute()) if init and path.exists() else init
+
+
+def _same_init(saved: str, now: str) -> bool:
+    """Whether ``now`` names the init ``saved`` records (a relative path to it, even after the file went)."""
+    return saved == now or (bool(now) and os.path.isabs(saved) and saved == str(Path(now).expanduser().absolute()))
+
+
+def _preprocess(config: TrainConfig, given: dict[str, Any]) -> dict[str, Any]:
     """The preprocessing a run fixes rather than takes from its data: ``mean`` and ``std`` from the config or else
-    from the init weights (pretrained features expect their own normalisation), and for image folders the init
-    weights' input size, crop and interpolation."""
-    pre = dict(source.preprocess) if source is not None else {}
+    from the init weights (``given``: pretrained features expect their own normalisation), and for image folders
+    the init weights' input size, crop and interpolation."""
+    pre = dict(given)
     if config.mean:
         pre |= {"mean": config.mean, "std": config.std}
     if len(pre.get("mean", ())) != dataset_channels(config.dataset, config.in_chans) and not config.mean:
@@ -86,6 +102,23 @@ def _preprocess(config: TrainConfig, source: InitSource | None) -> dict[str, Any
         else ("mean", "std", "input_size", "crop_pct", "interpolation")
     )
     return {k: v for k, v in pre.items() if k in keep}
+
+
+def _check_finetune(config: TrainConfig, given: nn.Module | None) -> None:
+    """Refuse a ``freeze`` or ``layer_decay`` the model cannot take before the init source is read or downloaded:
+    checked on the model given, or on the config's model built on the meta device (the stages are the model's,
+    whatever options the init weights add); a model that does not build is left to the build that follows."""
+    finetune = Finetune(config.freeze, config.freeze_bn, config.backbone_lr, config.layer_decay)
+    if finetune.freeze in ("none", "backbone") and finetune.layer_decay == 1.0:
+        return
+    if given is None:
+        try:
+            with torch.device("meta"):
+                given = create_model(config.model, num_classes=2, add_se=config.add_se, **config.model_options)
+        except (ValueError, TypeError):
+            return
+    finetune.frozen(given)
+    finetune.lr_scales(given)
 
 
 # What summary.json holds (`RunResult.to_dict`), as `RunResult.load` checks it; a NaN is written as null.
@@ -211,6 +244,8 @@ def config_changes(saved: dict[str, Any], config: TrainConfig) -> dict[str, tupl
     now, defaults = config.to_dict(), TrainConfig().to_dict()  # a field newer than the saved config: its default
     keys = [k for k in now if k not in RUNTIME_FIELDS]
     changes = {k: (saved.get(k, defaults[k]), now[k]) for k in keys if saved.get(k, defaults[k]) != now[k]}
+    if "init" in changes and _same_init(*changes["init"]):
+        del changes["init"]
     if "model_options" in changes and saved.get("model") == now["model"] and ":" not in now["model"]:
         # {"r": 16} and {} are one network
         canonical = get_entry(now["model"]).non_default_options
@@ -278,12 +313,18 @@ class _Run:
         self.run_dir = c.run_dir
         self.progress = Progress(c.progress if dist.main else "none")
 
-        # where the weights start: a run to resume, the init source (docs/transfer.md), or fresh
+        # where the weights start: a run to resume, the init source (docs/transfer.md), or fresh. A resumed run
+        # never reads the source again (it may have moved or changed): its checkpoint, config and INIT_FILE say all.
         self.fresh = not (self.run_dir / STATE_FILE).is_file()
-        self.source = resolve_init(c.init, c.model) if c.init else None
+        if not self.fresh:
+            self.config = c = self._keep_init(c)
+        self.saved_init = self._read_init_file() if c.init and not self.fresh else {}
+        _check_finetune(c, model)  # a stage the model lacks: refused before the init source is read or downloaded
+        old = c.init and not self.fresh and "preprocess" not in self.saved_init  # started before INIT_FILE said it
+        self.source = resolve_init(c.init, c.model) if c.init and (self.fresh or old) else None
 
         # data: the training and test sets, and how a batch reaches the model
-        pre = _preprocess(c, self.source)
+        pre = _preprocess(c, self.source.preprocess if self.source else self.saved_init.get("preprocess", {}))
         size = pre.pop("input_size", 0)
         size = c.image_size or size  # the run's own size, else the init weights' (image folders)
         train_set, self.test_set, self.spec = load_datasets(
@@ -343,21 +384,39 @@ class _Run:
         run's load report, or, resumed, from the report it wrote when it started (INIT_FILE)."""
         if self.init_report is not None:
             return set(self.init_report.new)
+        return set(self.saved_init.get("new", {}))
+
+    def _read_init_file(self) -> dict[str, Any]:
+        """What the run wrote about its init when it started (INIT_FILE); {} for a run started without one."""
         path = self.run_dir / INIT_FILE
         if not path.is_file():
-            return set()
-        return set(
-            read_json(path, INIT_SCHEMA, f"{INIT_FILE} of the run", "start the run again in a new folder")["new"]
-        )
+            return {}
+        return read_json(path, INIT_SCHEMA, f"{INIT_FILE} of the run", "start the run again in a new folder")
+
+    def _keep_init(self, c: TrainConfig) -> TrainConfig:
+        """A resumed run's config with the init its folder records (config.yaml): the run started from it, and its
+        weights now come from the checkpoint; another one given is named and not used."""
+        path = self.run_dir / CONFIG_FILE
+        saved = TrainConfig.from_recipe(path).init if path.is_file() else c.init
+        if _same_init(saved, c.init):
+            return c.replace(init=saved)
+        if c.init:
+            self.progress.message(f"init: {self.run_dir} started from {saved or 'fresh weights'}; resumed, it goes "
+                                  f"on from its checkpoint, not from {c.init}")  # fmt: skip
+        return c.replace(init=saved)
 
     def _build_model(self, given: nn.Module | None) -> nn.Module:
         """The model of the config for the data (or ``given``, the model the config describes), with the init
         source's weights in a fresh run, on the device; its cost counted on the meta device."""
         c, s, device = self.config, self.spec, self.dist.device
         external = ":" in c.model  # torchvision's or timm's: the init weights are named as the model names them
-        options = (
-            init_options(self.source, c.model, c.model_options) if self.source and not external else c.model_options
-        )
+        if "model_options" in self.saved_init:  # resumed: the options the run was built with (a change is refused
+            options = {**self.saved_init["model_options"], **c.model_options}  # by the checkpoint if it differs)
+        elif self.source and not external:
+            options = init_options(self.source, c.model, c.model_options)
+        else:
+            options = c.model_options
+        self.model_options = options
         torch.manual_seed(derive_seed(c.seed, "init"))
         kwargs = {"num_classes": s.num_classes, "in_chans": s.in_chans, "add_se": c.add_se, **options}
         model = given if given is not None else create_model(c.model, **kwargs)
@@ -530,7 +589,9 @@ class _Run:
         if self.dist.main:
             atomic_write_text(self.run_dir / CONFIG_FILE, self.config.to_yaml())
             if self.init_report is not None:
-                atomic_write_text(self.run_dir / INIT_FILE, json_text(self.init_report.to_dict()))
+                record = {**self.init_report.to_dict(), "preprocess": self.source.preprocess,
+                          "model_options": self.model_options}  # fmt: skip
+                atomic_write_text(self.run_dir / INIT_FILE, json_text(record))
         if not exists:  # the first good state: a diverging run can always go back to its start
             self._save_state()
             if self.dist.main:
@@ -650,6 +711,8 @@ def train(config: TrainConfig, *, model: nn.Module | None = None, resume: bool |
         check_rebuilds(model)
         record = model.model_config
         config = config.replace(model=record["name"], model_options=record["options"], add_se=record.get("add_se", []))
+    if config.init:
+        config = config.replace(init=recorded_init(config.init))
     if resume == "auto" and (config.run_dir / SUMMARY_FILE).is_file():
         done = RunResult.load(config.run_dir)
         changed = config_changes(done.config.to_dict(), config)
