@@ -58,7 +58,7 @@ def test_features_only_maps_are_what_feature_info_says(name):
     assert all(path in modules for path in model.feature_info.module_name())
 
 
-@pytest.mark.parametrize("name", [p.values[0] for p in one_per_family(senet.list_models()) if not p.marks])
+@pytest.mark.parametrize("name", one_per_family(senet.list_models(), others=False))
 def test_feature_maps_are_the_networks_own(name):
     """The maps of ``features_only`` (the network's weights loaded) are those of ``forward_intermediates``, whose
     last result is ``forward_features``."""

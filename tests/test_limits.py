@@ -175,6 +175,7 @@ def test_a_silent_download_of_weights_times_out_after_its_attempts(tmp_path, mon
     assert not list((tmp_path / "hub").rglob("*.pth"))
 
 
+@slow
 def test_a_download_that_fails_twice_succeeds_on_the_third_attempt(tmp_path, monkeypatch):
     monkeypatch.setenv("SENET_DOWNLOAD_TIMEOUT", "5")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
@@ -188,6 +189,7 @@ def test_a_download_that_fails_twice_succeeds_on_the_third_attempt(tmp_path, mon
     assert count["n"] == 3 and path.read_bytes() == payload
 
 
+@slow
 def test_dataset_download_with_a_silent_server_is_one_line(tmp_path, capsys, monkeypatch):
     import torchvision
 

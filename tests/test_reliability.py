@@ -53,6 +53,7 @@ def test_a_diverging_run_rolls_back_to_its_last_evaluated_state_and_resumes_with
     assert load_state(run).extra["step"] == 8 and config["gamma"] == 0.1 and config["lr"] == 0.05
 
 
+@slow
 def test_a_second_writer_of_a_run_folder_is_refused_naming_the_holder(tmp_path, capsys):
     run = tmp_path / "busy"
     with folder_lock(run):
@@ -124,6 +125,7 @@ SYN = ["--dataset", "synthetic", "--model", "resnet20", "--image-size", "8", "--
        "--tensorboard", "false"]  # fmt: skip
 
 
+@slow
 def test_a_full_disk_while_saving_is_one_line_and_the_resume_after_it_is_bit_identical(tmp_path, capsys, monkeypatch):
     """The device fills up half-way through the fifth checkpoint (ENOSPC from the write itself): one line that names
     the file and the fix, the previous checkpoint intact and no temporary file left; once there is space again,

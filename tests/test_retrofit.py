@@ -30,7 +30,7 @@ def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "tv_resnet50" else n for n in MODELS])
 def test_insertion_keeps_outputs_adds_the_se_arithmetic_and_trains(name):
     build, pattern, side = MODELS[name]
     model = trained_like(build(), torch.randn(8, 3, side, side))

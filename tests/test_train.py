@@ -134,6 +134,7 @@ def test_short_run_learns_and_writes_its_folder(tmp_path):
 
 
 @needs_fmnist
+@slow
 def test_flip_tta_takes_the_mean_probability_of_image_and_mirror_image():
     torch.manual_seed(0)
     model = senet.create_model("se_resnet20", num_classes=10, in_chans=1).eval()

@@ -51,7 +51,7 @@ def test_converted_model_computes_what_the_reference_computes(case):
     assert (got - expected).abs().max() <= 1e-10 * max(1.0, expected.abs().max())
 
 
-@pytest.mark.parametrize("depth", [18, 34])
+@pytest.mark.parametrize("depth", [18, pytest.param(34, marks=pytest.mark.slow)])
 def test_legacy_basic_block_weights_load_only_into_the_block_that_computes_them(depth, tmp_path, capsys):
     """timm's legacy_seresnet18/34 apply a ReLU before SE; every shape fits se_resnet18/34, whose paper block does
     not. Loading into the paper's block is refused (by the API, and by `senet convert --model` with options that
@@ -254,6 +254,7 @@ def test_known_weights_with_a_wrong_checksum_are_discarded(server, hub, monkeypa
     assert not hub.exists() or not list(hub.iterdir())  # nothing kept, not even a partial file
 
 
+@slow
 def test_known_weights_offline_is_a_clear_error(hub, monkeypatch):
     import socket
 
