@@ -231,7 +231,9 @@ def weights_file(path: str | os.PathLike) -> Path:
 def load_model(path: str | os.PathLike, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a senet weights file (or a run folder) describes and load its weights (strictly).
 
-    Returns (model, metadata). ``overrides`` replace options the file records.
+    Returns (model, metadata). ``overrides`` replace options the file records. The model carries the file's
+    preprocessing twice: ``model.pretrained_cfg`` (timm's terms) and ``model.weights_meta`` (the metadata beyond what
+    rebuilds the model, ``input_size`` the size it was trained at), so that `senet.export` exports it as trained.
 
     Raises:
         ValueError: the file is not a senet weights file, or its tensors do not fit the model it names (each key
@@ -251,4 +253,19 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> tuple[nn.Module, di
     model.load_state_dict(convert_state_dict(tensors, model, "senet", what=repr(str(path))), strict=True)
     if "mean" in meta and "std" in meta and ("image_size" in meta or "input_size" in meta):
         model.pretrained_cfg = _pretrained_cfg(meta)
+    model.weights_meta = _weights_meta(meta)
     return model, meta
+
+
+_REBUILD_KEYS = ("name", "options", "num_classes", "in_chans", "add_se")  # model_config's: what rebuilds the model
+
+
+def _weights_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What a weights file says beyond what rebuilds its model, as ``model.weights_meta`` (published weights' form):
+    the preprocessing, with the size the weights were trained at (a run's ``image_size``) as ``input_size``, which
+    `senet.export` then exports at; the classes and the run's facts, which it records."""
+    out = {k: v for k, v in meta.items() if k not in _REBUILD_KEYS}
+    side = meta.get("image_size", meta.get("input_size"))
+    if side is not None:
+        out["input_size"] = side[-1] if isinstance(side, (list, tuple)) else side
+    return out
