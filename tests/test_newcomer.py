@@ -181,10 +181,14 @@ def test_tables_of_one_seed_show_no_zero_spread(tmp_path):
     )
     table = Comparison([ModelSummary("se", [run])], tmp_path, *(tmp_path / n for n in "rpd")).table()
     assert "91.23 (n=1)" in table and "±" not in table.splitlines()[2]
+    assert "| test top-1 % (1 seed) |" in table  # the header says what the cells are: no mean, no std
+    two = Comparison([ModelSummary("se", [run, run])], tmp_path, *(tmp_path / n for n in "rpd")).table()
+    assert "| test top-1 % (mean ± std, 2 seeds) |" in two
 
     row = {"label": "relu", "errors": [8.5], "seeds": 1, "params": 10, "macs": 20, "paper_err": None}
     study = StudyResult("gate", "se_resnet20", tmp_path, [row])
     assert "| relu | 8.50 (n=1) | 1/1 |" in study.markdown()
+    assert "| top-1 err % (1 seed) |" in study.markdown() and "mean ± std" not in study.markdown()
 
     model = {"model": "se", "seeds": [0], "test_acc": [0.9123], "mean": 0.9123, "std": 0.0, "params": 10, "macs": 20,
              "images_per_s": 5.0, "wall_s": 60.0}  # fmt: skip
@@ -193,6 +197,8 @@ def test_tables_of_one_seed_show_no_zero_spread(tmp_path):
     page = build_report(tmp_path).read_text()
     assert "1 epoch on fashion-mnist" in page and "1 epochs" not in page
     assert "91.23 (n=1)" in page and "± 0.00" not in page
+    assert "test top-1 % (1 seed)" in page and "Training curves (1 seed)" in page
+    assert "mean ± std" not in page and "mean over seeds" not in page
 
 
 def test_curves_of_one_epoch_draw_their_points(tmp_path, monkeypatch):
