@@ -31,6 +31,7 @@ from .weights import convert_state_dict, fetch, get_weights, load_weights
 
 __all__ = [
     "LIBRARIES", "check_rebuilds", "create_model", "default_preprocess", "load_model", "model_metadata", "weights_file",
+    "weights_metadata",
 ]  # fmt: skip
 
 LIBRARIES = ("torchvision", "timm")  # whose builders create_model("LIBRARY:NAME") calls
@@ -226,6 +227,16 @@ def weights_file(path: str | os.PathLike) -> Path:
     if path.name in (STATE_FILE, GOOD_STATE_FILE):
         raise ValueError(f"{str(path)!r} is a training state (for --resume); use {LAST_FILE} or the run folder")
     return path / LAST_FILE if path.is_dir() else path
+
+
+def weights_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked senet metadata of a weights file or run folder, as `load_model` reads it (what rebuilds the model,
+    its preprocessing, classes and run), without building the model: for checks that come before any work."""
+    path = weights_file(path)
+    meta = read_weights(path)[1]
+    if not meta:
+        raise ValueError(f"{str(path)!r} has no senet metadata; load it into a model with senet.load_weights")
+    return check_weights_metadata(meta, repr(str(path)))
 
 
 def load_model(path: str | os.PathLike, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
