@@ -1,6 +1,7 @@
 """A newcomer's path through the everyday commands (issue 18): image folders as people lay them out, small images,
 one epoch and one seed, runs used from another folder, and weights of another layout given to eval."""
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -361,3 +362,135 @@ def test_convert_of_a_folder_says_a_run_folder_needs_no_conversion(tmp_path, cap
     err = _fails(capsys, "convert", str(tmp_path / "run"), "--out", str(tmp_path / "w.safetensors"))
     assert "is a folder: pass a weights file (.pth, .safetensors); a senet run folder needs no conversion" in err
     assert not (tmp_path / "w.safetensors").exists()
+
+
+# -- an installed senet: extras, torch.hub and the declared dependencies ------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@slow
+def test_a_missing_extra_is_one_line_naming_the_pip_command(tmp_path):
+    """`senet export` where the onnx package cannot be imported (None in sys.modules: import raises
+    ModuleNotFoundError and importlib.util.find_spec answers None, as for a package that is not installed): exit 2,
+    one line that names the extra to install, no file written."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from senet.factory import create_model
+    from senet.files import save_weights
+
+    model = create_model("resnet20", num_classes=10)
+    weights = save_weights(tmp_path / "w.safetensors", model, {**model.model_config, "mean": [0.5] * 3,
+                                                                 "std": [0.25] * 3, "image_size": 32})  # fmt: skip
+    script = textwrap.dedent("""
+        import sys
+
+        sys.modules.update(dict.fromkeys(("onnx", "onnxruntime", "onnxscript")))  # as if not installed
+        from senet.cli import main
+        sys.exit(main(sys.argv[1:]))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, "-c", script, "export", str(weights)], capture_output=True, text=True,
+                          env=env)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("senet: error: ONNX export needs the onnx package, which is not installed; install "
+                                   "it with: pip install 'senet[onnx]'")  # fmt: skip
+    assert not (tmp_path / "w.onnx").exists()
+
+
+def _third_party(tree, *, module_level: bool) -> set[str]:
+    """Top-level names of the absolute imports in ``tree`` (a module's AST) other than senet's and the standard
+    library's; ``module_level``: only those run by importing the module (not inside functions or TYPE_CHECKING)."""
+    import ast
+    import sys
+
+    found, todo = set(), list(ast.iter_child_nodes(tree))
+    while todo:
+        node = todo.pop()
+        if module_level and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if module_level and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+        todo += ast.iter_child_nodes(node)
+    return {m for m in found if m not in sys.stdlib_module_names and m not in ("senet", "__future__")}
+
+
+def _declared() -> dict[str, set[str]]:
+    """pyproject.toml's distributions (normalised names): "" for the required ones, else by extra."""
+    import re
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    name = lambda req: re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0].lower().replace("_", "-")  # noqa: E731
+    groups = {"": project["dependencies"], **project["optional-dependencies"]}
+    return {extra: {name(r) for r in reqs} for extra, reqs in groups.items()}
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()  # reads every installed distribution's file list: once
+
+
+def _distribution(module: str) -> str:
+    dists = _distributions().get(module)
+    assert dists, f"no installed distribution provides {module!r}"
+    return dists[0].lower().replace("_", "-")
+
+
+@slow
+def test_hubconf_lists_what_importing_senet_needs():
+    """torch.hub checks hubconf's ``dependencies`` before it imports hubconf, which imports senet: the list names
+    every third-party module that `import senet` imports (so a missing one is named, not a traceback) and no module
+    senet does not import, and each is a required dependency of pyproject.toml (a hub user installs no extras)."""
+    import ast
+    import subprocess
+    import sys
+
+    code = ("import json, sys; import hubconf; print(json.dumps(sorted(m.__file__ for n, m in sys.modules.items() "
+            "if n == 'senet' or n.startswith('senet.'))))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    needed = set()
+    for path in json.loads(proc.stdout):
+        needed |= _third_party(ast.parse(Path(path).read_text()), module_level=True)
+    hub = ast.parse((ROOT / "hubconf.py").read_text())
+    listed = next(ast.literal_eval(n.value) for n in hub.body if isinstance(n, ast.Assign)
+                  and getattr(n.targets[0], "id", "") == "dependencies")  # fmt: skip
+    anywhere = set().union(*(_third_party(ast.parse(p.read_text()), module_level=False)
+                             for p in (ROOT / "src" / "senet").rglob("*.py")))  # fmt: skip
+    assert needed <= set(listed) <= anywhere
+    assert {_distribution(m) for m in listed} <= _declared()[""]
+
+
+@slow
+def test_every_third_party_import_is_declared_in_pyproject():
+    """Every module senet imports from outside the standard library is a required dependency, or, where it is
+    imported only for a feature (`senet.environment.require(module, extra, ...)`, or an import that may fail), is
+    in an extra a user installs for it (not the test extra)."""
+    import ast
+
+    declared = _declared()
+    users = set().union(*(v for k, v in declared.items() if k not in ("", "test")))
+    missing = []
+    for path in sorted((ROOT / "src" / "senet").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for module in _third_party(tree, module_level=False):
+            dist = _distribution(module)
+            if dist not in declared[""] and dist not in users:
+                missing.append(f"{path.relative_to(ROOT)}: {module} ({dist})")
+        for call in ast.walk(tree):  # require("onnx", "onnx", ...): the extra it names must hold the module
+            if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "require" and len(call.args) >= 2:
+                module, extra = (ast.literal_eval(a) for a in call.args[:2])
+                if _distribution(module.split(".")[0]) not in declared.get(extra, set()):
+                    missing.append(f"{path.relative_to(ROOT)}: require({module!r}, {extra!r})")
+    assert not missing

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .constants import CIFAR10_MEAN, CIFAR10_STD, GOOD_STATE_FILE, IMAGENET_MEAN, IMAGENET_STD, LAST_FILE, STATE_FILE
+from .environment import require
 from .files import read_weights, safe_torch_load
 from .models import FeatureNet, build_model, get_entry
 from .retrofit import add_se as _add_se
@@ -142,8 +143,7 @@ def _from_library(name: str, num_classes: int | None, in_chans: int, options: di
             raise ValueError(f"{name} takes RGB input (in_chans=3); got in_chans={in_chans!r}")
         model = torchvision.models.get_model_builder(builder)(**kwargs)
     else:
-        import timm
-
+        timm = require("timm", "timm", f"{name} (a timm model)")
         if not timm.is_model(builder):
             hints = difflib.get_close_matches(builder, timm.list_models(), n=3)
             raise ValueError(f"timm has no model {builder!r}; close matches: {', '.join(hints) or 'none'}")
