@@ -152,8 +152,9 @@ def test_export_errors(tmp_path):
 @slow
 @pytest.mark.parametrize("dataset", ["fashion-mnist", "imagefolder"])
 def test_export_of_a_run_folder_runs_at_the_size_it_was_trained_at(tmp_path, capsys, dataset):
-    """`senet export RUN` (the run folder itself) writes an ONNX file for the run's own input size, which onnxruntime
-    runs on real images prepared as `senet predict` prepares them, matching PyTorch within 1e-4."""
+    """`senet export RUN` (the run folder itself) and the library's ``senet.export(senet.load_model(RUN)[0], ...)``
+    write the same ONNX file for the run's own input size (not the model's default, 32), which onnxruntime runs on
+    real images prepared as `senet predict` prepares them, matching PyTorch within 1e-4."""
     from PIL import Image
     from test_cli_train import TINY, _image_folder
     from test_data import needs_fmnist
@@ -181,10 +182,15 @@ def test_export_of_a_run_folder_runs_at_the_size_it_was_trained_at(tmp_path, cap
     assert f"input (N, {1 if dataset == 'fashion-mnist' else 3}, {side}, {side})" in capsys.readouterr().out
     path = run / "last.onnx"
     model, meta = senet.load_model(run)
+    library = senet.export(model, tmp_path / "library.onnx")  # no size, mean or std given: the run's own
     pre = Preprocess.from_metadata(meta)
     x = Inputs(torch.device("cpu"), pre.mean, pre.std).prepare(load_images(images, pre, meta["in_chans"]))
     assert x.shape[-2:] == (side, side)
-    got = _session(path).run(None, {"input": x.numpy()})[0]
-    with torch.no_grad():
-        assert_matches(got, model.eval()(x), 1e-4)
+    for exported in (path, library):
+        session = _session(exported)
+        assert session.get_inputs()[0].shape[1:] == [meta["in_chans"], side, side]
+        got = session.run(None, {"input": x.numpy()})[0]
+        with torch.no_grad():
+            assert_matches(got, model.eval()(x), 1e-4)
     assert read_metadata(path)["input_size"][1:] == [side, side]
+    assert read_metadata(library) == read_metadata(path)  # one path: the command adds nothing of its own

@@ -1,6 +1,7 @@
 """A newcomer's path through the everyday commands (issue 18): image folders as people lay them out, small images,
 one epoch and one seed, runs used from another folder, and weights of another layout given to eval."""
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ import torch
 from conftest import slow
 
 from senet.cli import main
-from senet.data import load_datasets
+from senet.data import FASHION_MNIST_DIR, load_datasets
 from senet.data.sampling import EpochBatches
 from senet.files import read_weights
 from senet.training import TrainConfig
@@ -68,6 +69,7 @@ def test_a_folder_without_a_held_out_split_names_the_places_looked(tmp_path, cap
     (root / "train" / "ant").mkdir(parents=True)
     err = _fails(capsys, "train", "--dataset", "imagefolder", "--data-dir", str(root), "--out-dir", str(tmp_path))
     assert all(str(root / name) in err for name in ("train", "val", "valid", "validation", "test"))
+    assert "a held-out folder val/CLASS/*.jpg (or valid/, validation/, test/)" in err  # the fix names every name
 
 
 @pytest.mark.parametrize(("size", "side"), [((64, 64), 64), ((40, 36), 36), ((300, 260), 224)])
@@ -136,8 +138,9 @@ def test_excitation_of_a_three_class_run_needs_no_classes_flag(folder_run, tmp_p
     out = _ok(capsys, "excitation", str(folder_run), "--out", str(tmp_path / "exc"))
     assert "SE_4_3" in out and (tmp_path / "exc" / "class_means.png").is_file()
     assert "\n5 test images; wrote" in out  # the run's own test subset, as eval scores it
-    assert "class indices run from 0 to 2" in _fails(capsys, "excitation", str(folder_run), "--classes", "3",
-                                                     "--out", str(tmp_path / "exc2"))  # fmt: skip
+    err = _fails(capsys, "excitation", str(folder_run), "--classes", "1", "3", "--out", str(tmp_path / "exc2"))
+    assert f"--classes [3]: {folder_run} has 3 classes, indices 0 to 2" in err
+    assert not (tmp_path / "exc2").exists()  # refused before recording: nothing written
 
 
 # -- weights of another layout -------------------------------------------------------------------------------------
@@ -181,10 +184,14 @@ def test_tables_of_one_seed_show_no_zero_spread(tmp_path):
     )
     table = Comparison([ModelSummary("se", [run])], tmp_path, *(tmp_path / n for n in "rpd")).table()
     assert "91.23 (n=1)" in table and "±" not in table.splitlines()[2]
+    assert "| test top-1 % (1 seed) |" in table  # the header says what the cells are: no mean, no std
+    two = Comparison([ModelSummary("se", [run, run])], tmp_path, *(tmp_path / n for n in "rpd")).table()
+    assert "| test top-1 % (mean ± std, 2 seeds) |" in two
 
     row = {"label": "relu", "errors": [8.5], "seeds": 1, "params": 10, "macs": 20, "paper_err": None}
     study = StudyResult("gate", "se_resnet20", tmp_path, [row])
     assert "| relu | 8.50 (n=1) | 1/1 |" in study.markdown()
+    assert "| top-1 err % (1 seed) |" in study.markdown() and "mean ± std" not in study.markdown()
 
     model = {"model": "se", "seeds": [0], "test_acc": [0.9123], "mean": 0.9123, "std": 0.0, "params": 10, "macs": 20,
              "images_per_s": 5.0, "wall_s": 60.0}  # fmt: skip
@@ -193,6 +200,8 @@ def test_tables_of_one_seed_show_no_zero_spread(tmp_path):
     page = build_report(tmp_path).read_text()
     assert "1 epoch on fashion-mnist" in page and "1 epochs" not in page
     assert "91.23 (n=1)" in page and "± 0.00" not in page
+    assert "test top-1 % (1 seed)" in page and "Training curves (1 seed)" in page
+    assert "mean ± std" not in page and "mean over seeds" not in page
 
 
 def test_curves_of_one_epoch_draw_their_points(tmp_path, monkeypatch):
@@ -242,3 +251,246 @@ def test_excitation_of_a_plain_model_points_to_its_se_twin():
 
     with pytest.raises(ValueError, match=r"resnet20 has no SE units to record; record an SE model \(its se_ twin\)"):
         default_units(create_model("resnet20"))
+
+
+# -- a run folder wherever a weights file or model name goes; data of another dataset ------------------------------
+
+
+@pytest.fixture(scope="module")
+def fmnist_run(tmp_path_factory):
+    """se_resnet20 (r=4) trained one short epoch on 128 real Fashion-MNIST images, at their own 28 px."""
+    if not (FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make data)")
+    tmp = tmp_path_factory.mktemp("fmnist")
+    assert main(["train", "--dataset", "fashion-mnist", "--model", "se_resnet20", "--model-options", "{r: 4}",
+                 "--train-subset", "128", "--test-subset", "32", "--batch-size", "32", "--epochs", "1",
+                 "--progress", "none", "--threads", "1", "--out-dir", str(tmp), "--name", "r"]) == 0  # fmt: skip
+    return tmp / "r"
+
+
+def _fmnist_pngs(folder: Path, n: int, start: int = 0) -> list[Path]:
+    """Real Fashion-MNIST test images ``start`` .. ``start + n - 1`` as grayscale PNGs in ``folder``."""
+    from PIL import Image
+
+    _, test, _ = load_datasets("fashion-mnist", test_subset=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(start, start + n):
+        paths.append(folder / f"{i:03d}.png")
+        Image.fromarray(test.images[i, 0].numpy()).save(paths[-1])
+    return paths
+
+
+@slow
+def test_profile_and_cost_take_a_run_folder_as_trained(fmnist_run, capsys):
+    """A run folder in place of a model name measures the run's model (its r=4, 10 classes, one channel) at the size
+    it was trained at (28 px), beside its plain twin, as eval, predict and export take the run folder."""
+    import senet
+
+    params = sum(p.numel() for p in senet.load_model(fmnist_run)[0].parameters())
+    out = _ok(capsys, "profile", str(fmnist_run))
+    assert f"{fmnist_run}: se_resnet20, r=4, 10 classes, input 1×28×28" in out
+    assert f"{'se_resnet20':<24} {params / 1e6:>8.3f}M" in out and "resnet20" in out
+    default = _ok(capsys, "profile", "se_resnet20", "--input-size", "28", "--in-chans", "1", "--num-classes", "10")
+    assert f"{params / 1e6:>8.3f}M" not in default  # r=16 by default: the run's own options made the difference
+
+    out = _ok(capsys, "cost", str(fmnist_run), "--batch", "2", "--repeats", "1", "--no-train", "--device", "cpu")
+    assert f"| `se_resnet20` | {params / 1e6:.3f}M |" in out and "| `resnet20` |" in out
+    assert "| **SE / plain** |" in out and "input 28×28" in out
+
+    err = _fails(capsys, "profile", str(fmnist_run), "--in-chans", "3")
+    assert "--in-chans 3: the run's model takes 1 input channels; leave it out" in err
+    err = _fails(capsys, "cost", str(fmnist_run), "--attention", "eca", "--repeats", "1")
+    assert "--attention puts units into registered models: give model names" in err
+
+
+@slow
+def test_predict_takes_a_folder_of_real_images(fmnist_run, tmp_path, capsys):
+    """`senet predict RUN DIR` labels every image under DIR (subfolders too), in sorted order, as it labels the files
+    named one by one; other files are left out, and a folder without images is refused, naming the fix."""
+    images = _fmnist_pngs(tmp_path / "imgs", 3) + _fmnist_pngs(tmp_path / "imgs" / "more", 2, start=3)
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    by_folder = json.loads(_ok(capsys, "predict", str(fmnist_run), str(tmp_path / "imgs"), "--json"))
+    assert list(by_folder) == sorted(str(p) for p in images)
+    by_file = json.loads(_ok(capsys, "predict", str(fmnist_run), *map(str, images), "--json"))
+    assert by_folder == by_file
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    err = _fails(capsys, "predict", str(fmnist_run), str(tmp_path / "empty"))
+    assert "is a folder without image files (.jpg" in err and "name image files or a folder that holds some" in err
+
+
+@slow
+def test_eval_on_another_dataset_reads_that_dataset_from_its_own_place(tmp_path, capsys):
+    """A run trained on an image folder made of real Fashion-MNIST images (10 classes, grayscale, 28 px), evaluated
+    with --dataset fashion-mnist: the IDX files come from their usual place, not the run's image folder."""
+    if not (FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make data)")
+    from PIL import Image
+
+    _, test, _ = load_datasets("fashion-mnist", test_subset=0)
+    root = tmp_path / "imgs"
+    for k in range(10):
+        where = (test.labels == k).nonzero().flatten()[:4].tolist()
+        for split, idx in (("train", where[:2]), ("val", where[2:])):
+            (root / split / f"c{k}").mkdir(parents=True)
+            for i in idx:
+                Image.fromarray(test.images[i, 0].numpy()).save(root / split / f"c{k}" / f"{i}.png")
+    _ok(capsys, "train", "--dataset", "imagefolder", "--data-dir", str(root), "--in-chans", "1", "--model", "resnet20",
+        "--batch-size", "10", "--epochs", "1", "--progress", "none", "--threads", "1", "--out-dir", str(tmp_path),
+        "--name", "r")  # fmt: skip
+    assert read_weights(tmp_path / "r" / LAST_FILE)[1]["image_size"] == 28
+    out = json.loads(_ok(capsys, "eval", str(tmp_path / "r"), "--dataset", "fashion-mnist", "--test-subset", "16"))
+    assert out["dataset"] == "fashion-mnist" and out["images"] == 16 and out["test_subset"] == 16
+    own = json.loads(_ok(capsys, "eval", str(tmp_path / "r")))  # its own data: still where it was trained
+    assert own["dataset"] == "imagefolder" and own["images"] == 20
+
+
+def test_a_flag_the_command_does_not_take_names_the_one_it_does(tmp_path, capsys):
+    """A flag from a sibling command (train's --out-dir given to eval) or a misspelt one: the command's own help,
+    and the flag it takes for that."""
+    err = _fails(capsys, "eval", str(tmp_path), "--out-dir", str(tmp_path / "o"))
+    assert f"senet eval: unrecognized arguments: --out-dir {tmp_path / 'o'}; it writes its output with --json PATH " \
+        "(see senet eval --help)" in err  # fmt: skip
+    assert "; it writes its output with --out PATH" in _fails(capsys, "export", str(tmp_path), "--output", "x.onnx")
+    assert "; it prints its output, no files" in _fails(capsys, "predict", str(tmp_path), "x.png", "--out", "y")
+    assert "; did you mean --input-size?" in _fails(capsys, "export", str(tmp_path), "--input_size", "32")
+    assert not list(tmp_path.iterdir())
+
+
+def test_convert_of_a_folder_says_a_run_folder_needs_no_conversion(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    err = _fails(capsys, "convert", str(tmp_path / "run"), "--out", str(tmp_path / "w.safetensors"))
+    assert "is a folder: pass a weights file (.pth, .safetensors); a senet run folder needs no conversion" in err
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+# -- an installed senet: extras, torch.hub and the declared dependencies ------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@slow
+def test_a_missing_extra_is_one_line_naming_the_pip_command(tmp_path):
+    """`senet export` where the onnx package cannot be imported (None in sys.modules: import raises
+    ModuleNotFoundError and importlib.util.find_spec answers None, as for a package that is not installed): exit 2,
+    one line that names the extra to install, no file written."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from senet.factory import create_model
+    from senet.files import save_weights
+
+    model = create_model("resnet20", num_classes=10)
+    weights = save_weights(tmp_path / "w.safetensors", model, {**model.model_config, "mean": [0.5] * 3,
+                                                                 "std": [0.25] * 3, "image_size": 32})  # fmt: skip
+    script = textwrap.dedent("""
+        import sys
+
+        sys.modules.update(dict.fromkeys(("onnx", "onnxruntime", "onnxscript")))  # as if not installed
+        from senet.cli import main
+        sys.exit(main(sys.argv[1:]))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, "-c", script, "export", str(weights)], capture_output=True, text=True,
+                          env=env)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("senet: error: ONNX export needs the onnx package, which is not installed; install "
+                                   "it with: pip install 'senet[onnx]'")  # fmt: skip
+    assert not (tmp_path / "w.onnx").exists()
+
+
+def _third_party(tree, *, module_level: bool) -> set[str]:
+    """Top-level names of the absolute imports in ``tree`` (a module's AST) other than senet's and the standard
+    library's; ``module_level``: only those run by importing the module (not inside functions or TYPE_CHECKING)."""
+    import ast
+    import sys
+
+    found, todo = set(), list(ast.iter_child_nodes(tree))
+    while todo:
+        node = todo.pop()
+        if module_level and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if module_level and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+        todo += ast.iter_child_nodes(node)
+    return {m for m in found if m not in sys.stdlib_module_names and m not in ("senet", "__future__")}
+
+
+def _declared() -> dict[str, set[str]]:
+    """pyproject.toml's distributions (normalised names): "" for the required ones, else by extra."""
+    import re
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    name = lambda req: re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0].lower().replace("_", "-")  # noqa: E731
+    groups = {"": project["dependencies"], **project["optional-dependencies"]}
+    return {extra: {name(r) for r in reqs} for extra, reqs in groups.items()}
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()  # reads every installed distribution's file list: once
+
+
+def _distribution(module: str) -> str:
+    dists = _distributions().get(module)
+    assert dists, f"no installed distribution provides {module!r}"
+    return dists[0].lower().replace("_", "-")
+
+
+@slow
+def test_hubconf_lists_what_importing_senet_needs():
+    """torch.hub checks hubconf's ``dependencies`` before it imports hubconf, which imports senet: the list names
+    every third-party module that `import senet` imports (so a missing one is named, not a traceback) and no module
+    senet does not import, and each is a required dependency of pyproject.toml (a hub user installs no extras)."""
+    import ast
+    import subprocess
+    import sys
+
+    code = ("import json, sys; import hubconf; print(json.dumps(sorted(m.__file__ for n, m in sys.modules.items() "
+            "if n == 'senet' or n.startswith('senet.'))))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    needed = set()
+    for path in json.loads(proc.stdout):
+        needed |= _third_party(ast.parse(Path(path).read_text()), module_level=True)
+    hub = ast.parse((ROOT / "hubconf.py").read_text())
+    listed = next(ast.literal_eval(n.value) for n in hub.body if isinstance(n, ast.Assign)
+                  and getattr(n.targets[0], "id", "") == "dependencies")  # fmt: skip
+    anywhere = set().union(*(_third_party(ast.parse(p.read_text()), module_level=False)
+                             for p in (ROOT / "src" / "senet").rglob("*.py")))  # fmt: skip
+    assert needed <= set(listed) <= anywhere
+    assert {_distribution(m) for m in listed} <= _declared()[""]
+
+
+@slow
+def test_every_third_party_import_is_declared_in_pyproject():
+    """Every module senet imports from outside the standard library is a required dependency, or, where it is
+    imported only for a feature (`senet.environment.require(module, extra, ...)`, or an import that may fail), is
+    in an extra a user installs for it (not the test extra)."""
+    import ast
+
+    declared = _declared()
+    users = set().union(*(v for k, v in declared.items() if k not in ("", "test")))
+    missing = []
+    for path in sorted((ROOT / "src" / "senet").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for module in _third_party(tree, module_level=False):
+            dist = _distribution(module)
+            if dist not in declared[""] and dist not in users:
+                missing.append(f"{path.relative_to(ROOT)}: {module} ({dist})")
+        for call in ast.walk(tree):  # require("onnx", "onnx", ...): the extra it names must hold the module
+            if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "require" and len(call.args) >= 2:
+                module, extra = (ast.literal_eval(a) for a in call.args[:2])
+                if _distribution(module.split(".")[0]) not in declared.get(extra, set()):
+                    missing.append(f"{path.relative_to(ROOT)}: require({module!r}, {extra!r})")
+    assert not missing

@@ -25,6 +25,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -183,15 +184,23 @@ class Overhead:
         return {**self.__dict__, "params_pct": self.params_pct, "macs_pct": self.macs_pct}
 
 
-def overhead(name: str, input_size: tuple[int, int, int] | None = None, num_classes: int | None = None) -> Overhead:
-    """Profile ``name`` and its twin (either may be given) at ``input_size`` (the model's default if None)."""
+def overhead(
+    name: str,
+    input_size: tuple[int, int, int] | None = None,
+    num_classes: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> Overhead:
+    """Profile ``name`` and its twin (either may be given) at ``input_size`` (the model's default if None), built
+    with ``options`` (`senet.create_model`'s): the SE model with all of them, the plain one without the SE ones."""
     entry = get_entry(name)
     se_name, plain_name = (entry.name, entry.twin) if entry.has_se else (entry.twin, entry.name)
     size = input_size or entry.input_size
     counts = []
     for n in (se_name, plain_name):
         with torch.device("meta"):  # no weights are allocated
-            model = build_model(n, num_classes=num_classes, in_chans=size[0])
+            model = build_model(
+                n, num_classes=num_classes, in_chans=size[0], **get_entry(n).shared_options(options or {})
+            )
         counts.append(profile(model, size))
     se, plain = counts
     return Overhead(se_name, plain_name, tuple(size), se.params, plain.params, se.macs, plain.macs)

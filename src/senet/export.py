@@ -46,12 +46,15 @@ OPSET = 17  # ONNX opset: every operator senet uses, and runtimes from 2022 on (
 def _input_size(model: nn.Module, input_size: Sequence[int] | int | None) -> tuple[int, int, int]:
     config = getattr(model, "model_config", None)
     if input_size is None:
-        meta_size = getattr(model, "weights_meta", {}).get("input_size")
         if config is None:
             raise ValueError(f"{type(model).__name__} is not a senet model: pass input_size=(C, H, W)")
-        entry_size = get_entry(config["name"]).input_size
-        side = meta_size or entry_size[1]
-        return (config["in_chans"], side, side)
+        # The size the weights were trained or published at (`senet.load_model` and create_model(weights=) record
+        # it), else the one the paper measures the model at.
+        side = getattr(model, "weights_meta", {}).get("input_size")
+        if side is None:
+            side = _default_side(model, config["name"])
+        side = side[-1] if isinstance(side, (list, tuple)) else side
+        return (config["in_chans"], int(side), int(side))
     if isinstance(input_size, int):
         chans = (config or {}).get("in_chans", getattr(model, "in_chans", 3))
         input_size = (chans, input_size, input_size)
@@ -59,6 +62,16 @@ def _input_size(model: nn.Module, input_size: Sequence[int] | int | None) -> tup
     if len(size) != 3 or min(size) < 1:
         raise ValueError(f"input_size={input_size!r} must be (C, H, W) or one side H = W")
     return size
+
+
+def _default_side(model: nn.Module, name: str) -> int:
+    """A registered model's paper size; a ``LIBRARY:NAME`` model's own (timm's ``pretrained_cfg``)."""
+    if ":" not in name:
+        return get_entry(name).input_size[1]
+    own = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
+    if not own:
+        raise ValueError(f"{name} does not say its input size: pass input_size=(C, H, W)")
+    return own[-1]
 
 
 def _metadata(model: nn.Module, size: tuple[int, int, int], mean, std, extra: dict[str, Any]) -> dict[str, Any]:
@@ -92,10 +105,13 @@ def export(
 
     Args:
         format: ``"onnx"``, ``"exported-program"`` (torch.export, ``.pt2``) or ``"torchscript"`` (a trace).
-        input_size: (C, H, W) or one side; default: the known weights' evaluation size, else the size the paper
-            measures the model at (224 for ImageNet models, 32 for CIFAR ones).
+        input_size: (C, H, W) or one side; default: the size the weights were trained at (a model from
+            `senet.load_model`: its run's ``image_size``) or published at (``create_model(..., weights=...)``), both
+            ``model.weights_meta["input_size"]``; else the size the paper measures the model at (224 for ImageNet
+            models, 32 for CIFAR ones).
         mean, std: the input normalisation, one value per channel; default: ``model.weights_meta``'s (set by
-            ``create_model(..., weights=...)``). Required where unknown: a deployed model must say how to feed it.
+            `senet.load_model` and ``create_model(..., weights=...)``). Required where unknown: a deployed model must
+            say how to feed it.
         metadata: more JSON-serialisable facts to record (class names, ...).
         dynamo: ONNX only: None (default) uses PyTorch's TorchScript-based exporter and, for a model it cannot
             express, the dynamo-based one; True always the dynamo-based one, False never.

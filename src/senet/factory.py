@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .constants import CIFAR10_MEAN, CIFAR10_STD, GOOD_STATE_FILE, IMAGENET_MEAN, IMAGENET_STD, LAST_FILE, STATE_FILE
+from .environment import require
 from .files import read_weights, safe_torch_load
 from .models import FeatureNet, build_model, get_entry
 from .retrofit import add_se as _add_se
@@ -32,6 +33,7 @@ from .weights import convert_state_dict, fetch, get_weights, load_weights
 
 __all__ = [
     "LIBRARIES", "check_rebuilds", "create_model", "default_preprocess", "load_model", "model_metadata", "weights_file",
+    "weights_metadata",
 ]  # fmt: skip
 
 LIBRARIES = ("torchvision", "timm")  # whose builders create_model("LIBRARY:NAME") calls
@@ -143,8 +145,7 @@ def _from_library(name: str, num_classes: int | None, in_chans: int, options: di
             raise ValueError(f"{name} takes RGB input (in_chans=3); got in_chans={in_chans!r}")
         model = torchvision.models.get_model_builder(builder)(**kwargs)
     else:
-        import timm
-
+        timm = require("timm", "timm", f"{name} (a timm model)")
         if not timm.is_model(builder):
             hints = difflib.get_close_matches(builder, timm.list_models(), n=3)
             raise ValueError(f"timm has no model {builder!r}; close matches: {', '.join(hints) or 'none'}")
@@ -274,10 +275,22 @@ def weights_file(path: str | os.PathLike) -> Path:
     return path / LAST_FILE if path.is_dir() else path
 
 
+def weights_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked senet metadata of a weights file or run folder, as `load_model` reads it (what rebuilds the model,
+    its preprocessing, classes and run), without building the model: for checks that come before any work."""
+    path = weights_file(path)
+    meta = read_weights(path)[1]
+    if not meta:
+        raise ValueError(f"{str(path)!r} has no senet metadata; load it into a model with senet.load_weights")
+    return check_weights_metadata(meta, repr(str(path)))
+
+
 def load_model(path: str | os.PathLike, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a senet weights file (or a run folder) describes and load its weights (strictly).
 
-    Returns (model, metadata). ``overrides`` replace options the file records.
+    Returns (model, metadata). ``overrides`` replace options the file records. The model carries the file's
+    preprocessing twice: ``model.pretrained_cfg`` (timm's terms) and ``model.weights_meta`` (the metadata beyond what
+    rebuilds the model, ``input_size`` the size it was trained at), so that `senet.export` exports it as trained.
 
     Raises:
         ValueError: the file is not a senet weights file, or its tensors do not fit the model it names (each key
@@ -297,4 +310,19 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> tuple[nn.Module, di
     model.load_state_dict(convert_state_dict(tensors, model, "senet", what=repr(str(path))), strict=True)
     if "mean" in meta and "std" in meta and ("image_size" in meta or "input_size" in meta):
         model.pretrained_cfg = _pretrained_cfg(meta)
+    model.weights_meta = _weights_meta(meta)
     return model, meta
+
+
+_REBUILD_KEYS = ("name", "options", "num_classes", "in_chans", "add_se")  # model_config's: what rebuilds the model
+
+
+def _weights_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What a weights file says beyond what rebuilds its model, as ``model.weights_meta`` (published weights' form):
+    the preprocessing, with the size the weights were trained at (a run's ``image_size``) as ``input_size``, which
+    `senet.export` then exports at; the classes and the run's facts, which it records."""
+    out = {k: v for k, v in meta.items() if k not in _REBUILD_KEYS}
+    side = meta.get("image_size", meta.get("input_size"))
+    if side is not None:
+        out["input_size"] = side[-1] if isinstance(side, (list, tuple)) else side
+    return out

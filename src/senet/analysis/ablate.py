@@ -37,7 +37,7 @@ from ..factory import create_model
 from ..files import atomic_write, atomic_write_text, folder_lock
 from ..models import get_entry
 from ..training import TrainConfig, train
-from ..training.outputs import mean_std
+from ..training.outputs import mean_std, over_seeds
 from ..transfer import resolve_init
 from ..validate import MAX_SEEDS, Float, Int, Json, List, Map, Maybe, Str, json_text, read_json
 from .attention import PRESETS, preset_options
@@ -287,11 +287,12 @@ class StudyResult:
         """One dict per variant, column → cell: what `markdown` and the HTML report show."""
         out = []
         costs = any(r.get("latency_ms") for r in self.rows)
+        err = over_seeds("top-1 err %", max((len(r["errors"]) for r in self.rows), default=0))
         for r in self.rows:
             errs = r["errors"]
             row = {
                 "variant": r["label"],
-                "top-1 err % (mean ± std)": mean_std(errs),
+                err: mean_std(errs),
                 "seeds": f"{len(errs)}/{r['seeds']}",
                 "params": "–" if r["params"] is None else f"{r['params']:,}",  # exact: ECA adds tens of weights
                 "MACs": "–" if r["macs"] is None else f"{r['macs'] / 1e6:.2f}M",

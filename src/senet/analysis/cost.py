@@ -14,6 +14,7 @@ one network (SE-ResNet-50 with each attention unit, `senet.analysis.attention`) 
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -131,7 +132,8 @@ def measure_cost(
     for n in names:
         spec = ModelSpec(n) if isinstance(n, str) else n
         e = get_entry(spec.model)
-        pair = [spec, ModelSpec(e.twin)] if e.has_se else [ModelSpec(e.twin), spec]
+        twin = ModelSpec(e.twin, get_entry(e.twin).shared_options(spec.options))  # the same network but SE's
+        pair = [spec, twin] if e.has_se else [twin, spec]
         wanted += pair if twins else [spec]
     specs: dict[str, ModelSpec] = {}
     for spec in wanted:
@@ -168,7 +170,8 @@ def measure_cost(
     act_mb: dict[str, float] = {}
     cuda_peak: dict[str, float | None] = dict.fromkeys(pairs)
     x = torch.randn(train_batch, *size, device=device).contiguous(memory_format=fmt)
-    y = torch.randint(0, 10, (train_batch,), device=device)
+    classes = min(max(1, getattr(m, "num_classes", 10)) for m in models.values())  # a label every model has
+    y = torch.randint(0, classes, (train_batch,), device=device)
     for n, m in models.items():
         m.train()
         act_mb[n] = saved_activation_bytes(m, x) / 2**20
@@ -220,9 +223,13 @@ def measure_cost(
     return rows, env
 
 
+def _key(options: dict[str, Any]) -> str:
+    return json.dumps(options, sort_keys=True, default=repr)
+
+
 def markdown_table(rows: Sequence[CostRow], env: dict) -> str:
     """Each SE model beside its twin, with the ratios SE / plain (a variant's: its label / plain)."""
-    plain = {r.model: r for r in rows if not get_entry(r.model).has_se and not r.options}
+    plain = {(r.model, _key(r.options)): r for r in rows if not get_entry(r.model).has_se}
     batches = sorted({b for r in rows for b in r.latency_ms})
     head = [
         "model",
@@ -247,21 +254,22 @@ def markdown_table(rows: Sequence[CostRow], env: dict) -> str:
     def ratio(a: float | None, b: float | None) -> str:
         return "–" if a is None or b is None else f"{a / b:.3f}×"
 
-    shown: set[str] = set()
+    shown: set[tuple[str, str]] = set()
     for r in rows:
-        if not get_entry(r.model).has_se or r.twin not in plain:
+        twin = (r.twin, _key(get_entry(r.twin).shared_options(r.options)))  # the same network but SE's
+        if not get_entry(r.model).has_se or twin not in plain:
             continue
-        t = plain[r.twin]
+        t = plain[twin]
         what = r.label or "SE"
         cells = [f"**{what} / plain**", ratio(r.params, t.params), ratio(r.macs, t.macs)]
         cells += [ratio(r.latency_ms[b], t.latency_ms[b]) for b in batches]
         cells += [ratio(r.train_step_ms, t.train_step_ms), ratio(r.activation_mb, t.activation_mb)]
         if "CUDA peak (MB)" in head:
             cells.append(ratio(r.cuda_peak_mb, t.cuda_peak_mb))
-        for line in (fmt(r), None if t.model in shown else fmt(t), cells):
+        for line in (fmt(r), None if twin in shown else fmt(t), cells):
             if line is not None:
                 lines.append("| " + " | ".join(line) + " |")
-        shown.add(t.model)
+        shown.add(twin)
     size = "×".join(map(str, env["input_size"][1:]))
     lines.append("")
     lines.append(

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..files import atomic_write
 from ..training import RunResult, TrainConfig
 from ..training.compare import COMPARE_SCHEMA
-from ..training.outputs import count, mean_std
+from ..training.outputs import count, mean_std, over_seeds
 from ..validate import MAX_JSON_BYTES, read_json
 
 __all__ = ["Section", "build_report", "render_html", "write_html"]
@@ -189,12 +189,14 @@ def _comparison_sections(folder: Path) -> tuple[str, str, list[Section]]:
     path = folder / "compare.json"
     data = read_json(path, COMPARE_SCHEMA, "compare.json", "it was altered or damaged: run the comparison again")
     data["config"] = TrainConfig.from_dict(data["config"], source=str(path)).to_dict()
+    seeds = max((len(m["test_acc"]) for m in data["models"]), default=0)
+    top1 = over_seeds("test top-1 %", seeds)
     rows = [
         {
             "model": m["model"],
             "params": f"{m['params'] / 1e6:.3f}M",
             "MMACs / image": f"{m['macs'] / 1e6:.2f}",
-            "test top-1 % (mean ± std)": mean_std([100 * a for a in m["test_acc"]]),
+            top1: mean_std([100 * a for a in m["test_acc"]]),
             "seeds": len(m["seeds"]),
             "per seed": ", ".join(_pct(a) for a in m["test_acc"]),
             "train img/s": f"{m['images_per_s']:.0f}",
@@ -209,7 +211,7 @@ def _comparison_sections(folder: Path) -> tuple[str, str, list[Section]]:
         Section(
             "Last-epoch test accuracy", f"{count(cfg['epochs'], 'epoch')} on {cfg['dataset']}; machine: {where}.", rows
         ),
-        Section("Training curves (mean over seeds)", images=plot),
+        Section(f"Training curves ({'mean over seeds' if seeds > 1 else '1 seed'})", images=plot),
         Section("Recipe", code=__import__("yaml").safe_dump(cfg, sort_keys=False)),
     ]
     return f"Comparison: {' vs '.join(m['model'] for m in data['models'])}", str(folder), sections

@@ -14,6 +14,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -48,7 +49,29 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=summary, description=description, usage=getattr(module, "USAGE", None))
         module.arguments(command)
         command.set_defaults(func=module.run)
+    parser.commands = sub.choices  # name → the command's own parser
     return parser
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line parsed; arguments the command does not take are named with the command's own help, and
+    the flag it takes for what was meant: the one that writes its output, or a close spelling."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = parser.commands[args.command]
+        takes = {f: action.nargs != 0 for action in command._actions for f in action.option_strings}  # a value?
+        flags = [f for f in takes if f.startswith("--")]
+        hint = ""
+        first = next((e.split("=")[0] for e in extra if e.startswith("-")), None)
+        if first in ("-o", "--out", "--out-dir", "--output", "--output-dir"):
+            writes = [f for f in ("--out", "--json") if takes.get(f)]
+            hint = f"; it writes its output with {writes[0]} PATH" if writes else "; it prints its output, no files"
+        elif first:
+            close = difflib.get_close_matches(first, flags, n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]}?" if close else ""
+        raise UsageError(f"{command.prog}: unrecognized arguments: {' '.join(extra)}{hint} (see {command.prog} --help)")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     keep_freed_memory()  # CPU work reuses freed tensor memory (see its docstring); SENET_MALLOC=system opts out
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(argv)
         return int(args.func(args) or 0)
     except UsageError as e:
         print(e, file=sys.stderr)

@@ -66,14 +66,47 @@ fraction.__name__ = "fraction"
 
 def add_input_size_flags(parser: argparse.ArgumentParser) -> None:
     """``--input-size`` and ``--in-chans``: the input a model is measured at (`input_size` reads them)."""
-    parser.add_argument("--input-size", type=SIDE, help="input height = width (default: the size the paper uses)")
-    parser.add_argument("--in-chans", type=whole(1, MAX_CHANNELS), default=3, help="input channels with --input-size "
-                        "(default 3)")  # fmt: skip
+    parser.add_argument("--input-size", type=SIDE, help="input height = width (default: the size the paper uses; "
+                        "a run's: the size it was trained at)")  # fmt: skip
+    parser.add_argument("--in-chans", type=whole(1, MAX_CHANNELS), help="input channels with --input-size (default "
+                        "3; a run's: its own)")  # fmt: skip
 
 
-def input_size(args: argparse.Namespace) -> tuple[int, int, int] | None:
-    """(C, H, W) from `add_input_size_flags`' flags; None for the model's own."""
-    return None if args.input_size is None else (args.in_chans, args.input_size, args.input_size)
+def input_size(args: argparse.Namespace, run: dict[str, Any] | None = None) -> tuple[int, int, int] | None:
+    """(C, H, W) from `add_input_size_flags`' flags; None for the model's own. For a ``run`` (`run_model`'s
+    metadata): its channels, and the size it was trained at unless ``--input-size`` says another."""
+    if run is None:
+        return None if args.input_size is None else (args.in_chans or 3, args.input_size, args.input_size)
+    chans = run["in_chans"]
+    if args.in_chans not in (None, chans):
+        raise ValueError(f"--in-chans {args.in_chans}: the run's model takes {chans} input channels; leave it out")
+    side = args.input_size or run.get("image_size") or run.get("input_size")
+    if side is None:
+        return None
+    side = side[-1] if isinstance(side, (list, tuple)) else side
+    return (chans, side, side)
+
+
+def run_model(text: str) -> dict[str, Any] | None:
+    """A run folder or senet weights file given where a model name goes (profile, cost): its checked metadata (the
+    model's name, options, classes and channels, the size it was trained at); None for a model name.
+
+    Raises:
+        ValueError: it holds a model senet's registry cannot measure beside a twin (``LIBRARY:NAME``, or one that
+            `senet.add_se` changed); the error names what to pass instead.
+    """
+    from senet.factory import weights_metadata
+
+    path = Path(text)
+    if not (path.exists() or "/" in text or path.suffix == ".safetensors"):
+        return None
+    meta = weights_metadata(path)
+    if ":" in meta["name"] or meta.get("add_se"):
+        what = meta["name"] + (" with SE added by add_se" if meta.get("add_se") else "")
+        raise ValueError(f"{text} holds {what}, which has no twin in senet's registry to be measured beside; pass a "
+                         f"model name (`senet models` lists them), or measure it alone in Python: "
+                         f"senet.profile(senet.load_model({text!r})[0], (C, H, W))")  # fmt: skip
+    return meta
 
 
 def recipe_help(default: str | None = None) -> str:

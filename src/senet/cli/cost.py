@@ -2,7 +2,9 @@
 
 Measure each SE model beside its plain twin in one process, interleaved: params, MACs, inference latency per batch
 size, training-step time, activation memory (and CUDA peak memory). --attention adds each SE model with the named
-units in place of SE (e.g. senet cost se_resnet50 --attention eca cbam ge_theta_plus gc simam).
+units in place of SE (e.g. senet cost se_resnet50 --attention eca cbam ge_theta_plus gc simam). A run folder (or
+senet weights file) in place of a name measures its model as trained (options, classes, channels, input size),
+beside its twin with the same options but SE's.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from pathlib import Path
 
 import torch
 
-from senet.cli._config import BATCH, add_input_size_flags, input_size, positive, whole
+from senet.cli._config import BATCH, add_input_size_flags, input_size, positive, run_model, whole
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     from senet.analysis.attention import PRESETS
 
-    parser.add_argument("models", nargs="+", metavar="MODEL", help="models (SE or plain; the twin is added)")
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="models (SE or plain; the twin is added; see "
+                        "`senet models`), or run folders")  # fmt: skip
     parser.add_argument("--attention", nargs="+", metavar="UNIT", choices=[p for p in PRESETS if p != "se"],
                         help=f"also each SE model with these units in place of SE, as their papers use them: "
                         f"{', '.join(p for p in PRESETS if p != 'se')}")  # fmt: skip
@@ -48,19 +51,31 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         check_parallelism(args.threads, flags=("--threads", "--workers"))
         torch.set_num_threads(args.threads)
+    runs = {item: meta for item in args.models if (meta := run_model(item)) is not None}
+    if runs and args.attention:
+        raise ValueError(f"--attention puts units into registered models: give model names, not {next(iter(runs))}")
+    sizes = {input_size(args, meta) for meta in runs.values()}
+    if len(sizes) > 1:
+        shown = ", ".join("×".join(map(str, s)) for s in sorted(sizes, key=str))
+        raise ValueError(f"the runs were trained at different input sizes ({shown}); measure them one at a time, or "
+                         "all at --input-size")  # fmt: skip
+    size = sizes.pop() if sizes else input_size(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    models: list[str | ModelSpec] = list(args.models)
+    models: list[str | ModelSpec] = [
+        ModelSpec(runs[m]["name"], {**runs[m]["options"], "num_classes": runs[m]["num_classes"]}) if m in runs else m
+        for m in args.models
+    ]
     for name in args.models if args.attention else ():
         entry = get_entry(name)
         se_model = entry.name if entry.has_se else entry.twin
-        size = input_size(args) or entry.input_size
         for p in args.attention:
-            models.append(ModelSpec(se_model, preset_options(se_model, p, size), label=PRESETS[p].label))
+            options = preset_options(se_model, p, size or entry.input_size)
+            models.append(ModelSpec(se_model, options, label=PRESETS[p].label))
     rows, env = measure_cost(
         models,
         batch_sizes=args.batch,
         train_batch=args.train_batch,
-        input_size=input_size(args),
+        input_size=size,
         repeats=args.repeats,
         train=not args.no_train,
         device=device,

@@ -28,19 +28,22 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from senet.analysis.excitation import paper_name, plot_class_means, plot_spread, record_from_weights
+    from senet.factory import weights_metadata
     from senet.files import refuse_busy
 
     source = Path(args.weights)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "excitation"
+    if args.classes:  # checked before the test set is recorded, so that a mistake costs nothing and writes nothing
+        count = weights_metadata(args.weights)["num_classes"]
+        bad = [k for k in args.classes if not 0 <= k < count]
+        if bad:
+            raise ValueError(f"--classes {bad}: {args.weights} has {count} classes, indices 0 to {count - 1}")
     refuse_busy(out)
     stats = record_from_weights(
         args.weights, data_dir=args.data_dir, units=args.units, test_subset=args.test_subset, batch_size=args.batch_size
     )
     files = stats.save(out)
     classes = args.classes or list(range(min(4, len(stats.classes))))  # the paper's figures draw four classes
-    bad = [k for k in classes if not 0 <= k < len(stats.classes)]
-    if bad:
-        raise ValueError(f"--classes {bad}: class indices run from 0 to {len(stats.classes) - 1}")
     files.append(plot_class_means(stats, out / "class_means.png", classes))
     files.append(plot_spread(stats, out / "spread.png", classes[0]))
     spec, spread = stats.specificity(), stats.class_spread()

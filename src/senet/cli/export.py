@@ -10,7 +10,6 @@ import argparse
 from pathlib import Path
 
 from senet.cli._config import SIDE, finite
-from senet.data import Preprocess
 from senet.export import FORMATS, export, read_metadata
 from senet.factory import load_model, weights_file
 from senet.files import refuse_overwrite
@@ -35,16 +34,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else source.with_suffix(_SUFFIX[args.format])
     refuse_overwrite(out, {"input weights": source})
     model, meta = load_model(args.weights)
-    flags = {"mean": args.mean, "std": args.std, "image_size": args.input_size}
-    recorded_or_given = {**meta, **{k: v for k, v in flags.items() if v is not None}}
-    if "mean" not in recorded_or_given or "std" not in recorded_or_given:
+    if ("mean" not in meta and args.mean is None) or ("std" not in meta and args.std is None):
         raise ValueError(f"{args.weights!r} does not record its input normalisation; pass --mean and --std")
-    # The weights' preprocessing as eval and predict read it (senet.data.Preprocess): the size they were trained at
-    # (senet runs record image_size) or published at (input_size), else the size the model is measured at.
-    own = (getattr(model, "pretrained_cfg", None) or {}).get("input_size", (None,))[-1]
-    pre = Preprocess.from_metadata(recorded_or_given, input_size=own)
-    keep = {k: v for k, v in meta.items() if k not in ("name", "options", "num_classes", "in_chans", "mean", "std")}
-    path = export(model, out, format=args.format, input_size=pre.input_size, mean=pre.mean, std=pre.std, metadata=keep)
+    # The rest as the library exports a loaded model: at the size it was trained or published at, with the weights'
+    # normalisation and facts (senet.export reads model.weights_meta, which load_model sets).
+    path = export(model, out, format=args.format, input_size=args.input_size, mean=args.mean, std=args.std)
     recorded = read_metadata(path)
     print(f"{args.weights} -> {path} ({args.format}, input (N, {', '.join(map(str, recorded['input_size']))}), "
           f"dynamic N; mean {recorded['mean']}, std {recorded['std']})")  # fmt: skip

@@ -204,12 +204,15 @@ def _image_folder(
     data_dir: str | None, size: int, in_chans: int, augment: str, given: Mapping[str, Any]
 ) -> tuple[Dataset, Dataset, DataSpec]:
     if not data_dir:
-        raise ValueError("the imagefolder dataset needs --data-dir DIR with train/CLASS/*.jpg and val/CLASS/*.jpg")
+        raise ValueError("the imagefolder dataset needs --data-dir DIR with train/CLASS/*.jpg and a held-out folder "
+                         f"val/CLASS/*.jpg (or {'/, '.join(HELD_OUT_FOLDERS[1:])}/)")  # fmt: skip
     root = Path(data_dir).expanduser()
     held_out = next((root / name for name in HELD_OUT_FOLDERS if (root / name).is_dir()), None)
     if not (root / "train").is_dir() or held_out is None:
         looked = [root / "train", *(root / name for name in HELD_OUT_FOLDERS)]
-        raise missing_files("an image folder", looked, "arrange it as train/CLASS/*.jpg, val/CLASS/*.jpg")
+        others = "/, ".join(HELD_OUT_FOLDERS[1:])
+        raise missing_files("an image folder", looked, f"arrange it as train/CLASS/*.jpg and a held-out folder "
+                            f"val/CLASS/*.jpg (or {others}/)")  # fmt: skip
     classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
     # The paper's evaluation crop (224 of 256) unless the weights say otherwise; the normalisation is measured on
     # the training images unless given (the init weights' own, or --mean/--std).

@@ -26,7 +26,7 @@ from ..transfer import resolve_init
 from ..validate import MAX_SEEDS, Float, Int, Json, List, Map, Str, json_text
 from .config import TrainConfig
 from .finetune import Finetune
-from .outputs import count, mean_std, plot_curves
+from .outputs import count, mean_std, over_seeds, plot_curves
 from .trainer import RunResult, train
 
 __all__ = ["COMPARE_SCHEMA", "Comparison", "ModelSummary", "compare", "paired_differences"]
@@ -115,9 +115,9 @@ class Comparison:
 
     def table(self) -> str:
         """A markdown table: model, params, MACs, last-epoch test accuracy mean ± std over seeds, speed, time."""
-        seeds = count(len(self.models[0].runs), "seed")
+        top1 = over_seeds("test top-1 %", max(len(m.runs) for m in self.models))
         lines = [
-            f"| model | params | MMACs | test top-1 % (mean ± std, {seeds}) | train img/s | wall time / run |",
+            f"| model | params | MMACs | {top1} | train img/s | wall time / run |",
             "|---|---|---|---|---|---|",
         ]
         for m in self.models:
@@ -219,7 +219,8 @@ def _compare(
         summaries, folder, folder / "compare.md", folder / "compare.png", folder / "compare.json", describe()
     )
     curves = {f"{s.model} ({count(len(s.runs), 'seed')})": s.mean_history() for s in summaries}
-    plot_curves(result.plot, curves, title=f"{config.dataset}: mean over seeds")
+    several = max(len(s.runs) for s in summaries) > 1
+    plot_curves(result.plot, curves, title=f"{config.dataset}: {'mean over seeds' if several else '1 seed'}")
     mach = result.machine
     differences = result.differences_text()  # empty for one model
     if differences:

@@ -164,7 +164,9 @@ def recorded_test_set(
 ) -> tuple[Dataset, DataSpec]:
     """The test set that weights were evaluated on, prepared as their metadata records: their dataset (or
     ``dataset``), classes, input size, crop, interpolation and normalisation (the `DataSpec` holds the last), and
-    by default (``test_subset=None``) the images the run was evaluated on (`recorded_test_subset`)."""
+    by default (``test_subset=None``) the images the run was evaluated on (`recorded_test_subset`). The files are
+    at ``data_dir``, else, for the weights' own dataset, where the run read them; another dataset's at its usual
+    places (`senet.data.load_datasets`)."""
     dataset = dataset or meta.get("dataset")
     if not dataset:
         raise ValueError("the weights do not say which dataset they were trained on; pass the dataset (--dataset)")
@@ -173,7 +175,7 @@ def recorded_test_set(
         test_subset = recorded_test_subset(meta, dataset)
     _, test, spec = load_datasets(
         dataset,
-        data_dir=data_dir or meta.get("recipe", {}).get("data_dir"),
+        data_dir=data_dir or (meta.get("recipe", {}).get("data_dir") if own else None),  # another's: its own places
         download=download,
         image_size=meta.get("image_size", 0),
         augment="none",

@@ -99,6 +99,12 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def over_seeds(what: str, seeds: int) -> str:
+    """A header for results over ``seeds`` seeds that says what its cells are: ``what (mean ± std, 3 seeds)``; of one
+    seed ``what (1 seed)``, a single result (no mean, no spread)."""
+    return f"{what} (1 seed)" if seeds <= 1 else f"{what} (mean ± std, {seeds} seeds)"
+
+
 def mean_std(values: Sequence[float]) -> str:
     """``mean ± std`` (the sample standard deviation) of results over seeds, to two decimals, as every table of
     seeds shows them; one result alone is ``value (n=1)``: one seed measures no spread, and ``± 0.00`` would say

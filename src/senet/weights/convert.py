@@ -395,6 +395,9 @@ def read_source(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str
     if isinstance(source, Mapping):
         return _unwrap(source), {}
     path = Path(source)
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder: pass a weights file (.pth, .safetensors); a senet run folder "
+                         "needs no conversion (eval, predict, export and train --init take it as it is)")  # fmt: skip
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {str(path)!r}")
     if looks_like_pickle(path):
