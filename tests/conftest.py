@@ -11,8 +11,10 @@ from functools import partial
 import pytest
 import torch
 
-# Two cores: keep intra-op threads at what the machine has, and results repeatable.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Two cores: keep intra-op threads at what the machine has, and results repeatable; under pytest-xdist (`make test`
+# runs two workers) each worker takes its share of the cores.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // _WORKERS))
 
 
 @pytest.fixture(autouse=True)

@@ -232,6 +232,7 @@ def test_narrow_squeeze_equals_pooling_the_block_output(se_resnet50, example, fa
         torch.testing.assert_close(fast_nchw(example), slow(example), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [{"se_bias": False}, {"se_conv": True}])
 def test_narrow_squeeze_with_fcs_without_bias_or_as_convolutions(options):
     torch.manual_seed(0)
