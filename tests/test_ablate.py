@@ -141,6 +141,23 @@ def test_attention_study_measures_its_cost_once_and_reports_it(tmp_path):
     assert "Ablation: attention unit in SE&#x27;s place" in page and "train step b=8 (ms)" in page
 
 
+@slow
+def test_attention_cost_is_measured_on_the_trained_model_and_again_when_it_changes(tmp_path):
+    """The cost columns come from the model the runs trained (the recipe's model options too), at the recipe's
+    threads; a study with other model options measures again instead of reusing the first one's figures."""
+    out = tmp_path / "study"
+    for stages, runs in (("[3]", "a"), ("[2, 3]", "b")):
+        args = ["ablate", "attention", "--values", "eca", "--no-baseline", "--seeds", "1", "--out", str(out),
+                "--runs-dir", str(tmp_path / runs), "--model-options", f"{{se_stages: {stages}}}", *TINY]  # fmt: skip
+        assert main(args) == 0
+        study = json.loads((out / "study.json").read_text())
+        cost = json.loads((out / "cost.json").read_text())
+        assert [r["params"] for r in cost["rows"]] == [r["params"] for r in study["rows"]]
+        assert cost["env"]["threads"] == study["env"]["threads"] == 1  # TINY's --threads 1
+        assert cost["rows"][0]["options"]["se_stages"] == json.loads(stages)
+    assert "1 thread," in (out / "study.md").read_text()
+
+
 def _attention_study_json(**row_changes) -> dict:
     env = {"device": "cpu", "threads": 2, "torch": "2.14.1", "input_size": [1, 28, 28], "repeats": 15,
            "train_batch": 8, "cpu": "Intel Xeon", "cores": 2, "python": "3.11.2", "gpu": None}  # fmt: skip

@@ -32,8 +32,8 @@ from typing import Any
 import torch
 
 from ..data import load_datasets
-from ..environment import check_parallelism
-from ..factory import create_model
+from ..environment import check_parallelism, usable_cores
+from ..factory import create_model, weights_metadata
 from ..files import atomic_write, atomic_write_text, folder_lock
 from ..models import get_entry
 from ..training import TrainConfig, train
@@ -203,11 +203,14 @@ STUDY_SCHEMA = Map(
     },
     required=("study", "model", "rows"),
 )
-# cost.json: the attention study's measured cost, kept with what it was measured for (the variants, the input size).
+# cost.json: the attention study's measured cost, kept with what it was measured for (the models, the input size,
+# the threads, batch sizes and repeats: "measured"; a file without it is from an older senet and is measured again).
+_COST_BATCHES, _COST_TRAIN_BATCH, _COST_REPEATS = (1, 8), 8, 15
 _COST_SCHEMA = Map(
     {
         "variants": Json(max_depth=8, max_items=100_000),
         "input_size": List(Int(1, 1 << 16), length=3),
+        "measured": Json(max_depth=4, max_items=100),
         "env": _COST_ENV,
         "rows": List(
             Map(
@@ -322,10 +325,12 @@ class StudyResult:
         if not self.env:
             return ""
         size = "×".join(map(str, self.env["input_size"][1:]))
+        threads = f"{self.env['threads']} thread{'' if self.env['threads'] == 1 else 's'}"
         return (
-            f"Cost columns: {self.env['device']}, {self.env['threads']} threads, torch {self.env['torch']}, input "
-            f"{size}, fp32, eager, medians of {self.env['repeats']} interleaved runs in one process; training img/s: "
-            "the median over the variant's runs (their recipe, on a shared machine)."
+            f"Cost columns: {self.env['device']}, {threads}, torch {self.env['torch']}, input {size}, fp32, eager, "
+            f"medians of {self.env['repeats']} interleaved runs in one process; training img/s: the median over the "
+            "variant's runs (their recipe), each timed under whatever else the machine ran then: it does not compare "
+            "variants, the train-step column does."
         )
 
     def plot(self, path: str | os.PathLike) -> Path:
@@ -394,7 +399,7 @@ def run_study(
     with folder_lock(folder, "--out"):
         result = _run_study(study, base, variants, seeds, folder, runs_dir, log)
         if study == "attention":
-            _add_costs(result, variants, size(), log)
+            _add_costs(result, base, size(), log)
         return result
 
 
@@ -407,17 +412,44 @@ def _data_size(base: TrainConfig) -> tuple[int, int, int]:
     return spec.in_chans, spec.image_size, spec.image_size
 
 
-def _add_costs(result: StudyResult, variants: list[Variant], size: tuple[int, ...], log: Callable[[str], None]) -> None:
-    """Each variant's latency and training step, measured in one process, interleaved; kept in cost.json and
-    measured again only if the variants or the input size change."""
-    specs = [ModelSpec(v.model, v.options, v.label) for v in variants]
-    key = {"variants": [[s.model, s.options, s.label] for s in specs], "input_size": list(size)}
+def _add_costs(result: StudyResult, base: TrainConfig, size: tuple[int, ...], log: Callable[[str], None]) -> None:
+    """Each variant's latency and training step, measured in one process, interleaved, on the model its runs
+    trained (the options, classes and channels their weights files record) with the recipe's threads; kept in
+    cost.json and measured again only if something the figures depend on changes (the models, the input size,
+    the threads, batch sizes and repeats)."""
+    specs = []
+    for row in result.rows:
+        meta = weights_metadata(row["runs"][0])  # what was trained, as the run recorded it
+        options = {**meta["options"], "num_classes": meta["num_classes"]}
+        if meta.get("add_se"):
+            options["add_se"] = meta["add_se"]
+        specs.append(ModelSpec(meta["name"], options, row["label"]))
+    threads = base.threads or usable_cores()  # as each run trained (senet.training.trainer)
+    key = {
+        "variants": [[s.model, s.options, s.label] for s in specs],
+        "input_size": list(size),
+        "measured": {"threads": threads, "batch_sizes": list(_COST_BATCHES), "train_batch": _COST_TRAIN_BATCH,
+                     "repeats": _COST_REPEATS, "device": "cpu"},
+    }  # fmt: skip
     path = result.folder / "cost.json"
     fix = "it was altered or damaged: delete it and the cost is measured again"
     saved = read_json(path, _COST_SCHEMA, "cost.json of a study", fix) if path.is_file() else {}
     if {k: saved.get(k) for k in key} != json.loads(json_text(key)):
-        log(f"measuring latency and training step of {len(specs)} variants at {'×'.join(map(str, size))}")
-        rows, env = measure_cost(specs, batch_sizes=(1, 8), train_batch=8, input_size=size, twins=False)
+        log(f"measuring latency and training step of {len(specs)} variants at {'×'.join(map(str, size))}, "
+            f"{threads} thread{'s' if threads != 1 else ''}")  # fmt: skip
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            rows, env = measure_cost(
+                specs, batch_sizes=_COST_BATCHES, train_batch=_COST_TRAIN_BATCH, input_size=size,
+                repeats=_COST_REPEATS, twins=False,
+            )  # fmt: skip
+        finally:  # leave the caller's process as it was
+            torch.set_num_threads(before)
+        for row, r in zip(result.rows, rows, strict=True):
+            if row["params"] is not None and r.params != row["params"]:  # a guard: never another model's cost
+                raise RuntimeError(f"{row['label']}: the cost model has {r.params:,} parameters, the trained one "
+                                   f"{row['params']:,}; please report this")  # fmt: skip
         text = json_text({**key, "env": env, "rows": [r.to_dict() for r in rows]})
         atomic_write_text(path, text)
         saved = json.loads(text)  # batch sizes as JSON keys, as a later run reads them
