@@ -14,6 +14,7 @@ import senet
 from senet.analysis.ablate import study_variants
 from senet.analysis.attention import PRESETS, preset_options, stage_sizes
 from senet.analysis.cost import ModelSpec, markdown_table, measure_cost
+from senet.cli import main
 from senet.export import export
 from senet.layers import ATTENTION_UNITS, SEConfig
 from senet.layers.attention import AttentionUnit, GlobalContext
@@ -95,6 +96,28 @@ def test_the_unit_sits_where_se_would_with_the_width_of_that_position():
         assert net.layer1[0].se.channels == width
     net = senet.create_model("se_resnet50", attention="eca", se_stages=[2, 4])
     assert net.layer1[0].se is None and net.layer2[0].se.k_size == 5 and net.layer4[0].se.k_size == 7
+
+
+def test_a_model_default_for_the_se_unit_stays_with_the_se_unit():
+    """se_resnet18_cifar builds its SE units as 1×1 convolutions by default; another unit is built without that
+    default, and only a user's own se_conv with another unit is refused."""
+    with torch.device("meta"):
+        assert senet.create_model("se_resnet18_cifar").layer1[0].se.conv
+        net = senet.create_model("se_resnet18_cifar", attention="eca")
+        assert sum(isinstance(m, ATTENTION_UNITS["eca"]) for m in net.modules()) == 8
+        with pytest.raises(ValueError, match="se_conv=True applies to the SE unit only"):
+            senet.create_model("se_resnet18_cifar", attention="eca", se_conv=True)
+
+
+@slow  # 2–25 s a model on 2 busy cores, even on the meta device
+@pytest.mark.parametrize("model", senet.list_models(se=True, sort=False))
+def test_every_se_model_builds_with_every_unit(model):
+    """Every registered SE model (the ECA-ResNet-Ds too) with every unit in SE's place, on the meta device."""
+    for unit in UNITS:
+        with torch.device("meta"):
+            net = senet.create_model(model, attention=unit, attention_options=ANYWHERE.get(unit, {}))
+        kinds = {type(m) for m in net.modules() if isinstance(m, AttentionUnit)}
+        assert kinds == {ATTENTION_UNITS[unit]}, (model, unit)
 
 
 def test_per_stage_options_and_the_released_eca_kernels():
@@ -294,8 +317,9 @@ def test_attention_study_pairs_each_paper_figure_with_its_own_baseline():
     assert notes["eSE"] == (None, "no ResNet-50 ImageNet figure: its paper (CenterMask) reports VoVNetV2 only")
     for p in PRESETS.values():
         assert (p.paper is None) == bool(p.no_figure), p.label
-        if p.paper and p.paper.baseline_err == 24.80:  # ECA's own ResNet-50, also quoted in FcaNet's table
-            assert p.label in ("ECA", "FcaNet"), p.label
+        if p.paper and p.paper.baseline_err == 24.80:  # ECA's own ResNet-50, no one else's
+            assert p.label == "ECA", p.label
+    assert notes["FcaNet"] == (21.48, "FcaNet README, FcaNet-50, unverified")  # the README lists no ResNet-50
 
 
 def test_global_ge_in_a_network_at_another_input_size_says_how_to_build_it():
@@ -313,6 +337,20 @@ def test_cost_of_variants_of_one_model_in_one_table():
     assert table.count("| `resnet20` |") == 1
     with pytest.raises(ValueError, match="two variants are named 'se_resnet20 ECA'"):
         measure_cost([specs[1], ModelSpec("se_resnet20", {"attention": "cbam"}, "ECA")], input_size=(1, 8, 8))
+
+
+@slow  # a ResNet-50-D pair, profiled and timed
+def test_cost_names_the_unit_of_a_published_attention_model_and_counts_exactly(capsys):
+    """eca_resnet50d's ratio row is ECA's, not SE's; the parameters are exact counts (ECA adds dozens); a unit
+    swapped into a model that has another already is refused, naming the SE model to use."""
+    rows, env = measure_cost(["eca_resnet50d"], batch_sizes=(1,), input_size=(3, 32, 32), repeats=1, train=False)
+    table = markdown_table(rows, env)
+    assert "**ECA / plain**" in table and "SE / plain" not in table
+    assert f"| `eca_resnet50d` | {rows[0].params:,} |" in table and f"| `resnet50d` | {rows[1].params:,} |" in table
+    args = ["cost", "eca_resnet50d", "--attention", "cbam", "--input-size", "32", "--repeats", "1", "--no-train"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "eca_resnet50d has eca units in SE's place already" in err and "se_resnet50d --attention cbam" in err
 
 
 def test_gc_identity_start_is_the_only_one():

@@ -32,7 +32,7 @@ def test_measure_cost_pairs_twins_and_writes_table(tmp_path, capsys):
     assert rows[0].params > rows[1].params and rows[0].activation_mb > rows[1].activation_mb
     assert set(rows[0].latency_ms) == {1, 2} and rows[0].train_step_ms > 0
     table = markdown_table(rows, env)
-    assert "**SE / plain**" in table and f"{env['threads']} threads" in table
+    assert "**SE / plain**" in table and f"{env['threads']} thread" in table
     assert main(["cost", "se_resnet20", "--input-size", "8", "--in-chans", "1", "--batch", "1", "--repeats", "2",
                  "--train-batch", "2", "--out", str(tmp_path)]) == 0  # fmt: skip
     data = json.loads((tmp_path / "cost.json").read_text())

@@ -295,7 +295,7 @@ def test_profile_and_cost_take_a_run_folder_as_trained(fmnist_run, capsys):
     assert f"{params / 1e6:>8.3f}M" not in default  # r=16 by default: the run's own options made the difference
 
     out = _ok(capsys, "cost", str(fmnist_run), "--batch", "2", "--repeats", "1", "--no-train", "--device", "cpu")
-    assert f"| `se_resnet20` | {params / 1e6:.3f}M |" in out and "| `resnet20` |" in out
+    assert f"| `se_resnet20` | {params:,} |" in out and "| `resnet20` |" in out
     assert "| **SE / plain** |" in out and "input 28×28" in out
 
     err = _fails(capsys, "profile", str(fmnist_run), "--in-chans", "3")

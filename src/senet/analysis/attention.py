@@ -59,6 +59,7 @@ _GE = "GE (Hu et al., NeurIPS 2018), ResNet-50 vs SE, global extent"
 # Figures from docs/reference.md §8, where their sources are discussed; SE's is the SE paper's Table 10 (r = 16).
 # Each baseline is the plain ResNet-50 of the table the figure is quoted from: CBAM's and GCNet's are their own
 # papers' (ECA T3 re-lists their figures beside ECA's own ResNet-50, which they were not trained against).
+# FcaNet's README lists FcaNet-50 (78.52) and no plain ResNet-50, so none is paired with it.
 PRESETS: dict[str, Preset] = {
     "se": Preset("SE", "se", paper=PaperFigure(22.28, 23.30, "SE (TPAMI 2019) Table 10, r = 16")),
     "eca": Preset("ECA", "eca", paper=PaperFigure(22.52, 24.80, _ECA_T3)),
@@ -74,7 +75,7 @@ PRESETS: dict[str, Preset] = {
     "srm": Preset("SRM", "srm", paper=PaperFigure(22.87, None, "SRM (Lee et al., ICCV 2019), ImageNet", False)),
     "coord": Preset("coordinate attention", "coord", r=32, no_figure="its paper reports mobile networks only"),
     "fca": Preset(
-        "FcaNet", "fca", sizes="dct_size", min_size=7, paper=PaperFigure(21.48, 24.80, "FcaNet README", False)
+        "FcaNet", "fca", sizes="dct_size", min_size=7, paper=PaperFigure(21.48, None, "FcaNet README, FcaNet-50", False)
     ),
     "ese": Preset("eSE", "ese", no_figure="its paper (CenterMask) reports VoVNetV2 only"),
     "simam": Preset("SimAM", "simam", paper=PaperFigure(22.55, None, "SimAM README")),

@@ -227,8 +227,17 @@ def _key(options: dict[str, Any]) -> str:
     return json.dumps(options, sort_keys=True, default=repr)
 
 
+def _unit_label(row: CostRow) -> str:
+    """The name of the unit in ``row``'s model where SE sits: SE, or another (ECA in ``eca_resnet50d``)."""
+    from .attention import PRESETS
+
+    unit = row.options.get("attention") or dict(get_entry(row.model).se_defaults).get("attention", "se")
+    return PRESETS[unit].label if unit in PRESETS else str(unit)
+
+
 def markdown_table(rows: Sequence[CostRow], env: dict) -> str:
-    """Each SE model beside its twin, with the ratios SE / plain (a variant's: its label / plain)."""
+    """Each SE model beside its twin, with the ratios SE / plain (a variant's: its label / plain; a model with
+    another unit in SE's place: that unit's name / plain)."""
     plain = {(r.model, _key(r.options)): r for r in rows if not get_entry(r.model).has_se}
     batches = sorted({b for r in rows for b in r.latency_ms})
     head = [
@@ -244,7 +253,7 @@ def markdown_table(rows: Sequence[CostRow], env: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def fmt(r: CostRow) -> list[str]:
-        cells = [f"`{r.model}` {r.label}".rstrip(), f"{r.params / 1e6:.3f}M", f"{r.macs / 1e9:.3f}"]
+        cells = [f"`{r.model}` {r.label}".rstrip(), f"{r.params:,}", f"{r.macs / 1e9:.3f}"]  # exact: ECA adds dozens
         cells += [f"{r.latency_ms[b]:.2f}" for b in batches]
         cells += ["–" if r.train_step_ms is None else f"{r.train_step_ms:.1f}", f"{r.activation_mb:.1f}"]
         if "CUDA peak (MB)" in head:
@@ -260,7 +269,7 @@ def markdown_table(rows: Sequence[CostRow], env: dict) -> str:
         if not get_entry(r.model).has_se or twin not in plain:
             continue
         t = plain[twin]
-        what = r.label or "SE"
+        what = r.label or _unit_label(r)
         cells = [f"**{what} / plain**", ratio(r.params, t.params), ratio(r.macs, t.macs)]
         cells += [ratio(r.latency_ms[b], t.latency_ms[b]) for b in batches]
         cells += [ratio(r.train_step_ms, t.train_step_ms), ratio(r.activation_mb, t.activation_mb)]
@@ -271,9 +280,11 @@ def markdown_table(rows: Sequence[CostRow], env: dict) -> str:
                 lines.append("| " + " | ".join(line) + " |")
         shown.add(twin)
     size = "×".join(map(str, env["input_size"][1:]))
+    threads = f"{env['threads']} thread{'' if env['threads'] == 1 else 's'}"
+    kept = ", freed memory kept" if env.get("freed_memory_kept") else ""
     lines.append("")
     lines.append(
-        f"{env['device']}, {env['threads']} threads, torch {env['torch']}, input {size}, fp32, eager, "
-        f"medians of {env['repeats']} interleaved runs{', freed memory kept' if env.get('freed_memory_kept') else ''}."
+        f"{env['device']}, {threads}, torch {env['torch']}, input {size}, fp32, eager, medians of {env['repeats']} "
+        f"interleaved runs{kept}."
     )
     return "\n".join(lines)

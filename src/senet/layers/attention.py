@@ -237,8 +237,8 @@ class CBAM(AttentionUnit):
         r: reduction ratio of the MLP, width floor(C/r) (paper: r = 16).
         reduced: an explicit MLP width instead of ``r``.
         bias: biases in the MLP. Eq. 2 has none, nor has timm; the authors' code uses ``nn.Linear`` with biases,
-            and the 28.09M listed for CBAM-ResNet-50 in ECA-Net's Table 3 matches a count with them
-            (docs/attention.md).
+            and the 28.09M quoted for CBAM-ResNet-50 (attributed to the CBAM paper's Table 4; not re-read
+            there) matches a count with them (docs/attention.md).
         kernel_size: k of the spatial convolution (the paper compares 3 and 7).
 
     timm's ``CbamModule(C)`` is this unit with ``reduced=round(C/16)`` (equal for C a multiple of 16) and

@@ -37,6 +37,9 @@ SE_OPTIONS = (
     "r", "se_reduced", "se_rounding", "se_squeeze", "se_gate", "se_bias", "se_conv", "se_position", "se_stages",
     "se_init", "attention", "attention_options",
 )  # fmt: skip
+# The options of the SE unit itself (its bottleneck, squeeze, gate, layers): a model's default for one of them (the
+# source notes' SE-ResNet-18 builds SE with 1×1 convolutions) describes its SE unit and does not apply to another.
+_SE_UNIT_OPTIONS = ("se_reduced", "se_rounding", "se_squeeze", "se_gate", "se_bias", "se_conv")
 _COMMON = ("num_classes", "in_chans")
 
 
@@ -209,7 +212,11 @@ def build_model(name: str, *, num_classes: int | None = None, in_chans: int = 3,
     config = {"name": name, "in_chans": in_chans, "options": dict(options)}
     if num_classes is not None:
         options["num_classes"] = num_classes
-    se_kw = dict(entry.se_defaults) | {k: options.pop(k) for k in SE_OPTIONS if k in options}
+    given = {k: options.pop(k) for k in SE_OPTIONS if k in options}
+    defaults = dict(entry.se_defaults)
+    if given.get("attention", defaults.get("attention", "se")) != "se":  # the model's SE-unit defaults stay with SE;
+        defaults = {k: v for k, v in defaults.items() if k not in _SE_UNIT_OPTIONS}  # the user's own are refused
+    se_kw = defaults | given
     se = SEConfig.from_options(**se_kw) if entry.has_se else None
     model = entry.build(se, in_chans=in_chans, **options)
     for m in model.modules():  # after the family's own initialisation, which may touch the units' layers
