@@ -209,9 +209,13 @@ def test_profile_counts_layers_and_products_as_torch_does_plus_the_passes(unit):
 
 
 def test_resnet50_figures_of_the_papers():
-    counts = {p: senet.profile(senet.create_model("se_resnet50", **preset_options("se_resnet50", p, (3, 224, 224))))
-              for p in ("eca", "srm", "simam", "triplet")}  # fmt: skip
+    nets = {p: senet.create_model("se_resnet50", **preset_options("se_resnet50", p, (3, 224, 224)))
+            for p in ("eca", "srm", "simam", "triplet")}  # fmt: skip
+    for p, net in nets.items():  # a parameter-free unit's count alone cannot tell it from a missing one
+        assert sum(type(m) is ATTENTION_UNITS[p] for m in net.modules()) == 16, p  # one per bottleneck
+    counts = {p: senet.profile(net) for p, net in nets.items()}
     plain = senet.profile(senet.create_model("resnet50"))
+    assert counts["simam"].macs > plain.macs and counts["triplet"].macs > plain.macs  # their passes are counted
     assert counts["eca"].params - plain.params == 86  # k = ψ(C) = 5, 5, 5, 7; the released 3, 5, 5, 7: 80
     assert counts["srm"].params == 25_617_448 and counts["simam"].params == plain.params
     assert round(counts["triplet"].params / 1e6, 2) == 25.56  # the triplet attention README's
