@@ -143,14 +143,14 @@ def test_every_se_position_gives_the_same_output_with_and_without_gradient_recor
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("shortcut", [True, False])
 def test_training_scale_has_exact_first_and_second_derivatives(fmt, shortcut):
-    # While autograd records, SqueezeExcite.scale runs its own backward (_ScaleAdd); gradcheck compares it with
+    # While autograd records, SqueezeExcite.scale runs its own backward (fused.ScaleAdd); gradcheck compares it with
     # finite differences, gradgradcheck its backward's own derivatives (double backward, e.g. gradient penalties).
     se = senet.SqueezeExcite(6, 2).double()
     u = torch.randn(2, 6, 3, 4, dtype=torch.float64).contiguous(memory_format=FORMATS[fmt]).requires_grad_()
     s = torch.rand(2, 6, 1, 1, dtype=torch.float64, requires_grad=True)
     sc = torch.randn(2, 6, 3, 4, dtype=torch.float64, requires_grad=True) if shortcut else None
     out = se.scale(u, s, sc)
-    assert type(out.grad_fn).__name__ == "_ScaleAddBackward"  # the path under test, not autograd's addcmul
+    assert type(out.grad_fn).__name__ == "ScaleAddBackward"  # the path under test, not autograd's addcmul
     assert torch.autograd.gradcheck(lambda u, s, sc: se.scale(u, s, sc), (u, s, sc))
     assert torch.autograd.gradgradcheck(lambda u, s, sc: se.scale(u, s, sc), (u, s, sc))
 
