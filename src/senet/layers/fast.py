@@ -11,7 +11,7 @@
   one pass (`fused.SqueezeMean`, with what the scale hands it through a `fused.GradHandoff`) instead of three.
 * ``inplace=True`` and nothing can read ``u`` afterwards: `_in_place`, the result written into ``u``. Fresh memory of
   several MB costs page faults at every call on a CPU. "Nothing can read it": autograd does not need it (no gradient
-  is recorded) and no forward hook is registered (a hook may keep the unit's input).
+  is recorded) and no forward hook or forward pre-hook is registered (a hook may keep the unit's input).
 
 The fused operations themselves (autograd functions, kernels, the `GradHandoff` between them) live in
 `senet.layers.fused`, which imports nothing else of senet: the imports run se → fast → fused.
@@ -40,9 +40,13 @@ def traced(u: Tensor) -> bool:
 
 
 def _hooked(unit: nn.Module) -> bool:
-    """Whether a forward hook may see the unit's input after the unit returns: one of the unit's own, or a global one
-    (torch keeps those in a private registry; reading it is the only way to know of them)."""
-    return bool(unit._forward_hooks) or bool(nn.modules.module._global_forward_hooks)
+    """Whether a hook may keep the unit's input and read it after the unit returns: a forward pre-hook or forward
+    hook, of the unit's own or a global one (torch keeps those in a private registry; reading it is the only way to
+    know of them)."""
+    module = nn.modules.module
+    return any(
+        (unit._forward_pre_hooks, unit._forward_hooks, module._global_forward_pre_hooks, module._global_forward_hooks)
+    )
 
 
 def _recording(unit: nn.Module, u: Tensor) -> bool:
