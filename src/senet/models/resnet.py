@@ -520,8 +520,10 @@ _NETWORKS = [
      "SE-WRN-16-8 (paper Table 4 reports WRN-16-8 on CIFAR)",
      "Wide ResNet-16-8 (Zagoruyko & Komodakis, BMVC 2016): 3 stages of 2 pre-activation basic blocks"),
 ]  # fmt: skip
-# The source notes' CIFAR SENet-18: a 3×3 stem (conv, BN, ReLU), pre-activation basic blocks in stages [2, 2, 2, 2]
-# of 64-128-256-512 channels, SE by two 1×1 convolutions, average pooling and a linear classifier. 11.3M parameters.
+# The CIFAR-style ResNet-18 with SE of kuangliu/pytorch-cifar (SENet18, widely used for CIFAR): a 3×3 stride-1 stem
+# (conv, BN, ReLU) and no max-pool, pre-activation basic blocks in stages [2, 2, 2, 2] of 64-128-256-512 channels
+# (1×1-convolution shortcuts on the pre-activated input), SE by two 1×1 convolutions on the residual branch before the
+# addition, average pooling and a linear classifier. 11.3M parameters.
 _SEED_18 = ResNetSpec("CIFAR SENet-18", PreActBasicBlock, (2, 2, 2, 2), _BASIC, stem="cifar", shortcut="preact")
 
 for _se, _plain, _build, _spec, _se_doc, _plain_doc in _NETWORKS:
@@ -533,8 +535,9 @@ for _se, _plain, _build, _spec, _se_doc, _plain_doc in _NETWORKS:
 register_twins(
     "se_resnet18_cifar", "resnet18_cifar", functools.partial(_preact, _SEED_18), family="cifar",
     input_size=(3, 32, 32), se_defaults={"se_conv": True},
-    summaries=("The source notes' CIFAR SE-ResNet-18: pre-activation basic blocks, SE as two 1×1 convolutions",
-               "The source notes' CIFAR ResNet-18 without SE"),
+    summaries=("CIFAR-style SE-ResNet-18 (3×3 stem, no max-pool; pre-activation basic blocks, SE as two 1×1 "
+               "convolutions), as kuangliu/pytorch-cifar's SENet18",
+               "CIFAR-style ResNet-18 (3×3 stem, no max-pool, pre-activation basic blocks) without SE"),
 )  # fmt: skip
 # timm's ECA-ResNet-D models (ecaresnet50d, ecaresnet101d): ECA in SE's place, its kernel size ψ(C) per block.
 for _depth in (50, 101):
