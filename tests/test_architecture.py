@@ -19,6 +19,7 @@ LAYERS = [
     {"weights", "complexity", "retrofit"},
     {"factory"},
     {"data", "export", "optimize", "transfer", "detection"},
+    {"conversion"},  # other layouts' weights files as senet ones: a model (factory) and its preprocessing (data)
     {"training"},
     {"analysis"},
     {"cli"},
