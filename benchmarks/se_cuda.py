@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 import senet
 from senet import fused
-from senet.layers.fast import _ScaleAdd
+from senet.layers.fused import ScaleAdd
 
 SHAPES = [(256, 256, 56, 56), (256, 512, 28, 28), (256, 1024, 14, 14), (256, 2048, 7, 7)]  # ResNet-50 stage outputs
 DEV = "cuda"  # --dry-run: "cpu" under TRITON_INTERPRET=1, with small shapes, to check this script without a GPU
@@ -149,7 +149,7 @@ def bench(fn, warmup: int = 10, reps: int = 50) -> float:
 
 
 def eager_tail(u, s, r):
-    return torch.relu_(_ScaleAdd.apply(u, s, r) if u.requires_grad else torch.addcmul(r, u, s))
+    return torch.relu_(ScaleAdd.apply(u, s, r) if u.requires_grad else torch.addcmul(r, u, s))
 
 
 def plain_tail(u, s, r):

@@ -128,6 +128,28 @@ def test_inplace_writes_into_u_only_when_nothing_can_read_it():
     torch.testing.assert_close(y.detach(), expected)
 
 
+@pytest.mark.parametrize("where", ["unit", "global"])
+def test_inplace_leaves_the_input_a_forward_pre_hook_kept(where):
+    """The review's case: a pre-hook on the first SE unit of se_resnet20 keeps the input; in eval under no_grad the
+    in-place path must not overwrite it (it did: only forward hooks were checked)."""
+    model = senet.create_model("se_resnet20").eval()
+    se = next(m for m in model.modules() if isinstance(m, senet.SqueezeExcite))
+    kept = {}
+
+    def keep(module, args):
+        if module is se:
+            kept["u"], kept["copy"] = args[0], args[0].clone()
+
+    register = se.register_forward_pre_hook if where == "unit" else nn.modules.module.register_module_forward_pre_hook
+    handle = register(keep)
+    try:
+        with torch.no_grad():
+            model(torch.randn(2, 3, 32, 32))
+    finally:
+        handle.remove()
+    assert torch.equal(kept["u"], kept["copy"])
+
+
 @pytest.mark.parametrize("position", ["standard", "post", "after_3x3", "pre", "identity"])
 def test_every_se_position_gives_the_same_output_with_and_without_gradient_recording(position):
     cfg = senet.SEConfig(r=4, position=position)
@@ -143,14 +165,14 @@ def test_every_se_position_gives_the_same_output_with_and_without_gradient_recor
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("shortcut", [True, False])
 def test_training_scale_has_exact_first_and_second_derivatives(fmt, shortcut):
-    # While autograd records, SqueezeExcite.scale runs its own backward (_ScaleAdd); gradcheck compares it with
+    # While autograd records, SqueezeExcite.scale runs its own backward (fused.ScaleAdd); gradcheck compares it with
     # finite differences, gradgradcheck its backward's own derivatives (double backward, e.g. gradient penalties).
     se = senet.SqueezeExcite(6, 2).double()
     u = torch.randn(2, 6, 3, 4, dtype=torch.float64).contiguous(memory_format=FORMATS[fmt]).requires_grad_()
     s = torch.rand(2, 6, 1, 1, dtype=torch.float64, requires_grad=True)
     sc = torch.randn(2, 6, 3, 4, dtype=torch.float64, requires_grad=True) if shortcut else None
     out = se.scale(u, s, sc)
-    assert type(out.grad_fn).__name__ == "_ScaleAddBackward"  # the path under test, not autograd's addcmul
+    assert type(out.grad_fn).__name__ == "ScaleAddBackward"  # the path under test, not autograd's addcmul
     assert torch.autograd.gradcheck(lambda u, s, sc: se.scale(u, s, sc), (u, s, sc))
     assert torch.autograd.gradgradcheck(lambda u, s, sc: se.scale(u, s, sc), (u, s, sc))
 

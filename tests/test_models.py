@@ -108,6 +108,21 @@ def test_every_model_has_a_summary_and_a_docstring_that_hub_help_shows():
     assert "Table 2" in get_entry("se_resnet50").summary and "He et al." in get_entry("resnet50").summary
 
 
+def test_a_builder_doc_describes_its_own_models():
+    """The CIFAR ResNets and the ResNet-D models share no generic "a CIFAR ResNet, or a ResNet-D" text."""
+    cifar, resnet_d = get_entry("resnet20").family_doc, get_entry("eca_resnet50d").family_doc
+    assert "CIFAR" in cifar and "ResNet-D" not in cifar and "deep stem" not in cifar
+    assert "ResNet-D" in resnet_d and "CIFAR" not in resnet_d and get_entry("se_resnet50d").family_doc == resnet_d
+
+
+def test_module_sequence_is_public_and_ends_at_the_feature_maps():
+    """`Classifier.module_sequence` (what senet.detection and FeatureNet walk) names every feature map's module."""
+    model = senet.create_model("se_resnet20")
+    paths = [path for path, _ in model.module_sequence()]
+    assert paths[0] == "stem" and paths[-1] == model.feature_info[-1]["module"]
+    assert all(info["module"] in paths for info in model.feature_info)
+
+
 def test_list_models_pattern():
     assert senet.list_models("se_resnext*") == ["se_resnext101_32x4d", "se_resnext50_32x4d"]
     assert "resnet50" in senet.list_models(se=False) and "resnet50" not in senet.list_models(se=True)

@@ -205,6 +205,21 @@ def test_cli_convert_then_load_model(tmp_path, capsys):
     assert "se_resnet50.caffe_in1k" in capsys.readouterr().out
 
 
+def test_convert_file_writes_what_senet_convert_writes(tmp_path, capsys):
+    """The library function behind `senet convert`: a Python user gets the same file, and what it read."""
+    src = tmp_path / "resnet18-tv.pth"
+    torch.save(trained_like(torchvision.models.resnet18()).state_dict(), src)
+    cli, lib = tmp_path / "cli.safetensors", tmp_path / "lib.safetensors"
+    assert main(["convert", str(src), "--model", "resnet18", "--out", str(cli), "--input-size", "160"]) == 0
+    done = senet.convert_file(src, lib, model="resnet18", input_size=160)
+    assert done == ("resnet18", "torchvision", {"layout": "v1.5"}, len(torch.load(src, weights_only=True)))
+    assert f"-> {cli}: resnet18, layout='v1.5', {done.tensors} tensors" in capsys.readouterr().out
+    (a, meta_a), (b, meta_b) = load_model(cli), load_model(lib)
+    assert meta_a == meta_b and meta_b["image_size"] == 160
+    for (k, v), (_, w) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(v, w), k
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Known weights: served over HTTP from a local folder, exactly as a download would be.
 

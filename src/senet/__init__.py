@@ -7,11 +7,12 @@
 
 The layers, bottom up (docs/architecture.md): `files` and `constants`; `layers` (the SE unit); `models` (the zoo and
 its registry); `weights` (conversion, published weights); `factory` (`create_model`); `complexity`, `retrofit`,
-`export`, `optimize`, `detection` and `data`; `training`; `analysis`; `cli`.
+`export`, `optimize`, `detection` and `data`; `conversion` (`convert_file`); `training`; `analysis`; `cli`.
 """
 
 from ._version import __version__
 from .complexity import Profile, profile
+from .conversion import convert_file
 from .detection import fpn_backbone
 from .export import export
 from .factory import create_model, load_model
@@ -32,6 +33,7 @@ __all__ = [
     "__version__",
     "add_se",
     "compare",
+    "convert_file",
     "create_model",
     "evaluate",
     "export",

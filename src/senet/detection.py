@@ -97,7 +97,7 @@ def fpn_backbone(
                          "feature maps)")  # fmt: skip
     if trainable < count:  # freeze every module up to the last map that is not trained
         last_frozen = network.feature_info[count - trainable - 1]["module"]
-        for path, module in network._sequence():
+        for path, module in network.module_sequence():
             module.requires_grad_(False)
             if path == last_frozen:
                 break

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from senet.cli._config import BATCH, SUBSET, whole
 from senet.training.evaluation import TTA
@@ -41,6 +40,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from senet.conversion import state_dict_model
     from senet.factory import load_model, weights_file
     from senet.files import atomic_write_text, refuse_overwrite
     from senet.training import Inputs, evaluate
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     )
     dataset = spec.dataset
     if model is None:  # a plain PyTorch state dict: read with weights_only=True, every key checked
-        model = _state_dict_model(args.weights, args.model, spec)
+        model = state_dict_model(args.weights, args.model, num_classes=spec.num_classes, in_chans=spec.in_chans)
     classes = model.model_config["num_classes"]
     if spec.num_classes != classes:
         raise ValueError(f"{args.weights!r} has {classes} classes, {dataset} has {spec.num_classes}; evaluate it on "
@@ -79,23 +79,3 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_text(args.json, text + "\n")
     return 0
-
-
-def _state_dict_model(path: str, name: str | None, spec: Any) -> Any:
-    """The model of a plain PyTorch state dict in senet's own layout; weights of another layout (torchvision, timm,
-    Caffe ports) need the options and input normalisation that `senet convert` records, so eval names that command."""
-    from senet.factory import create_model
-    from senet.weights import get_layout, load_weights, read_source
-
-    convert = (
-        f"convert it first: senet convert {path} --model MODEL --num-classes {spec.num_classes} --out W.safetensors"
-    )
-    if not name:
-        raise ValueError(f"{path!r} is a PyTorch state dict without senet metadata; name its model with --model, or "
-                         f"{convert}")  # fmt: skip
-    tensors, _ = read_source(path)
-    layout = get_layout("auto", list(tensors))
-    if layout.name != "senet":
-        raise ValueError(f"{path!r} holds {layout.source} weights ({layout.name} layout), which senet eval does not "
-                         f"read directly; {convert.replace('MODEL', name)}, then senet eval W.safetensors")  # fmt: skip
-    return load_weights(create_model(name, num_classes=spec.num_classes, in_chans=spec.in_chans), path, "senet")

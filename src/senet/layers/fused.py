@@ -1,11 +1,19 @@
-"""Triton kernels for the end of a residual SE block on CUDA: ``relu(s·u + shortcut)`` in one pass, and its backward.
+"""The SE unit's fused operations: autograd functions with written-out backwards, and Triton kernels for CUDA.
+
+Everything here computes the numbers of eq. 2 and 4 (`senet.layers.se`) with less memory traffic; `senet.layers.fast`
+decides per call which of them `SqueezeExcite.forward` uses. This module owns the functions and the state they share
+(`GradHandoff`); the rest of senet only calls them.
+
+* Training on the torch path: `SqueezeMean` (eq. 2) and `ScaleAdd` (eq. 4), whose backwards together write ∂L/∂u in
+  one pass, the scale's part handed to the squeeze's backward through a `GradHandoff`.
+* On CUDA, opt-in (`use_triton`): ``relu(s·u + shortcut)`` in one pass, and its backward (`scale_add`).
 
 In eager PyTorch the block's tail is two kernels forward (``addcmul``, then the in-place ReLU: five passes over
 the map). Here it is one forward kernel (read u and the shortcut, write the output: three passes) and one backward
 kernel, which reads g, the output (for the ReLU mask) and u once, writes ∂L/∂shortcut (the masked g) and reduces
 ∂L/∂s = Σ_HW g·u on the way. Inside `SqueezeExcite.forward` it leaves ∂L/∂u to the squeeze's backward (through a
-`senet.layers.fast.GradHandoff`), which writes g·s + ∂L/∂z / HW with the forward kernel (a per-channel bias in place
-of the shortcut); alone, it writes g·s itself.
+`GradHandoff`), which writes g·s + ∂L/∂z / HW with the forward kernel (a per-channel bias in place of the shortcut);
+alone, it writes g·s itself.
 
 Measured on an H200 (docs/performance.md): SE-ResNet-50 inference at batch 256 takes 0.99× ResNet-50's time with
 the kernels against 1.26× without; at small batches the launches cost more than they save, training gains nothing,
@@ -20,11 +28,113 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["available", "scale_add", "use_triton"]
+__all__ = [
+    "GradHandoff",
+    "KernelChoice",
+    "ScaleAdd",
+    "SqueezeMean",
+    "available",
+    "mean_hw",
+    "scale_add",
+    "use_triton",
+]
+
+
+def mean_hw(u: Tensor) -> Tensor:
+    """Global average pooling (eq. 2), (B, C, H, W) → (B, C): the sum over H×W, then a division of the small result.
+
+    The same numbers as ``u.mean((2, 3))`` (which sums, then divides), but its gradient stays a broadcast view until
+    autograd adds it into the gradient of ``u``; ``mean``'s backward writes a full (B, C, H, W) tensor first.
+    """
+    return u.sum((2, 3)) / (u.shape[2] * u.shape[3])
+
+
+class GradHandoff:
+    """Carries the scale's part of ∂L/∂u to the squeeze's backward, which then writes ∂L/∂u in one pass.
+
+    u feeds two operations, the squeeze and the scale. Left to autograd, the scale's backward writes g·s, the
+    squeeze's writes (or broadcasts) ∂L/∂z / HW, and autograd adds the two: three passes over the map, and on CUDA
+    the broadcast addition alone costs as much as several dense ones. The squeeze's backward always runs after the
+    scale's (the gate depends on the squeeze), so the scale's backward leaves ``finish`` here: a function that turns
+    the squeeze's part, ∂L/∂z / HW of shape (B, C, 1, 1), into the whole ∂L/∂u = g·s + ∂L/∂z / HW.
+    """
+
+    __slots__ = ("finish",)
+
+    def __init__(self) -> None:
+        self.finish: Callable[[Tensor], Tensor] | None = None
+
+    @staticmethod
+    def accepts() -> bool:
+        """False during a double backward (autograd must then see every operation): compute ∂L/∂u yourself."""
+        return not torch.is_grad_enabled()
+
+
+class SqueezeMean(torch.autograd.Function):
+    """Global average pooling whose backward completes ∂L/∂u with what the scale left in a `GradHandoff`."""
+
+    @staticmethod
+    def forward(u: Tensor, handoff: GradHandoff) -> Tensor:
+        return mean_hw(u)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple, output: Tensor) -> None:
+        u, ctx.handoff = inputs
+        ctx.shape = u.shape
+
+    @staticmethod
+    def backward(ctx, dz: Tensor) -> tuple[Tensor, None]:
+        B, C, H, W = ctx.shape
+        gz = (dz / (H * W))[:, :, None, None]
+        finish, ctx.handoff.finish = ctx.handoff.finish, None
+        if finish is None:  # the scale's part went to autograd (or nowhere): broadcast as mean's backward does
+            return gz.expand(B, C, H, W), None
+        return finish(gz), None
+
+
+class ScaleAdd(torch.autograd.Function):
+    """``s·u + shortcut`` (or ``s·u``) with the backward of eq. 4 written out, for training.
+
+    autograd's own backward of ``addcmul`` with a broadcast gate ``s`` computes ∂L/∂s as sum_HW(g · (u · 1)): two
+    full-size temporaries per block (2× the time of one on a 2-core CPU). Here ∂L/∂s = sum_HW(g·u) needs one,
+    and ∂L/∂u = g·s; ∂L/∂shortcut = g is passed on as is. Given a `GradHandoff`, ∂L/∂u is left to the squeeze's
+    backward instead. The backward is made of differentiable operations, so double backward works (without it).
+    """
+
+    @staticmethod
+    def forward(u: Tensor, s: Tensor, shortcut: Tensor | None, handoff: GradHandoff | None = None) -> Tensor:
+        return u * s if shortcut is None else torch.addcmul(shortcut, u, s)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple, output: Tensor) -> None:
+        u, s, _, ctx.handoff = inputs
+        ctx.layout = torch.contiguous_format if u.is_contiguous() else torch.channels_last
+        ctx.save_for_backward(u, s)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        u, s = ctx.saved_tensors
+        need_u, need_s, need_shortcut, _ = ctx.needs_input_grad
+        handed = need_u and ctx.handoff is not None and ctx.handoff.accepts()
+        if handed:
+            shape, layout = u.shape, ctx.layout  # not u itself: the closure must not keep it alive
+
+            def finish(gz: Tensor) -> Tensor:  # ∂L/∂u = g·s + ∂L/∂z / HW, written once, in u's layout
+                du = torch.empty(shape, dtype=g.dtype, device=g.device, memory_format=layout)
+                return torch.addcmul(gz.to(g.dtype), g, s, out=du)
+
+            ctx.handoff.finish = finish
+        return (
+            g * s if need_u and not handed else None,
+            (g * u).sum((2, 3), keepdim=True) if need_s else None,
+            g if need_shortcut else None,
+            None,
+        )
 
 
 @functools.cache
@@ -216,7 +326,7 @@ def scale_add(
         shortcut: a map of ``u``'s shape, or None.
         relu: apply ReLU to the result.
         bias: one value per (sample, channel), (B, C, 1, 1) or (B, C), or None; not differentiated.
-        handoff: a `senet.layers.fast.GradHandoff` from `SqueezeExcite.forward`: its squeeze's backward then
+        handoff: a `GradHandoff` from `SqueezeExcite.forward`: its squeeze's backward then
             completes ∂L/∂u.
 
     The arithmetic is done in float32 and rounded once to the promoted dtype of u, s and the shortcut, as
@@ -238,17 +348,30 @@ def scale_add(
     return _ScaleAddReLU.apply(u, s, shortcut, relu, None if bias is None else bias.detach(), handoff)
 
 
+class KernelChoice:
+    """What `use_triton` switches: a unit whose scale can run as the Triton kernel (`senet.SqueezeExcite`).
+
+    ``kernel`` is ``"torch"`` (the default) or ``"triton"``; `senet.layers.fast.choose` reads it, `use_kernel` sets it.
+    """
+
+    kernel = "torch"
+
+    def use_kernel(self, kernel: str) -> None:
+        """Run the scale through ``kernel``: ``"triton"`` (on CUDA, in eager mode) or ``"torch"``."""
+        if kernel not in ("torch", "triton"):
+            raise ValueError(f"kernel={kernel!r} must be 'torch' or 'triton'")
+        self.kernel = kernel
+
+
 def use_triton(model: nn.Module, enabled: bool = True) -> nn.Module:
     """Run every `senet.SqueezeExcite` in ``model`` through the Triton kernels (on CUDA, in eager mode); returns it.
 
     Raises RuntimeError where triton cannot be imported. Units run the torch operations on CPU tensors, under
     `torch.compile` and in export whatever this says.
     """
-    from .se import SqueezeExcite  # the units this switches (se.py uses this module through senet.layers.fast)
-
     if enabled and _triton() is None:
         raise RuntimeError("senet.fused.use_triton needs triton (pip install triton, on Linux with a CUDA GPU)")
     for m in model.modules():
-        if isinstance(m, SqueezeExcite):
-            m.kernel = "triton" if enabled else "torch"
+        if isinstance(m, KernelChoice):
+            m.use_kernel("triton" if enabled else "torch")
     return model

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from . import fast
+from .fused import KernelChoice
 
 __all__ = ["GATES", "ROUNDINGS", "SQUEEZES", "SqueezeExcite", "check_choice", "reduced_width"]
 
@@ -77,7 +78,7 @@ def identity_problem(gate: str, bias: bool, prefix: str = "") -> str | None:
     return None
 
 
-class SqueezeExcite(nn.Module):
+class SqueezeExcite(KernelChoice, nn.Module):
     """Squeeze-and-Excitation unit: rescale each channel of ``u`` by a gate computed from the whole map.
 
     With ``u`` of shape (B, C, H, W), following the paper's equations:
@@ -101,10 +102,9 @@ class SqueezeExcite(nn.Module):
             the two forms compute the same function.
 
     ``forward(u, shortcut)`` with a shortcut returns ``s·u + shortcut`` in one fused operation (the "Axpy" layer of
-    the original Caffe models), which is how residual blocks call it.
+    the original Caffe models), which is how residual blocks call it. ``kernel`` says whether the scale runs as the
+    Triton kernel on CUDA (``"triton"``, set by ``use_kernel`` or `senet.fused.use_triton`) or as torch operations.
     """
-
-    kernel = "torch"  # "triton": the scale runs as one Triton kernel on CUDA in eager mode (senet.fused.use_triton)
 
     def __init__(
         self,

@@ -83,7 +83,7 @@ class Classifier(nn.Module):
 
     feature_info: FeatureInfo
 
-    def _sequence(self) -> list[tuple[str, nn.Module]]:
+    def module_sequence(self) -> list[tuple[str, nn.Module]]:
         """The modules from the input to the last feature map of ``forward_features``, in order, with their paths.
 
         Read from the attributes at every call, so that a module replaced later (`senet.optimize` folds BN into
@@ -93,14 +93,14 @@ class Classifier(nn.Module):
 
     def _init_features(self, maps: Sequence[tuple[str, int, int]]) -> None:
         """Record the feature maps: (path of the module that outputs it, channels, reduction) for each, in order."""
-        paths = [path for path, _ in self._sequence()]
+        paths = [path for path, _ in self.module_sequence()]
         missing = [path for path, _, _ in maps if path not in paths]
         if missing:  # a defect of the family's table, found when the network is built
             raise ValueError(f"{type(self).__name__}: feature maps at {missing} are not in its module sequence")
         self.feature_info = FeatureInfo(dict(num_chs=c, reduction=r, module=path) for path, c, r in maps)
 
     def _features(self, x: Tensor) -> Tensor:
-        for _, module in self._sequence():
+        for _, module in self.module_sequence():
             x = module(x)
         return x
 
@@ -138,7 +138,7 @@ class Classifier(nn.Module):
         last = self.feature_info[take[-1]]["module"]
         self.check_input(x)
         maps = []
-        for path, module in self._sequence():
+        for path, module in self.module_sequence():
             x = module(x)
             if path in taps:
                 maps.append(x)
@@ -176,7 +176,7 @@ class Staged(Classifier):
         """What follows the last stage before pooling (pre-activation networks: BN and ReLU)."""
         return []
 
-    def _sequence(self) -> list[tuple[str, nn.Module]]:
+    def module_sequence(self) -> list[tuple[str, nn.Module]]:
         # A stem that ends in a pooling is taken apart, so that the map before the pooling can be a feature map.
         stem = dict(self.stem.named_children())
         first = [(f"stem.{name}", m) for name, m in stem.items()] if "pool" in stem else [("stem", self.stem)]
@@ -186,7 +186,7 @@ class Staged(Classifier):
     def _init_staged_features(self, stem: tuple[int, int] | None, rows: Sequence[tuple[int, int]]) -> None:
         """Feature maps: the stem's before its pooling (``stem`` = (channels, reduction); None if it has none),
         then each stage's output (rows of (channels, reduction)), the last one after `_after_stages`."""
-        paths = [path for path, _ in self._sequence()]
+        paths = [path for path, _ in self.module_sequence()]
         maps = [(paths[paths.index("stem.pool") - 1], *stem)] if stem else []
         last = paths[-1]
         for i, (channels, reduction) in enumerate(rows, 1):

@@ -2,7 +2,7 @@
 the indices ``forward_intermediates`` and ``out_indices`` take (`take_indices`), and `FeatureNet`, what
 ``senet.create_model(name, features_only=True, out_indices=...)`` returns.
 
-Every network is a sequence of modules from its input to its last feature map (`Classifier._sequence`), and
+Every network is a sequence of modules from its input to its last feature map (`Classifier.module_sequence`), and
 ``feature_info`` names the module after which each map is taken: the output of each stage of resolution, the last
 map at each stride (before the next stage downsamples). A detection or segmentation head reads these maps
 (Lin et al., "Feature Pyramid Networks", CVPR 2017, §3: "the output of the last layer of each stage").
@@ -103,7 +103,7 @@ class FeatureNet(nn.Module):
             raise TypeError(f"{type(model).__name__} is not a senet network; make it with senet.create_model")
         take = take_indices(len(model.feature_info), out_indices)
         last = model.feature_info[take[-1]]["module"]
-        paths = [path for path, _ in model._sequence()]
+        paths = [path for path, _ in model.module_sequence()]
         end = paths.index(last) + 1
         kept = {path.partition(".")[0] for path in paths[:end]}  # top-level modules that compute a chosen map
         removed = [name for name, _ in model.named_children() if name not in kept]
@@ -129,7 +129,7 @@ class FeatureNet(nn.Module):
 
     @property
     def network(self) -> nn.Module:
-        """The network whose modules this runs (its full ``feature_info``, its ``_sequence``)."""
+        """The network whose modules this runs (its full ``feature_info``, its ``module_sequence``)."""
         return self._net[0]
 
     def train(self, mode: bool = True) -> FeatureNet:

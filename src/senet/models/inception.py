@@ -139,7 +139,7 @@ class Inception(Classifier):
         self._init_features(features)
         init_convs(self)
 
-    def _sequence(self) -> list[tuple[str, nn.Module]]:
+    def module_sequence(self) -> list[tuple[str, nn.Module]]:
         return [(f"stem.{n}", m) for n, m in self.stem.named_children()] + [
             (f"blocks.{n}", m) for n, m in self.blocks.named_children()
         ]

@@ -422,8 +422,25 @@ def _cifar(
     drop_rate: float = 0.0,
     zero_init_last: bool = False,
 ) -> ResNet:
-    """A residual network whose spec fixes its whole layout: a CIFAR ResNet (32×32 input, no pooling in the stem),
-    or a ResNet-D (the v1.5 layout, a deep stem and average-pool shortcuts; 1000 classes by default)."""
+    """He et al.'s CIFAR ResNet (§4.2 of the ResNet paper; the SE paper's Table 4): 32×32 input, a 3×3 stem without
+    pooling, 3 stages of basic blocks of 16-32-64 channels, zero-padding shortcuts (option A)."""
+    return ResNet(
+        spec, se, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, zero_init_last=zero_init_last
+    )
+
+
+def _resnet_d(
+    spec: ResNetSpec,
+    se: SEConfig | None,
+    *,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    drop_rate: float = 0.0,
+    zero_init_last: bool = False,
+) -> ResNet:
+    """A ResNet-D (He et al., "Bag of Tricks", CVPR 2019; timm's resnet50d, resnet101d): the v1.5 layout (stride in
+    the 3×3), a deep stem of three 3×3 convolutions (32-32-64) and average-pool shortcuts; 224×224 input, 1000
+    classes."""
     return ResNet(
         spec, se, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, zero_init_last=zero_init_last
     )
@@ -453,7 +470,6 @@ _BASIC = (64, 128, 256, 512)
 _BOTTLENECK = (256, 512, 1024, 2048)
 _CIFAR = dict(strides=(1, 2, 2), stem="cifar", stem_width=16, shortcut="pad")  # He et al. §4.2, option A
 _RESNET_D = dict(stem="deep", shortcut="avg")  # deep stem 32-32-64 (stem_width 64), average-pool shortcuts
-_resnet_d = functools.partial(_cifar, num_classes=1000)  # every ResNet-D option is in its spec, as a CIFAR ResNet's
 _PREACT = dict(strides=(1, 2, 2), stem="cifar_preact", stem_width=16, shortcut="preact", final_act=True)
 
 
@@ -520,8 +536,10 @@ _NETWORKS = [
      "SE-WRN-16-8 (paper Table 4 reports WRN-16-8 on CIFAR)",
      "Wide ResNet-16-8 (Zagoruyko & Komodakis, BMVC 2016): 3 stages of 2 pre-activation basic blocks"),
 ]  # fmt: skip
-# The source notes' CIFAR SENet-18: a 3×3 stem (conv, BN, ReLU), pre-activation basic blocks in stages [2, 2, 2, 2]
-# of 64-128-256-512 channels, SE by two 1×1 convolutions, average pooling and a linear classifier. 11.3M parameters.
+# The CIFAR-style ResNet-18 with SE of kuangliu/pytorch-cifar (SENet18, widely used for CIFAR): a 3×3 stride-1 stem
+# (conv, BN, ReLU) and no max-pool, pre-activation basic blocks in stages [2, 2, 2, 2] of 64-128-256-512 channels
+# (1×1-convolution shortcuts on the pre-activated input), SE by two 1×1 convolutions on the residual branch before the
+# addition, average pooling and a linear classifier. 11.3M parameters.
 _SEED_18 = ResNetSpec("CIFAR SENet-18", PreActBasicBlock, (2, 2, 2, 2), _BASIC, stem="cifar", shortcut="preact")
 
 for _se, _plain, _build, _spec, _se_doc, _plain_doc in _NETWORKS:
@@ -533,8 +551,9 @@ for _se, _plain, _build, _spec, _se_doc, _plain_doc in _NETWORKS:
 register_twins(
     "se_resnet18_cifar", "resnet18_cifar", functools.partial(_preact, _SEED_18), family="cifar",
     input_size=(3, 32, 32), se_defaults={"se_conv": True},
-    summaries=("The source notes' CIFAR SE-ResNet-18: pre-activation basic blocks, SE as two 1×1 convolutions",
-               "The source notes' CIFAR ResNet-18 without SE"),
+    summaries=("CIFAR-style SE-ResNet-18 (3×3 stem, no max-pool; pre-activation basic blocks, SE as two 1×1 "
+               "convolutions), as kuangliu/pytorch-cifar's SENet18",
+               "CIFAR-style ResNet-18 (3×3 stem, no max-pool, pre-activation basic blocks) without SE"),
 )  # fmt: skip
 # timm's ECA-ResNet-D models (ecaresnet50d, ecaresnet101d): ECA in SE's place, its kernel size ψ(C) per block.
 for _depth in (50, 101):

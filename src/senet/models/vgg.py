@@ -117,7 +117,7 @@ class VGG(Classifier):
         self._init_features(maps)
         init_convs(self)
 
-    def _sequence(self) -> list[tuple[str, nn.Module]]:
+    def module_sequence(self) -> list[tuple[str, nn.Module]]:
         return [(f"features.{n}", m) for n, m in self.features.named_children()] + [
             (f"pre_logits.{n}", m) for n, m in self.pre_logits.named_children()
         ]
