@@ -37,3 +37,14 @@ def test_measure_cost_pairs_twins_and_writes_table(tmp_path, capsys):
                  "--train-batch", "2", "--out", str(tmp_path)]) == 0  # fmt: skip
     data = json.loads((tmp_path / "cost.json").read_text())
     assert data["env"]["input_size"] == [1, 8, 8] and len(data["rows"]) == 2
+
+
+def test_a_gather_excite_row_is_named_by_its_variant():
+    from senet.analysis.cost import CostRow, _unit_label
+
+    def row(options):
+        return CostRow("se_resnet20", "resnet20", 1, 1, {1: 1.0}, None, 8, 0.0, options=options)
+
+    assert _unit_label(row({"attention": "ge", "attention_options": {"variant": "theta_plus"}})) == "GE-θ⁺"
+    assert _unit_label(row({"attention": "ge"})) == "GE-θ⁻"
+    assert _unit_label(row({})) == "SE"

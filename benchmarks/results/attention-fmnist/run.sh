@@ -4,6 +4,8 @@
 # shared 2-core machine it ran on, two single-thread processes train about 5x faster than one two-thread process.
 # Two processes at a time under a CPU lock (so that no other job shares the cores), sharing one runs folder; the
 # last command reads every cached run and measures the cost columns alone.
+# The cost columns: 52dd357 measured them at torch's default thread count (2 here) whatever --threads said; today's
+# code measures at --threads (1 below): set --threads 2 on the last command to measure as the committed table did.
 #
 # Run from the repository root; every path can be overridden. As recorded, it ran with SRC=<52dd357 copy>/src,
 # OUT=<studies folder>/attention-fmnist, PY=<repository>/.venv/bin/python and LOCK=/tmp/senet-cpu.lock.

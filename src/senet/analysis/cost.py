@@ -232,6 +232,8 @@ def _unit_label(row: CostRow) -> str:
     from .attention import PRESETS
 
     unit = row.options.get("attention") or dict(get_entry(row.model).se_defaults).get("attention", "se")
+    if unit == "ge":  # the preset of its variant: GE-θ⁻, GE-θ or GE-θ⁺
+        unit = "ge_" + dict(row.options.get("attention_options") or {}).get("variant", "theta_minus")
     return PRESETS[unit].label if unit in PRESETS else str(unit)
 
 

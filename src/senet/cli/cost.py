@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         unit = dict(get_entry(se_model).se_defaults).get("attention", "se")
         if unit != "se":  # a published network with another unit (eca_resnet50d): a unit swapped in is not its own
             base = get_entry(get_entry(se_model).twin).twin
-            raise ValueError(f"{name} has {unit} units in SE's place already; --attention swaps units into an SE "
+            label = PRESETS[unit].label if unit in PRESETS else unit
+            raise ValueError(f"{name} has {label} units in SE's place already; --attention swaps units into an SE "
                              f"model: measure {base} --attention {' '.join(args.attention)} beside {name}")  # fmt: skip
         for p in args.attention:
             options = preset_options(se_model, p, size or entry.input_size)
