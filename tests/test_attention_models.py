@@ -109,10 +109,20 @@ def test_a_model_default_for_the_se_unit_stays_with_the_se_unit():
             senet.create_model("se_resnet18_cifar", attention="eca", se_conv=True)
 
 
-@slow  # 2–25 s a model on 2 busy cores, even on the meta device
-@pytest.mark.parametrize("model", senet.list_models(se=True, sort=False))
-def test_every_se_model_builds_with_every_unit(model):
-    """Every registered SE model (the ECA-ResNet-Ds too) with every unit in SE's place, on the meta device."""
+def _unit_hosts() -> list[str]:
+    """The first SE model of each family and every model with SE defaults of its own (the ECA-ResNet-Ds, the CIFAR
+    ResNet-18's convolutional SE): the models whose construction differs in what a unit swap touches."""
+    first = {}
+    for n in senet.list_models(se=True, sort=False):
+        first.setdefault(senet.get_entry(n).family, n)
+    return [n for n in senet.list_models(se=True, sort=False) if n in first.values() or senet.get_entry(n).se_defaults]
+
+
+@slow  # 2–6 s a model on 2 busy cores, even on the meta device
+@pytest.mark.parametrize("model", _unit_hosts())
+def test_every_unit_builds_in_every_family_and_where_se_has_defaults(model):
+    """Every family's first SE model and every model with SE defaults of its own (the ECA-ResNet-Ds too) with every
+    unit in SE's place, on the meta device."""
     for unit in UNITS:
         with torch.device("meta"):
             net = senet.create_model(model, attention=unit, attention_options=ANYWHERE.get(unit, {}))
