@@ -5,6 +5,7 @@ models of other libraries trained through the Python API and used by the CLI; Im
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -614,3 +615,22 @@ def test_a_resumed_run_takes_its_start_from_its_folder_not_from_the_init_source(
     again = train(TrainConfig.from_dict({**common, "init": "pre.safetensors", "epochs": 2, "name": "moved"}),
                   resume="auto")  # fmt: skip
     assert again.config.init == str(source)
+
+
+def test_pickles_that_are_not_state_dicts_are_refused_naming_the_file_and_what_it_holds(tmp_path, capsys):
+    files = {"list.pth": ([1, 2, 3], "holds a list"), "tensor.pth": (torch.zeros(3), "holds a Tensor"),
+             "intkey.pth": ({1: torch.zeros(3)}, "keyed by int")}  # fmt: skip
+    base = ["train", "--model", "resnet20", "--dataset", "synthetic", "--in-chans", "1", "--image-size", "8",
+            "--train-subset", "32", "--test-subset", "8", "--batch-size", "16", "--epochs", "1",
+            "--out-dir", str(tmp_path / "runs"), "--name", "x"]  # fmt: skip
+    for name, (obj, what) in files.items():
+        path = str(tmp_path / name)
+        torch.save(obj, path)
+        with pytest.raises(ValueError, match=f"{re.escape(repr(path))} .*{what}.*not a state dict"):
+            W.read_state(path)
+        with pytest.raises(ValueError, match=f"{what}.*not a state dict"):
+            resolve_init(path, "resnet20")
+        assert what in _fails(capsys, *base, "--init", path)
+        out = str(tmp_path / "x.safetensors")
+        assert what in _fails(capsys, "convert", path, "--model", "resnet20", "--out", out)
+    assert not (tmp_path / "runs" / "x").exists() and not (tmp_path / "x.safetensors").exists()
