@@ -634,3 +634,20 @@ def test_pickles_that_are_not_state_dicts_are_refused_naming_the_file_and_what_i
         out = str(tmp_path / "x.safetensors")
         assert what in _fails(capsys, "convert", path, "--model", "resnet20", "--out", out)
     assert not (tmp_path / "runs" / "x").exists() and not (tmp_path / "x.safetensors").exists()
+
+
+def test_torchvision_models_record_torchvisions_preprocessing_which_timm_reads_as_senet_does():
+    from timm.data import resolve_data_config
+
+    from senet.data.transforms import Preprocess, image_transforms
+
+    model = senet.create_model("torchvision:resnet18", num_classes=10)
+    pre = Preprocess.from_model(model)
+    assert pre == Preprocess(input_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=0.875,
+                             interpolation="bilinear")  # fmt: skip
+    resize, crop = image_transforms(pre, train=False).transforms
+    tv = torchvision.models.ResNet18_Weights.DEFAULT.transforms()  # torchvision's own: 256, then 224, bilinear
+    assert (resize.size, crop.size[0], resize.interpolation) == (tv.resize_size, tv.crop_size[0], tv.interpolation)
+    timm_cfg = resolve_data_config(model=model)  # timm reads the same, not its bicubic default
+    assert timm_cfg["interpolation"] == "bilinear" and timm_cfg["crop_pct"] == 0.875
+    assert timm_cfg["input_size"] == (3, 224, 224) and timm_cfg["mean"] == pre.mean and timm_cfg["std"] == pre.std

@@ -144,6 +144,7 @@ def _from_library(name: str, num_classes: int | None, in_chans: int, options: di
         if in_chans != 3:
             raise ValueError(f"{name} takes RGB input (in_chans=3); got in_chans={in_chans!r}")
         model = torchvision.models.get_model_builder(builder)(**kwargs)
+        model.pretrained_cfg = _pretrained_cfg(_torchvision_preprocess(builder, options))
     else:
         timm = require("timm", "timm", f"{name} (a timm model)")
         if not timm.is_model(builder):
@@ -161,6 +162,28 @@ def _from_library(name: str, num_classes: int | None, in_chans: int, options: di
             raise ValueError(f"{name} has no linear classifier to remove; num_classes=0 needs one")
         model.reset_classifier(0)
     return model
+
+
+def _torchvision_preprocess(builder: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """A torchvision model's preprocessing in senet's terms: that of its ``DEFAULT`` weights' ``transforms()``
+    (read, not downloaded: resnet18's resizes to 256 and crops 224, bilinear, ImageNet's mean and std), with
+    ``image_size=`` where the model takes one; ImageNet's convention (224 of 256, bilinear) for a model without
+    published weights."""
+    import torchvision
+
+    pre = {"input_size": 224, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "crop_pct": 0.875,
+           "interpolation": "bilinear"}  # fmt: skip
+    try:
+        t = torchvision.models.get_model_weights(builder).DEFAULT.transforms()
+    except (ValueError, AttributeError, KeyError):  # no weights enum for this builder
+        t = None
+    if t is not None:
+        crop, resize = t.crop_size[0], t.resize_size[0]
+        pre.update(input_size=crop, mean=list(t.mean), std=list(t.std), crop_pct=crop / resize,
+                   interpolation=t.interpolation.value)  # fmt: skip
+    if isinstance(options.get("image_size"), int):
+        pre["input_size"] = options["image_size"]
+    return pre
 
 
 def _last_linear(model: nn.Module) -> str | None:
