@@ -651,3 +651,19 @@ def test_torchvision_models_record_torchvisions_preprocessing_which_timm_reads_a
     timm_cfg = resolve_data_config(model=model)  # timm reads the same, not its bicubic default
     assert timm_cfg["interpolation"] == "bilinear" and timm_cfg["crop_pct"] == 0.875
     assert timm_cfg["input_size"] == (3, 224, 224) and timm_cfg["mean"] == pre.mean and timm_cfg["std"] == pre.std
+
+
+@slow
+def test_a_safetensors_file_without_metadata_gets_the_hint_its_pth_twin_gets(tmp_path):
+    from safetensors.torch import save_file
+
+    deep = senet.create_model("resnet56", num_classes=5, in_chans=1)
+    torch.save(deep.state_dict(), tmp_path / "r56.pth")
+    save_file(deep.state_dict(), tmp_path / "r56.safetensors")  # sorted names: layer1.0.conv1.weight comes first
+    model = senet.create_model("resnet20", num_classes=5, in_chans=1)
+    hints = []
+    for suffix in ("pth", "safetensors"):
+        with pytest.raises(ValueError, match=r"; they fit resnet56 \(--model NAME; se_resnet56 as a retrofit\)$") as e:
+            load_init(model, resolve_init(str(tmp_path / f"r56.{suffix}"), "resnet20"), FIRST_FIVE)
+        hints.append(str(e.value).partition("; they fit")[2])
+    assert hints[0] == hints[1]

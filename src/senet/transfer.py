@@ -334,14 +334,18 @@ def fitting_models(tensors: Mapping[str, Tensor], layout: str) -> tuple[list[str
     """Registered models whose tensors (the classifier aside) have exactly the names and shapes of ``tensors``, built
     with the options ``layout`` needs; and the SE models that take them as a retrofit (all but their SE units)."""
     have = _shapes({senet_name(k, layout) or k: v for k, v in tensors.items()})
-    conv = next((s for k, s in have.items() if len(s) == 4), None)
-    in_chans = conv[1] if conv else 3
     found: tuple[list[str], list[str]] = ([], [])
     for name in list_models():
         entry = get_entry(name)
         try:
             with torch.device("meta"):
-                m = build_model(name, in_chans=in_chans, **model_options(name, layout))
+                m = build_model(name, **model_options(name, layout))
+                # the input channels the weights' stem reads: the model's own first convolution, found by name
+                # (a file's order is not the model's: safetensors sorts the names)
+                stem = next((k for k, v in m.state_dict().items() if v.ndim == 4), None)
+                in_chans = have[stem][1] if stem in have and len(have[stem]) == 4 else None
+                if in_chans is not None and in_chans != m.state_dict()[stem].shape[1]:
+                    m = build_model(name, in_chans=in_chans, **model_options(name, layout))
         except (ValueError, TypeError):
             continue
         head = classifier_name(m) + "."
