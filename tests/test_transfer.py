@@ -667,3 +667,13 @@ def test_a_safetensors_file_without_metadata_gets_the_hint_its_pth_twin_gets(tmp
             load_init(model, resolve_init(str(tmp_path / f"r56.{suffix}"), "resnet20"), FIRST_FIVE)
         hints.append(str(e.value).partition("; they fit")[2])
     assert hints[0] == hints[1]
+
+
+def test_default_weights_for_a_library_model_say_there_are_none(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"library models \(torchvision:/timm:\) have no published senet weights"):
+        resolve_init("DEFAULT", "torchvision:resnet18")
+    err = _fails(capsys, "train", "--model", "torchvision:resnet18", "--init", "DEFAULT", "--dataset", "synthetic",
+                 "--image-size", "8", "--train-subset", "32", "--test-subset", "8", "--batch-size", "16",
+                 "--epochs", "1", "--out-dir", str(tmp_path / "runs"), "--name", "x")  # fmt: skip
+    assert "have no published senet weights; give a weights file or a run folder" in err and "unknown model" not in err
+    assert not (tmp_path / "runs" / "x").exists()

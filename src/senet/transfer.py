@@ -86,6 +86,9 @@ def resolve_init(source: str, model: str) -> InitSource:
     if not isinstance(source, str) or not source:
         raise ValueError(f"init={source!r}: give a published weights tag, a run folder or a weights file")
     path = Path(source).expanduser()
+    if not path.exists() and source == "DEFAULT" and ":" in model:
+        raise ValueError(f"init='DEFAULT' for {model}: library models (torchvision:/timm:) have no published senet "
+                         "weights; give a weights file or a run folder")  # fmt: skip
     if not path.exists() and _is_published(source, model):
         owner, _, tag = source.rpartition(".") if source != "DEFAULT" and "." in source else ("", "", source)
         spec = get_weights(owner or model, tag)
