@@ -677,3 +677,30 @@ def test_default_weights_for_a_library_model_say_there_are_none(tmp_path, capsys
                  "--epochs", "1", "--out-dir", str(tmp_path / "runs"), "--name", "x")  # fmt: skip
     assert "have no published senet weights; give a weights file or a run folder" in err and "unknown model" not in err
     assert not (tmp_path / "runs" / "x").exists()
+
+
+def test_hints_name_the_add_se_calls_and_the_se_twin_of_the_weights(tmp_path, capsys):
+    calls = [{"r": 16}]
+    tv_se = senet.create_model("torchvision:resnet18", num_classes=5, add_se=calls)
+    folder = tmp_path / "tv-se"
+    save_weights(folder / LAST_FILE, tv_se, model_metadata(tv_se, dataset="synthetic", classes=FIRST_FIVE,
+                 image_size=32, mean=[0.5] * 3, std=[0.25] * 3, crop_pct=1.0, interpolation="bilinear"))  # fmt: skip
+    recorded = json.dumps(tv_se.model_config["add_se"], sort_keys=True)  # the calls in full, every argument
+    assert '"r": 16' in recorded
+    hint = re.escape(f"; the weights are torchvision:resnet18 with add_se {recorded}'s: train --model "
+                     f"torchvision:resnet18 --add-se '{recorded}'") + "$"  # fmt: skip
+    for name in ("se_resnet18", "torchvision:resnet18"):  # another network; the same one without add_se
+        with pytest.raises(ValueError, match=hint):
+            load_init(senet.create_model(name, num_classes=5), resolve_init(str(folder), name), FIRST_FIVE)
+    advised = senet.create_model("torchvision:resnet18", num_classes=5, add_se=json.loads(recorded))
+    assert not load_init(advised, resolve_init(str(folder), "torchvision:resnet18"), FIRST_FIVE).new  # it fits
+    err = _fails(capsys, "train", "--model", "se_resnet18", "--init", str(folder), "--dataset", "synthetic",
+                 "--image-size", "32", "--train-subset", "32", "--test-subset", "8", "--batch-size", "16",
+                 "--epochs", "1", "--out-dir", str(tmp_path / "runs"), "--name", "x")  # fmt: skip
+    assert f"--model torchvision:resnet18 --add-se '{recorded}'" in err
+    # an SE network's weights into its plain twin: not a retrofit, the SE twin named
+    se = senet.create_model("se_resnet20", num_classes=5, in_chans=1)
+    weights_file(tmp_path / "se20.safetensors", se, FIRST_FIVE)
+    plain = senet.create_model("resnet20", num_classes=5, in_chans=1)
+    with pytest.raises(ValueError, match=r"; the weights are se_resnet20's: train --model se_resnet20$"):
+        load_init(plain, resolve_init(str(tmp_path / "se20.safetensors"), "resnet20"), FIRST_FIVE)
