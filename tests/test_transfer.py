@@ -704,3 +704,11 @@ def test_hints_name_the_add_se_calls_and_the_se_twin_of_the_weights(tmp_path, ca
     plain = senet.create_model("resnet20", num_classes=5, in_chans=1)
     with pytest.raises(ValueError, match=r"; the weights are se_resnet20's: train --model se_resnet20$"):
         load_init(plain, resolve_init(str(tmp_path / "se20.safetensors"), "resnet20"), FIRST_FIVE)
+
+
+def test_pretrained_takes_a_bool_and_false_with_weights_is_refused():
+    with pytest.raises(TypeError, match=r"pretrained='yes' must be True or False"):
+        senet.create_model("resnet20", pretrained="yes")
+    with pytest.raises(ValueError, match=r"pretrained=False contradicts weights='DEFAULT': drop one"):
+        senet.create_model("resnet18", pretrained=False, weights="DEFAULT")  # refused before any download
+    assert senet.create_model("resnet20", pretrained=False).num_classes == 10

@@ -47,7 +47,7 @@ def create_model(
     num_classes: int | None = None,
     in_chans: int = 3,
     weights: str | None = None,
-    pretrained: bool = False,
+    pretrained: bool | None = None,
     add_se: Sequence[Mapping[str, Any]] = (),
     features_only: bool = False,
     out_indices: int | Sequence[int] | None = None,
@@ -68,7 +68,8 @@ def create_model(
         weights: ``"DEFAULT"`` or a tag of `senet.list_weights(name)`: download (torch.hub's cache, checksum
             checked), convert and load the published weights; ``model.weights_meta`` then records their
             normalisation and origin (`senet.weights.KnownWeights.metadata`).
-        pretrained: ``weights="DEFAULT"`` (timm's spelling) unless ``weights`` names others.
+        pretrained: ``weights="DEFAULT"`` (timm's spelling) unless ``weights`` names others; ``False`` with
+            ``weights`` is a contradiction, refused.
         add_se: `senet.add_se` calls to make on the built model, each a dict of its arguments (``[{"r": 16}]``).
         features_only: return the network's feature maps instead of its classes: a `senet.models.FeatureNet`,
             whose forward returns a list of maps (timm's ``features_only``); ``model.feature_info`` gives the
@@ -87,6 +88,11 @@ def create_model(
         ValueError: unknown name (close matches named), a bad option value, or options the weights do not fit.
         TypeError: an option the model does not take (the valid ones named).
     """
+    if pretrained is not None and not isinstance(pretrained, bool):
+        raise TypeError(f"pretrained={pretrained!r} must be True or False (or weights='DEFAULT' / a tag)")
+    if pretrained is False and weights is not None:
+        raise ValueError(f"pretrained=False contradicts weights={weights!r}: drop one (pretrained=False builds "
+                         "fresh weights, weights= loads published ones)")  # fmt: skip
     weights = weights or ("DEFAULT" if pretrained else None)
     if out_indices is not None and not features_only:
         raise ValueError(f"out_indices={out_indices!r} chooses feature maps: pass features_only=True with it")
