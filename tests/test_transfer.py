@@ -712,3 +712,11 @@ def test_pretrained_takes_a_bool_and_false_with_weights_is_refused():
     with pytest.raises(ValueError, match=r"pretrained=False contradicts weights='DEFAULT': drop one"):
         senet.create_model("resnet18", pretrained=False, weights="DEFAULT")  # refused before any download
     assert senet.create_model("resnet20", pretrained=False).num_classes == 10
+
+
+def test_a_headless_source_is_said_to_have_no_head(tmp_path):
+    torch.save(senet.create_model("resnet20", num_classes=0, in_chans=1).state_dict(), tmp_path / "features.pth")
+    model = senet.create_model("resnet20", num_classes=5, in_chans=1)
+    report = load_init(model, resolve_init(str(tmp_path / "features.pth"), "resnet20"), FIRST_FIVE)
+    assert report.new["fc.weight"] == "a new head: the source has none (its features only), the data 5 classes"
+    assert "None" not in "\n".join(report.lines())

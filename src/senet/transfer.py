@@ -240,7 +240,11 @@ def load_init(model: nn.Module, source: InitSource, classes: Sequence[str], *, l
         why_head = f"a new head: the source's {_few(source.classes)} are not the data's {_few(classes)}"
     else:
         new_head = src_classes != len(classes)
-        why_head = f"a new head: the source has {src_classes} classes, the data {len(classes)}"
+        why_head = (
+            f"a new head: the source has {src_classes} classes, the data {len(classes)}"
+            if src_classes
+            else f"a new head: the source has none (its features only), the data {len(classes)} classes"
+        )
     se_units = [n + "." for n, m in model.named_modules() if isinstance(m, SqueezeExcite)]
     retrofit = bool(se_units) and not any(n.startswith(tuple(se_units)) for n in names)
     skip = (head,) * new_head + tuple(se_units) * retrofit
