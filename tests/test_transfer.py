@@ -720,3 +720,15 @@ def test_a_headless_source_is_said_to_have_no_head(tmp_path):
     report = load_init(model, resolve_init(str(tmp_path / "features.pth"), "resnet20"), FIRST_FIVE)
     assert report.new["fc.weight"] == "a new head: the source has none (its features only), the data 5 classes"
     assert "None" not in "\n".join(report.lines())
+
+
+def test_a_run_from_an_init_source_without_its_init_json_is_not_resumed(tmp_path, plain_run, capsys):
+    args = ["--model", "resnet20", "--dataset", "synthetic", "--in-chans", "1", "--image-size", "8",
+            "--train-subset", "32", "--test-subset", "8", "--batch-size", "16", "--out-dir", str(tmp_path / "runs"),
+            "--name", "x", "--init", str(plain_run[0])]  # fmt: skip
+    assert main(["train", *args, "--epochs", "1"]) == 0, capsys.readouterr().err
+    run = tmp_path / "runs" / "x"
+    (run / "init.json").unlink()
+    capsys.readouterr()
+    err = _fails(capsys, "train", "--resume", str(run), "--epochs", "2")
+    assert "init.json is missing, so the run's record is incomplete" in err and "start the run again" in err
