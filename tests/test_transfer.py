@@ -5,6 +5,7 @@ models of other libraries trained through the Python API and used by the CLI; Im
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -614,3 +615,120 @@ def test_a_resumed_run_takes_its_start_from_its_folder_not_from_the_init_source(
     again = train(TrainConfig.from_dict({**common, "init": "pre.safetensors", "epochs": 2, "name": "moved"}),
                   resume="auto")  # fmt: skip
     assert again.config.init == str(source)
+
+
+def test_pickles_that_are_not_state_dicts_are_refused_naming_the_file_and_what_it_holds(tmp_path, capsys):
+    files = {"list.pth": ([1, 2, 3], "holds a list"), "tensor.pth": (torch.zeros(3), "holds a Tensor"),
+             "intkey.pth": ({1: torch.zeros(3)}, "keyed by int")}  # fmt: skip
+    base = ["train", "--model", "resnet20", "--dataset", "synthetic", "--in-chans", "1", "--image-size", "8",
+            "--train-subset", "32", "--test-subset", "8", "--batch-size", "16", "--epochs", "1",
+            "--out-dir", str(tmp_path / "runs"), "--name", "x"]  # fmt: skip
+    for name, (obj, what) in files.items():
+        path = str(tmp_path / name)
+        torch.save(obj, path)
+        with pytest.raises(ValueError, match=f"{re.escape(repr(path))} .*{what}.*not a state dict"):
+            W.read_state(path)
+        with pytest.raises(ValueError, match=f"{what}.*not a state dict"):
+            resolve_init(path, "resnet20")
+        assert what in _fails(capsys, *base, "--init", path)
+        out = str(tmp_path / "x.safetensors")
+        assert what in _fails(capsys, "convert", path, "--model", "resnet20", "--out", out)
+    assert not (tmp_path / "runs" / "x").exists() and not (tmp_path / "x.safetensors").exists()
+
+
+def test_torchvision_models_record_torchvisions_preprocessing_which_timm_reads_as_senet_does():
+    from timm.data import resolve_data_config
+
+    from senet.data.transforms import Preprocess, image_transforms
+
+    model = senet.create_model("torchvision:resnet18", num_classes=10)
+    pre = Preprocess.from_model(model)
+    assert pre == Preprocess(input_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=0.875,
+                             interpolation="bilinear")  # fmt: skip
+    resize, crop = image_transforms(pre, train=False).transforms
+    tv = torchvision.models.ResNet18_Weights.DEFAULT.transforms()  # torchvision's own: 256, then 224, bilinear
+    assert (resize.size, crop.size[0], resize.interpolation) == (tv.resize_size, tv.crop_size[0], tv.interpolation)
+    timm_cfg = resolve_data_config(model=model)  # timm reads the same, not its bicubic default
+    assert timm_cfg["interpolation"] == "bilinear" and timm_cfg["crop_pct"] == 0.875
+    assert timm_cfg["input_size"] == (3, 224, 224) and timm_cfg["mean"] == pre.mean and timm_cfg["std"] == pre.std
+
+
+@slow
+def test_a_safetensors_file_without_metadata_gets_the_hint_its_pth_twin_gets(tmp_path):
+    from safetensors.torch import save_file
+
+    deep = senet.create_model("resnet56", num_classes=5, in_chans=1)
+    torch.save(deep.state_dict(), tmp_path / "r56.pth")
+    save_file(deep.state_dict(), tmp_path / "r56.safetensors")  # sorted names: layer1.0.conv1.weight comes first
+    model = senet.create_model("resnet20", num_classes=5, in_chans=1)
+    hints = []
+    for suffix in ("pth", "safetensors"):
+        with pytest.raises(ValueError, match=r"; they fit resnet56 \(--model NAME; se_resnet56 as a retrofit\)$") as e:
+            load_init(model, resolve_init(str(tmp_path / f"r56.{suffix}"), "resnet20"), FIRST_FIVE)
+        hints.append(str(e.value).partition("; they fit")[2])
+    assert hints[0] == hints[1]
+
+
+def test_default_weights_for_a_library_model_say_there_are_none(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"library models \(torchvision:/timm:\) have no published senet weights"):
+        resolve_init("DEFAULT", "torchvision:resnet18")
+    err = _fails(capsys, "train", "--model", "torchvision:resnet18", "--init", "DEFAULT", "--dataset", "synthetic",
+                 "--image-size", "8", "--train-subset", "32", "--test-subset", "8", "--batch-size", "16",
+                 "--epochs", "1", "--out-dir", str(tmp_path / "runs"), "--name", "x")  # fmt: skip
+    assert "have no published senet weights; give a weights file or a run folder" in err and "unknown model" not in err
+    assert not (tmp_path / "runs" / "x").exists()
+
+
+def test_hints_name_the_add_se_calls_and_the_se_twin_of_the_weights(tmp_path, capsys):
+    calls = [{"r": 16}]
+    tv_se = senet.create_model("torchvision:resnet18", num_classes=5, add_se=calls)
+    folder = tmp_path / "tv-se"
+    save_weights(folder / LAST_FILE, tv_se, model_metadata(tv_se, dataset="synthetic", classes=FIRST_FIVE,
+                 image_size=32, mean=[0.5] * 3, std=[0.25] * 3, crop_pct=1.0, interpolation="bilinear"))  # fmt: skip
+    recorded = json.dumps(tv_se.model_config["add_se"], sort_keys=True)  # the calls in full, every argument
+    assert '"r": 16' in recorded
+    hint = re.escape(f"; the weights are torchvision:resnet18 with add_se {recorded}'s: train --model "
+                     f"torchvision:resnet18 --add-se '{recorded}'") + "$"  # fmt: skip
+    for name in ("se_resnet18", "torchvision:resnet18"):  # another network; the same one without add_se
+        with pytest.raises(ValueError, match=hint):
+            load_init(senet.create_model(name, num_classes=5), resolve_init(str(folder), name), FIRST_FIVE)
+    advised = senet.create_model("torchvision:resnet18", num_classes=5, add_se=json.loads(recorded))
+    assert not load_init(advised, resolve_init(str(folder), "torchvision:resnet18"), FIRST_FIVE).new  # it fits
+    err = _fails(capsys, "train", "--model", "se_resnet18", "--init", str(folder), "--dataset", "synthetic",
+                 "--image-size", "32", "--train-subset", "32", "--test-subset", "8", "--batch-size", "16",
+                 "--epochs", "1", "--out-dir", str(tmp_path / "runs"), "--name", "x")  # fmt: skip
+    assert f"--model torchvision:resnet18 --add-se '{recorded}'" in err
+    # an SE network's weights into its plain twin: not a retrofit, the SE twin named
+    se = senet.create_model("se_resnet20", num_classes=5, in_chans=1)
+    weights_file(tmp_path / "se20.safetensors", se, FIRST_FIVE)
+    plain = senet.create_model("resnet20", num_classes=5, in_chans=1)
+    with pytest.raises(ValueError, match=r"; the weights are se_resnet20's: train --model se_resnet20$"):
+        load_init(plain, resolve_init(str(tmp_path / "se20.safetensors"), "resnet20"), FIRST_FIVE)
+
+
+def test_pretrained_takes_a_bool_and_false_with_weights_is_refused():
+    with pytest.raises(TypeError, match=r"pretrained='yes' must be True or False"):
+        senet.create_model("resnet20", pretrained="yes")
+    with pytest.raises(ValueError, match=r"pretrained=False contradicts weights='DEFAULT': drop one"):
+        senet.create_model("resnet18", pretrained=False, weights="DEFAULT")  # refused before any download
+    assert senet.create_model("resnet20", pretrained=False).num_classes == 10
+
+
+def test_a_headless_source_is_said_to_have_no_head(tmp_path):
+    torch.save(senet.create_model("resnet20", num_classes=0, in_chans=1).state_dict(), tmp_path / "features.pth")
+    model = senet.create_model("resnet20", num_classes=5, in_chans=1)
+    report = load_init(model, resolve_init(str(tmp_path / "features.pth"), "resnet20"), FIRST_FIVE)
+    assert report.new["fc.weight"] == "a new head: the source has none (its features only), the data 5 classes"
+    assert "None" not in "\n".join(report.lines())
+
+
+def test_a_run_from_an_init_source_without_its_init_json_is_not_resumed(tmp_path, plain_run, capsys):
+    args = ["--model", "resnet20", "--dataset", "synthetic", "--in-chans", "1", "--image-size", "8",
+            "--train-subset", "32", "--test-subset", "8", "--batch-size", "16", "--out-dir", str(tmp_path / "runs"),
+            "--name", "x", "--init", str(plain_run[0])]  # fmt: skip
+    assert main(["train", *args, "--epochs", "1"]) == 0, capsys.readouterr().err
+    run = tmp_path / "runs" / "x"
+    (run / "init.json").unlink()
+    capsys.readouterr()
+    err = _fails(capsys, "train", "--resume", str(run), "--epochs", "2")
+    assert "init.json is missing, so the run's record is incomplete" in err and "start the run again" in err

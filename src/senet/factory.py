@@ -47,7 +47,7 @@ def create_model(
     num_classes: int | None = None,
     in_chans: int = 3,
     weights: str | None = None,
-    pretrained: bool = False,
+    pretrained: bool | None = None,
     add_se: Sequence[Mapping[str, Any]] = (),
     features_only: bool = False,
     out_indices: int | Sequence[int] | None = None,
@@ -68,7 +68,8 @@ def create_model(
         weights: ``"DEFAULT"`` or a tag of `senet.list_weights(name)`: download (torch.hub's cache, checksum
             checked), convert and load the published weights; ``model.weights_meta`` then records their
             normalisation and origin (`senet.weights.KnownWeights.metadata`).
-        pretrained: ``weights="DEFAULT"`` (timm's spelling) unless ``weights`` names others.
+        pretrained: ``weights="DEFAULT"`` (timm's spelling) unless ``weights`` names others; ``False`` with
+            ``weights`` is a contradiction, refused.
         add_se: `senet.add_se` calls to make on the built model, each a dict of its arguments (``[{"r": 16}]``).
         features_only: return the network's feature maps instead of its classes: a `senet.models.FeatureNet`,
             whose forward returns a list of maps (timm's ``features_only``); ``model.feature_info`` gives the
@@ -87,6 +88,11 @@ def create_model(
         ValueError: unknown name (close matches named), a bad option value, or options the weights do not fit.
         TypeError: an option the model does not take (the valid ones named).
     """
+    if pretrained is not None and not isinstance(pretrained, bool):
+        raise TypeError(f"pretrained={pretrained!r} must be True or False (or weights='DEFAULT' / a tag)")
+    if pretrained is False and weights is not None:
+        raise ValueError(f"pretrained=False contradicts weights={weights!r}: drop one (pretrained=False builds "
+                         "fresh weights, weights= loads published ones)")  # fmt: skip
     weights = weights or ("DEFAULT" if pretrained else None)
     if out_indices is not None and not features_only:
         raise ValueError(f"out_indices={out_indices!r} chooses feature maps: pass features_only=True with it")
@@ -144,6 +150,7 @@ def _from_library(name: str, num_classes: int | None, in_chans: int, options: di
         if in_chans != 3:
             raise ValueError(f"{name} takes RGB input (in_chans=3); got in_chans={in_chans!r}")
         model = torchvision.models.get_model_builder(builder)(**kwargs)
+        model.pretrained_cfg = _pretrained_cfg(_torchvision_preprocess(builder, options))
     else:
         timm = require("timm", "timm", f"{name} (a timm model)")
         if not timm.is_model(builder):
@@ -161,6 +168,28 @@ def _from_library(name: str, num_classes: int | None, in_chans: int, options: di
             raise ValueError(f"{name} has no linear classifier to remove; num_classes=0 needs one")
         model.reset_classifier(0)
     return model
+
+
+def _torchvision_preprocess(builder: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """A torchvision model's preprocessing in senet's terms: that of its ``DEFAULT`` weights' ``transforms()``
+    (read, not downloaded: resnet18's resizes to 256 and crops 224, bilinear, ImageNet's mean and std), with
+    ``image_size=`` where the model takes one; ImageNet's convention (224 of 256, bilinear) for a model without
+    published weights."""
+    import torchvision
+
+    pre = {"input_size": 224, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "crop_pct": 0.875,
+           "interpolation": "bilinear"}  # fmt: skip
+    try:
+        t = torchvision.models.get_model_weights(builder).DEFAULT.transforms()
+    except (ValueError, AttributeError, KeyError):  # no weights enum for this builder
+        t = None
+    if t is not None:
+        crop, resize = t.crop_size[0], t.resize_size[0]
+        pre.update(input_size=crop, mean=list(t.mean), std=list(t.std), crop_pct=crop / resize,
+                   interpolation=t.interpolation.value)  # fmt: skip
+    if isinstance(options.get("image_size"), int):
+        pre["input_size"] = options["image_size"]
+    return pre
 
 
 def _last_linear(model: nn.Module) -> str | None:

@@ -23,6 +23,7 @@ weights do fit. A source is one of:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class InitSource:
     preprocess: dict[str, Any]  # mean, std, input_size, crop_pct, interpolation where the source says
     read: Callable[[], dict[str, Tensor]] = field(repr=False)
     state: dict[str, Tensor] | None = field(default=None, repr=False)  # the tensors, where already read (a file)
+    add_se: list[dict[str, Any]] = field(default_factory=list)  # senet.add_se calls the source's model had made
 
 
 def _is_published(source: str, model: str) -> bool:
@@ -86,6 +88,9 @@ def resolve_init(source: str, model: str) -> InitSource:
     if not isinstance(source, str) or not source:
         raise ValueError(f"init={source!r}: give a published weights tag, a run folder or a weights file")
     path = Path(source).expanduser()
+    if not path.exists() and source == "DEFAULT" and ":" in model:
+        raise ValueError(f"init='DEFAULT' for {model}: library models (torchvision:/timm:) have no published senet "
+                         "weights; give a weights file or a run folder")  # fmt: skip
     if not path.exists() and _is_published(source, model):
         owner, _, tag = source.rpartition(".") if source != "DEFAULT" and "." in source else ("", "", source)
         spec = get_weights(owner or model, tag)
@@ -112,7 +117,8 @@ def resolve_init(source: str, model: str) -> InitSource:
             pre.setdefault("input_size", meta["image_size"])
         classes = tuple(meta["classes"]) if "classes" in meta else None
         return InitSource(source, f"{'run folder' if path.is_dir() else 'weights file'} {source}", "senet",
-                          meta["name"], dict(meta.get("options", {})), classes, pre, lambda: state)  # fmt: skip
+                          meta["name"], dict(meta.get("options", {})), classes, pre, lambda: state,
+                          add_se=[dict(c) for c in meta.get("add_se", [])])  # fmt: skip
     if detect_layout(state) is None:
         raise ValueError(f"init: cannot tell whose weights {source!r} holds (keys start {list(state)[:3]}); "
                          "convert it first with senet convert --from LAYOUT")  # fmt: skip
@@ -234,14 +240,19 @@ def load_init(model: nn.Module, source: InitSource, classes: Sequence[str], *, l
         why_head = f"a new head: the source's {_few(source.classes)} are not the data's {_few(classes)}"
     else:
         new_head = src_classes != len(classes)
-        why_head = f"a new head: the source has {src_classes} classes, the data {len(classes)}"
+        why_head = (
+            f"a new head: the source has {src_classes} classes, the data {len(classes)}"
+            if src_classes
+            else f"a new head: the source has none (its features only), the data {len(classes)} classes"
+        )
     se_units = [n + "." for n, m in model.named_modules() if isinstance(m, SqueezeExcite)]
     retrofit = bool(se_units) and not any(n.startswith(tuple(se_units)) for n in names)
     skip = (head,) * new_head + tuple(se_units) * retrofit
     try:
         state = convert_state_dict(tensors, model, layout, skip=skip, what=source.what)
     except ConversionError as e:
-        raise ValueError(_does_not_fit(e, source, model_name, tensors, layout)) from None
+        added = list((getattr(model, "model_config", None) or {}).get("add_se", []))
+        raise ValueError(_does_not_fit(e, source, model_name, tensors, layout, added)) from None
     model.load_state_dict(state, strict=True)
     new: dict[str, str] = {}
     starts = {u: "identity" if _is_identity(model.get_submodule(u[:-1])) else "random" for u in se_units}
@@ -303,8 +314,11 @@ def _few(classes: Sequence[str]) -> str:
     return f"{len(classes)} classes ({shown}{', ...' if len(classes) > 3 else ''})"
 
 
-def _does_not_fit(e: ConversionError, source: InitSource, model: str, tensors: dict[str, Tensor], layout: str) -> str:
-    """One line: the first tensor that does not fit, how many more, and which model the weights would fit."""
+def _does_not_fit(
+    e: ConversionError, source: InitSource, model: str, tensors: dict[str, Tensor], layout: str, added: list[Any]
+) -> str:
+    """One line: the first tensor that does not fit, how many more, and which model the weights would fit (``added``:
+    the model's `senet.add_se` calls)."""
 
     def pick(names: list[str]) -> str:  # a weight rather than a counter or statistic, where there is one
         return next((n for n in names if n.split(" ")[0].endswith(".weight")), names[0])
@@ -317,10 +331,16 @@ def _does_not_fit(e: ConversionError, source: InitSource, model: str, tensors: d
         first = f"{pick(e.missing)} of the model is not in the source"
     more = len(e.mismatched) + len(e.unexpected) + len(e.missing) - 1
     text = f"init {source.what} does not fit {model}: first {first}" + (f" (and {more} more)" if more else "")
-    if source.model is not None:  # the source says which network it is
-        same = source.model == model or (":" not in model and source.model == get_entry(model).twin)
-        options = f" --model-options '{source.options}'" if source.options else ""
-        return text if same else f"{text}; the weights are {source.model}'s: train --model {source.model}{options}"
+    if source.model is not None:  # the source says which network it is, with the add_se calls made on it
+        plain_twin = ":" not in model and get_entry(model).has_se and source.model == get_entry(model).twin
+        same = source.model == model and source.add_se in ([], added)  # (none: a retrofit by add_se)
+        if same or (plain_twin and not source.add_se):  # the plain twin's weights into the SE model: a retrofit
+            return text
+        calls = json.dumps(source.add_se, sort_keys=True)
+        whose = source.model + (f" with add_se {calls}" if source.add_se else "")
+        options = f" --model-options '{json.dumps(source.options, sort_keys=True)}'" if source.options else ""
+        add = f" --add-se '{calls}'" if source.add_se else ""
+        return f"{text}; the weights are {whose}'s: train --model {source.model}{options}{add}"
     if ":" in model:  # another library's model: senet's registry cannot say what would fit
         return text
     fits, retrofits = fitting_models(tensors, layout)
@@ -334,14 +354,18 @@ def fitting_models(tensors: Mapping[str, Tensor], layout: str) -> tuple[list[str
     """Registered models whose tensors (the classifier aside) have exactly the names and shapes of ``tensors``, built
     with the options ``layout`` needs; and the SE models that take them as a retrofit (all but their SE units)."""
     have = _shapes({senet_name(k, layout) or k: v for k, v in tensors.items()})
-    conv = next((s for k, s in have.items() if len(s) == 4), None)
-    in_chans = conv[1] if conv else 3
     found: tuple[list[str], list[str]] = ([], [])
     for name in list_models():
         entry = get_entry(name)
         try:
             with torch.device("meta"):
-                m = build_model(name, in_chans=in_chans, **model_options(name, layout))
+                m = build_model(name, **model_options(name, layout))
+                # the input channels the weights' stem reads: the model's own first convolution, found by name
+                # (a file's order is not the model's: safetensors sorts the names)
+                stem = next((k for k, v in m.state_dict().items() if v.ndim == 4), None)
+                in_chans = have[stem][1] if stem in have and len(have[stem]) == 4 else None
+                if in_chans is not None and in_chans != m.state_dict()[stem].shape[1]:
+                    m = build_model(name, in_chans=in_chans, **model_options(name, layout))
         except (ValueError, TypeError):
             continue
         head = classifier_name(m) + "."

@@ -387,10 +387,14 @@ class _Run:
         return set(self.saved_init.get("new", {}))
 
     def _read_init_file(self) -> dict[str, Any]:
-        """What the run wrote about its init when it started (INIT_FILE); {} for a run started without one."""
+        """What the run wrote about its init when it started (INIT_FILE), which every run started from an init
+        source writes before its first checkpoint: without it the run's record is incomplete, and the source (which
+        may have changed since) is not read in its place. A run older than INIT_FILE's ``preprocess`` has the file."""
         path = self.run_dir / INIT_FILE
         if not path.is_file():
-            return {}
+            raise ValueError(f"{str(self.run_dir)!r} started from init {self.config.init!r} but its {INIT_FILE} is "
+                             "missing, so the run's record is incomplete (the source is not read again in its place); "
+                             "start the run again in a new folder")  # fmt: skip
         return read_json(path, INIT_SCHEMA, f"{INIT_FILE} of the run", "start the run again in a new folder")
 
     def _keep_init(self, c: TrainConfig) -> TrainConfig:

@@ -130,16 +130,23 @@ def get_layout(layout: str, keys: Mapping[str, Any] | list[str] = ()) -> Layout:
     return spec
 
 
-def _unwrap(state: Mapping[str, Any]) -> dict[str, Tensor]:
+def _unwrap(state: Any, what: str = "the checkpoint") -> dict[str, Tensor]:
     """The tensors of a checkpoint: a bare state dict, or one under "state_dict" / "model", minus DataParallel's
-    "module." prefix."""
+    "module." prefix. Anything but a mapping of str names to tensors is refused, naming what it holds."""
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{what} holds a {type(state).__name__}, not a state dict (names → tensors); pass a file "
+                         "of model weights (a saved model.state_dict())")  # fmt: skip
     for key in ("state_dict", "model"):
         if key in state and isinstance(state[key], Mapping):
             state = state[key]
             break
+    odd = [k for k in state if not isinstance(k, str)]
+    if odd:
+        raise ValueError(f"{what} holds a {type(state).__name__} keyed by {type(odd[0]).__name__} ({odd[0]!r}), not a "
+                         "state dict (names → tensors); pass a file of model weights")  # fmt: skip
     bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
     if bad:
-        raise ValueError(f"the checkpoint holds entries that are not tensors ({', '.join(map(str, bad[:5]))}); "
+        raise ValueError(f"{what} holds entries that are not tensors ({', '.join(map(str, bad[:5]))}); "
                          "pass its state dict of weights")  # fmt: skip
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
@@ -401,7 +408,7 @@ def read_source(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {str(path)!r}")
     if looks_like_pickle(path):
-        return _unwrap(safe_torch_load(path)), {}  # refuses anything that would run code
+        return _unwrap(safe_torch_load(path), repr(str(path))), {}  # refuses anything that would run code
     return read_weights(path)  # safetensors; a clear error if truncated or corrupt
 
 
