@@ -494,3 +494,24 @@ def test_every_third_party_import_is_declared_in_pyproject():
                 if _distribution(module.split(".")[0]) not in declared.get(extra, set()):
                     missing.append(f"{path.relative_to(ROOT)}: require({module!r}, {extra!r})")
     assert not missing
+
+
+# -- the second cold review: eval as trained, folders of runs, torchrun, tensorboard, other datasets ---------------
+
+
+@slow
+def test_eval_of_a_bf16_run_scores_what_training_scored(tmp_path, capsys):
+    """fmnist-fast trains with bf16 autocast: `senet eval RUN` evaluates with it too (as it follows the run's tta and
+    test subset), so its top-1 and loss are the run's own on the same real images; --amp none still overrides."""
+    if not (FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make data)")
+    _ok(capsys, "train", "--recipe", "fmnist-fast", "--epochs", "1", "--train-subset", "128", "--test-subset", "64",
+        "--batch-size", "32", "--progress", "none", "--threads", "1", "--out-dir", str(tmp_path),
+        "--name", "r")  # fmt: skip
+    last = (tmp_path / "r" / "metrics.csv").read_text().splitlines()
+    row = dict(zip(last[0].split(","), last[-1].split(","), strict=True))
+    out = json.loads(_ok(capsys, "eval", str(tmp_path / "r")))
+    assert out["amp"] == "bf16" and out["images"] == 64
+    assert out["top1"] == float(row["test_acc"]) and out["loss"] == pytest.approx(float(row["test_loss"]), abs=1e-6)
+    fp32 = json.loads(_ok(capsys, "eval", str(tmp_path / "r"), "--amp", "none"))
+    assert fp32["amp"] == "none" and fp32["loss"] != pytest.approx(out["loss"], abs=1e-6)
