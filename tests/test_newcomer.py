@@ -515,3 +515,42 @@ def test_eval_of_a_bf16_run_scores_what_training_scored(tmp_path, capsys):
     assert out["top1"] == float(row["test_acc"]) and out["loss"] == pytest.approx(float(row["test_loss"]), abs=1e-6)
     fp32 = json.loads(_ok(capsys, "eval", str(tmp_path / "r"), "--amp", "none"))
     assert fp32["amp"] == "none" and fp32["loss"] != pytest.approx(out["loss"], abs=1e-6)
+
+
+def _weights(path: Path) -> Path:
+    """A real resnet20's weights with senet's metadata at ``path`` (a run's last.safetensors)."""
+    from senet.factory import create_model
+    from senet.files import save_weights
+
+    model = create_model("resnet20", num_classes=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**model.model_config, "mean": [0.5] * 3, "std": [0.25] * 3, "image_size": 32}
+    return save_weights(path, model, meta)
+
+
+def test_a_folder_of_runs_where_a_run_goes_names_its_runs(tmp_path, capsys):
+    """A compare or ablate folder given to a command that takes a run folder is named as what it is, with its first
+    runs to pass instead; a run folder whose training has not saved its weights yet says so (not "no weights file")."""
+    cmp = tmp_path / "cmp"
+    for run in ("resnet20-s0", "resnet20-s1", "se_resnet20-s0", "se_resnet20-s1"):
+        _weights(cmp / run / LAST_FILE)
+    (cmp / "compare.json").write_text("{}")
+    for argv in (["eval"], ["export"], ["predict", "x.png"], ["excitation"], ["profile"], ["cost"]):
+        err = _fails(capsys, argv[0], str(cmp), *argv[1:])
+        assert f"{str(cmp)!r} is a comparison (senet compare's output), not a run folder; pass one of its runs: " \
+            f"{str(cmp / 'resnet20-s0')!r}, {str(cmp / 'resnet20-s1')!r}, {str(cmp / 'se_resnet20-s0')!r} and 1 " \
+            "more" in err, argv  # fmt: skip
+    study = tmp_path / "study"
+    _weights(study / "runs" / "se-s0" / LAST_FILE)
+    (study / "study.json").write_text("{}")
+    err = _fails(capsys, "eval", str(study))
+    assert (
+        f"is a study (senet ablate's output), not a run folder; pass one of its runs: {str(study / 'runs' / 'se-s0')!r}"
+        in err
+    )
+    (tmp_path / "new" / "config.yaml").parent.mkdir()
+    (tmp_path / "new" / "config.yaml").write_text("model: resnet20\n")
+    err = _fails(capsys, "export", str(tmp_path / "new"))
+    assert "is a run folder whose training has not saved its weights (last.safetensors) yet" in err
+    assert f"senet train --resume {tmp_path / 'new'}" in err
+    assert "no weights file at" in _fails(capsys, "eval", str(tmp_path / "new" / "x"))  # not a folder: as before
