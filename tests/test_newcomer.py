@@ -554,3 +554,47 @@ def test_a_folder_of_runs_where_a_run_goes_names_its_runs(tmp_path, capsys):
     assert "is a run folder whose training has not saved its weights (last.safetensors) yet" in err
     assert f"senet train --resume {tmp_path / 'new'}" in err
     assert "no weights file at" in _fails(capsys, "eval", str(tmp_path / "new" / "x"))  # not a folder: as before
+
+
+@pytest.mark.parametrize(
+    ("argv", "fix"),
+    [
+        (["compare", "resnet20", "se_resnet20", "--dataset", "synthetic"],
+         "to train with several processes, run `senet train` under torchrun for each model and seed"),
+        (["ablate", "reduction", "--dataset", "synthetic"], "under torchrun for each variant and seed"),
+        (["eval", "RUN"], "only senet train runs under torchrun"),
+        (["export", "RUN"], "only senet train runs under torchrun"),
+    ],
+)  # fmt: skip
+def test_commands_of_one_process_refuse_torchrun(tmp_path, monkeypatch, capsys, argv, fix):
+    """Under torchrun (WORLD_SIZE > 1) a command other than train refuses before any work: one line on the first
+    process naming what to do, exit 2 on every process (was: each process ran it, one found the folder in use)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    err = _fails(capsys, *argv)
+    assert f"senet {argv[0]} runs as one process, not under torchrun (WORLD_SIZE=2); run it without torchrun" in err
+    assert fix in err
+    monkeypatch.setenv("RANK", "1")
+    assert main(argv) == 2
+    assert capsys.readouterr() == ("", "")
+    assert not list(tmp_path.iterdir())
+
+
+@slow
+def test_compare_launched_by_torchrun_is_refused_on_both_processes(tmp_path):
+    """A real two-process launch: exit 2, the line once, no traceback of senet's (torchrun's own
+    report of the failed processes ends in the launcher's traceback)."""
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    cmd = [*launcher, "--standalone", "--nproc_per_node=2", "-m", "senet", "compare", "resnet20", "se_resnet20",
+           "--dataset", "synthetic", "--out-dir", str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode != 0 and "exitcode  : 2 " in proc.stderr, proc.stderr
+    assert "/senet/" not in proc.stderr  # no frame of senet's
+    assert proc.stderr.count("senet compare runs as one process, not under torchrun (WORLD_SIZE=2)") == 1
+    assert not list(tmp_path.iterdir())
