@@ -4,6 +4,7 @@ one epoch and one seed, runs used from another folder, and weights of another la
 import functools
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -442,8 +443,16 @@ def _distributions() -> dict[str, list[str]]:
     return packages_distributions()  # reads every installed distribution's file list: once
 
 
-def _distribution(module: str) -> str:
+# Modules of a required dependency that import a package it does not require: the package each needs.
+_NEEDS = {"torch.utils.tensorboard": "tensorboard"}
+
+
+def _distribution(module: str, installed: bool = True) -> str:
+    """The distribution that provides ``module``; ``installed=False``: the module's own name where none does (an
+    optional package this environment lacks)."""
     dists = _distributions().get(module)
+    if not dists and not installed:
+        return module.lower().replace("_", "-")
     assert dists, f"no installed distribution provides {module!r}"
     return dists[0].lower().replace("_", "-")
 
@@ -488,10 +497,19 @@ def test_every_third_party_import_is_declared_in_pyproject():
             dist = _distribution(module)
             if dist not in declared[""] and dist not in users:
                 missing.append(f"{path.relative_to(ROOT)}: {module} ({dist})")
+        for node in ast.walk(tree):  # torch.utils.tensorboard: tensorboard, in an extra
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            for needs in {_NEEDS[n] for n in names if n in _NEEDS}:
+                if _distribution(needs, installed=False) not in users:
+                    missing.append(f"{path.relative_to(ROOT)}: {needs} (for {', '.join(names)})")
         for call in ast.walk(tree):  # require("onnx", "onnx", ...): the extra it names must hold the module
             if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "require" and len(call.args) >= 2:
                 module, extra = (ast.literal_eval(a) for a in call.args[:2])
-                if _distribution(module.split(".")[0]) not in declared.get(extra, set()):
+                package = ast.literal_eval(call.args[3]) if len(call.args) > 3 else module.split(".")[0]
+                if package != _NEEDS.get(module, package):
+                    missing.append(f"{path.relative_to(ROOT)}: require({module!r}, ...) names {package!r}")
+                if _distribution(package, installed=False) not in declared.get(extra, set()):
                     missing.append(f"{path.relative_to(ROOT)}: require({module!r}, {extra!r})")
     assert not missing
 
@@ -598,3 +616,20 @@ def test_compare_launched_by_torchrun_is_refused_on_both_processes(tmp_path):
     assert "/senet/" not in proc.stderr  # no frame of senet's
     assert proc.stderr.count("senet compare runs as one process, not under torchrun (WORLD_SIZE=2)") == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_tensorboard_true_without_tensorboard_is_refused_naming_the_extra(tmp_path, monkeypatch, capsys):
+    """`--tensorboard true` where tensorboard cannot be imported (None in sys.modules, as if not installed): one line
+    naming `pip install 'senet[tensorboard]'`, before any run folder; left out, the run trains without tb/."""
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    syn = ["train", "--dataset", "synthetic", "--model", "resnet20", "--train-subset", "16", "--test-subset", "8",
+           "--batch-size", "8", "--epochs", "1", "--progress", "none", "--threads", "1",
+           "--out-dir", str(tmp_path)]  # fmt: skip
+    err = _fails(capsys, *syn, "--name", "tb", "--tensorboard", "true")
+    assert err.strip() == ("senet: error: tensorboard=true (TensorBoard events in RUN/tb) needs the tensorboard "
+                           "package, which is not installed; install it with: "
+                           "pip install 'senet[tensorboard]'")  # fmt: skip
+    assert not (tmp_path / "tb").exists()
+    _ok(capsys, *syn, "--name", "plain")  # the default: events when tensorboard is installed
+    assert (tmp_path / "plain" / LAST_FILE).is_file() and not (tmp_path / "plain" / "tb").exists()

@@ -150,16 +150,20 @@ def plot_curves(path: Path, runs: Mapping[str, Sequence[Mapping[str, Any]]], tit
 
 
 class TensorBoard:
-    """Scalars to TensorBoard event files under ``run_dir/tb`` when tensorboard is installed; otherwise nothing."""
+    """Scalars to TensorBoard event files under ``run_dir/tb``. ``enabled``: True needs tensorboard
+    (`require_tensorboard` refuses a run without it), None writes them when it is installed, False never."""
 
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
+    def __init__(self, run_dir: Path, enabled: bool | None) -> None:
         self.writer = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                return
-            self.writer = SummaryWriter(str(run_dir / "tb"))
+        if enabled is False:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            if enabled:
+                require_tensorboard()
+            return
+        self.writer = SummaryWriter(str(run_dir / "tb"))
 
     def log(self, row: Mapping[str, Any]) -> None:
         if self.writer is None:
@@ -172,3 +176,10 @@ class TensorBoard:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def require_tensorboard() -> None:
+    """Import torch.utils.tensorboard, or raise `MissingExtraError` naming ``pip install 'senet[tensorboard]'``."""
+    from ..environment import require
+
+    require("torch.utils.tensorboard", "tensorboard", "tensorboard=true (TensorBoard events in RUN/tb)", "tensorboard")
