@@ -536,13 +536,14 @@ def test_eval_of_a_bf16_run_scores_what_training_scored(tmp_path, capsys):
 
 
 def _weights(path: Path) -> Path:
-    """A real resnet20's weights with senet's metadata at ``path`` (a run's last.safetensors)."""
+    """A real resnet20's weights with senet's metadata at ``path`` (a run's last.safetensors): 10 classes of 3-channel
+    32 px synthetic images."""
     from senet.factory import create_model
     from senet.files import save_weights
 
     model = create_model("resnet20", num_classes=10)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {**model.model_config, "mean": [0.5] * 3, "std": [0.25] * 3, "image_size": 32}
+    meta = {**model.model_config, "mean": [0.5] * 3, "std": [0.25] * 3, "image_size": 32, "dataset": "synthetic"}
     return save_weights(path, model, meta)
 
 
@@ -633,3 +634,16 @@ def test_tensorboard_true_without_tensorboard_is_refused_naming_the_extra(tmp_pa
     assert not (tmp_path / "tb").exists()
     _ok(capsys, *syn, "--name", "plain")  # the default: events when tensorboard is installed
     assert (tmp_path / "plain" / LAST_FILE).is_file() and not (tmp_path / "plain" / "tb").exists()
+
+
+def test_eval_on_a_dataset_of_other_channels_names_both(tmp_path, capsys):
+    """Weights trained on 3-channel images, evaluated on Fashion-MNIST (1 channel): the run's and the dataset's
+    channels, not a complaint about a mean and std the user never gave."""
+    if not (FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make data)")
+    weights = _weights(tmp_path / "r" / LAST_FILE)
+    err = _fails(capsys, "eval", str(weights), "--dataset", "fashion-mnist", "--test-subset", "8")
+    assert "the weights were trained on 3-channel images (synthetic) and fashion-mnist's have 1; evaluate them on " \
+        "3-channel data" in err and "mean" not in err  # fmt: skip
+    out = json.loads(_ok(capsys, "eval", str(weights), "--test-subset", "8"))  # its own data: as before
+    assert out["dataset"] == "synthetic" and out["images"] == 8
