@@ -647,3 +647,15 @@ def test_eval_on_a_dataset_of_other_channels_names_both(tmp_path, capsys):
         "3-channel data" in err and "mean" not in err  # fmt: skip
     out = json.loads(_ok(capsys, "eval", str(weights), "--test-subset", "8"))  # its own data: as before
     assert out["dataset"] == "synthetic" and out["images"] == 8
+
+
+@pytest.mark.parametrize("command", ["profile", "cost"])
+def test_profile_and_cost_of_a_library_model_say_they_take_registered_models(command, capsys):
+    """`timm:NAME` / `torchvision:NAME`, which train and eval take: these two commands say they measure registered
+    senet models beside their twins, and how to count such a model alone (was: "unknown model 'timm:resnet18'")."""
+    for name in ("timm:resnet18", "torchvision:resnet18"):
+        err = _fails(capsys, command, "resnet20", name, "--repeats", "1") if command == "cost" else (
+            _fails(capsys, command, name))  # fmt: skip
+        assert f"{name}: senet profile and senet cost measure registered senet models beside their twins (`senet " \
+            f"models` lists them); a {name.partition(':')[0]} model has no twin there" in err  # fmt: skip
+        assert f"senet.profile(senet.create_model({name!r}), (C, H, W))" in err and "unknown model" not in err
