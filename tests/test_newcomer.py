@@ -162,7 +162,8 @@ def test_eval_of_a_torchvision_pth_names_senet_convert(tmp_path, capsys):
 
 
 def test_one_seed_shows_no_spread():
-    assert mean_std([91.0]) == "91.00 (n=1)"
+    assert mean_std([91.0]) == mean_std([91.0], seeds=3) == "91.00 (n=1)"  # one result in a table of seeds
+    assert mean_std([91.0], seeds=1) == "91.00"  # under a "(1 seed)" header, which says it
     assert mean_std([90.0, 92.0]) == "91.00 ± 1.41"
     assert mean_std([]) == "–"
 
@@ -184,14 +185,17 @@ def test_tables_of_one_seed_show_no_zero_spread(tmp_path):
         config=SimpleNamespace(seed=0),
     )
     table = Comparison([ModelSummary("se", [run])], tmp_path, *(tmp_path / n for n in "rpd")).table()
-    assert "91.23 (n=1)" in table and "±" not in table.splitlines()[2]
+    assert "| 91.23 |" in table and "(n=1)" not in table and "±" not in table.splitlines()[2]
     assert "| test top-1 % (1 seed) |" in table  # the header says what the cells are: no mean, no std
     two = Comparison([ModelSummary("se", [run, run])], tmp_path, *(tmp_path / n for n in "rpd")).table()
     assert "| test top-1 % (mean ± std, 2 seeds) |" in two
+    mixed = Comparison([ModelSummary("se", [run, run]), ModelSummary("plain", [run])], tmp_path,
+                       *(tmp_path / n for n in "rpd")).table()  # fmt: skip
+    assert "| plain | " in mixed and "| 91.23 (n=1) |" in mixed  # one result among pairs: named
 
     row = {"label": "relu", "errors": [8.5], "seeds": 1, "params": 10, "macs": 20, "paper_err": None}
     study = StudyResult("gate", "se_resnet20", tmp_path, [row])
-    assert "| relu | 8.50 (n=1) | 1/1 |" in study.markdown()
+    assert "| relu | 8.50 | 1/1 |" in study.markdown()
     assert "| top-1 err % (1 seed) |" in study.markdown() and "mean ± std" not in study.markdown()
 
     model = {"model": "se", "seeds": [0], "test_acc": [0.9123], "mean": 0.9123, "std": 0.0, "params": 10, "macs": 20,
@@ -200,7 +204,7 @@ def test_tables_of_one_seed_show_no_zero_spread(tmp_path):
     (tmp_path / "compare.json").write_text(json.dumps(data))
     page = build_report(tmp_path).read_text()
     assert "1 epoch on fashion-mnist" in page and "1 epochs" not in page
-    assert "91.23 (n=1)" in page and "± 0.00" not in page
+    assert "91.23" in page and "(n=1)" not in page and "± 0.00" not in page
     assert "test top-1 % (1 seed)" in page and "Training curves (1 seed)" in page
     assert "mean ± std" not in page and "mean over seeds" not in page
 

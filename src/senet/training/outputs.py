@@ -105,14 +105,15 @@ def over_seeds(what: str, seeds: int) -> str:
     return f"{what} (1 seed)" if seeds <= 1 else f"{what} (mean ± std, {seeds} seeds)"
 
 
-def mean_std(values: Sequence[float]) -> str:
+def mean_std(values: Sequence[float], seeds: int = 0) -> str:
     """``mean ± std`` (the sample standard deviation) of results over seeds, to two decimals, as every table of
     seeds shows them; one result alone is ``value (n=1)``: one seed measures no spread, and ``± 0.00`` would say
-    it is nil. Empty: ``–``."""
+    it is nil. ``seeds``: the seeds of the table's header (`over_seeds`); where that is 1, the header says it and one
+    result is the plain value. Empty: ``–``."""
     if not values:
         return "–"
     if len(values) == 1:
-        return f"{values[0]:.2f} (n=1)"
+        return f"{values[0]:.2f}" if seeds == 1 else f"{values[0]:.2f} (n=1)"
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
