@@ -663,3 +663,15 @@ def test_profile_and_cost_of_a_library_model_say_they_take_registered_models(com
         assert f"{name}: senet profile and senet cost measure registered senet models beside their twins (`senet " \
             f"models` lists them); a {name.partition(':')[0]} model has no twin there" in err  # fmt: skip
         assert f"senet.profile(senet.create_model({name!r}), (C, H, W))" in err and "unknown model" not in err
+
+
+def test_readme_install_names_every_extra_and_the_quick_start_stays_two_commands():
+    """README's install section has a line for each extra a user installs (not the test extra), and its quick start
+    is still the two make commands."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    install = readme.split("## Install", 1)[1].split("\n## ", 1)[0]
+    assert {e for e in _declared() if e not in ("", "test")} == set(re.findall(r"pip install '\.\[(\w+)\]'", install))
+    quick = readme.split("## Quick start", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in quick.splitlines()] == ["make demo", "make test"]
