@@ -4,6 +4,7 @@ one epoch and one seed, runs used from another folder, and weights of another la
 import functools
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,8 @@ def test_eval_of_a_torchvision_pth_names_senet_convert(tmp_path, capsys):
 
 
 def test_one_seed_shows_no_spread():
-    assert mean_std([91.0]) == "91.00 (n=1)"
+    assert mean_std([91.0]) == mean_std([91.0], seeds=3) == "91.00 (n=1)"  # one result in a table of seeds
+    assert mean_std([91.0], seeds=1) == "91.00"  # under a "(1 seed)" header, which says it
     assert mean_std([90.0, 92.0]) == "91.00 ± 1.41"
     assert mean_std([]) == "–"
 
@@ -183,14 +185,17 @@ def test_tables_of_one_seed_show_no_zero_spread(tmp_path):
         config=SimpleNamespace(seed=0),
     )
     table = Comparison([ModelSummary("se", [run])], tmp_path, *(tmp_path / n for n in "rpd")).table()
-    assert "91.23 (n=1)" in table and "±" not in table.splitlines()[2]
+    assert "| 91.23 |" in table and "(n=1)" not in table and "±" not in table.splitlines()[2]
     assert "| test top-1 % (1 seed) |" in table  # the header says what the cells are: no mean, no std
     two = Comparison([ModelSummary("se", [run, run])], tmp_path, *(tmp_path / n for n in "rpd")).table()
     assert "| test top-1 % (mean ± std, 2 seeds) |" in two
+    mixed = Comparison([ModelSummary("se", [run, run]), ModelSummary("plain", [run])], tmp_path,
+                       *(tmp_path / n for n in "rpd")).table()  # fmt: skip
+    assert "| plain | " in mixed and "| 91.23 (n=1) |" in mixed  # one result among pairs: named
 
     row = {"label": "relu", "errors": [8.5], "seeds": 1, "params": 10, "macs": 20, "paper_err": None}
     study = StudyResult("gate", "se_resnet20", tmp_path, [row])
-    assert "| relu | 8.50 (n=1) | 1/1 |" in study.markdown()
+    assert "| relu | 8.50 | 1/1 |" in study.markdown()
     assert "| top-1 err % (1 seed) |" in study.markdown() and "mean ± std" not in study.markdown()
 
     model = {"model": "se", "seeds": [0], "test_acc": [0.9123], "mean": 0.9123, "std": 0.0, "params": 10, "macs": 20,
@@ -199,7 +204,7 @@ def test_tables_of_one_seed_show_no_zero_spread(tmp_path):
     (tmp_path / "compare.json").write_text(json.dumps(data))
     page = build_report(tmp_path).read_text()
     assert "1 epoch on fashion-mnist" in page and "1 epochs" not in page
-    assert "91.23 (n=1)" in page and "± 0.00" not in page
+    assert "91.23" in page and "(n=1)" not in page and "± 0.00" not in page
     assert "test top-1 % (1 seed)" in page and "Training curves (1 seed)" in page
     assert "mean ± std" not in page and "mean over seeds" not in page
 
@@ -442,8 +447,16 @@ def _distributions() -> dict[str, list[str]]:
     return packages_distributions()  # reads every installed distribution's file list: once
 
 
-def _distribution(module: str) -> str:
+# Modules of a required dependency that import a package it does not require: the package each needs.
+_NEEDS = {"torch.utils.tensorboard": "tensorboard"}
+
+
+def _distribution(module: str, installed: bool = True) -> str:
+    """The distribution that provides ``module``; ``installed=False``: the module's own name where none does (an
+    optional package this environment lacks)."""
     dists = _distributions().get(module)
+    if not dists and not installed:
+        return module.lower().replace("_", "-")
     assert dists, f"no installed distribution provides {module!r}"
     return dists[0].lower().replace("_", "-")
 
@@ -488,9 +501,177 @@ def test_every_third_party_import_is_declared_in_pyproject():
             dist = _distribution(module)
             if dist not in declared[""] and dist not in users:
                 missing.append(f"{path.relative_to(ROOT)}: {module} ({dist})")
+        for node in ast.walk(tree):  # torch.utils.tensorboard: tensorboard, in an extra
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            for needs in {_NEEDS[n] for n in names if n in _NEEDS}:
+                if _distribution(needs, installed=False) not in users:
+                    missing.append(f"{path.relative_to(ROOT)}: {needs} (for {', '.join(names)})")
         for call in ast.walk(tree):  # require("onnx", "onnx", ...): the extra it names must hold the module
             if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "require" and len(call.args) >= 2:
                 module, extra = (ast.literal_eval(a) for a in call.args[:2])
-                if _distribution(module.split(".")[0]) not in declared.get(extra, set()):
+                package = ast.literal_eval(call.args[3]) if len(call.args) > 3 else module.split(".")[0]
+                if package != _NEEDS.get(module, package):
+                    missing.append(f"{path.relative_to(ROOT)}: require({module!r}, ...) names {package!r}")
+                if _distribution(package, installed=False) not in declared.get(extra, set()):
                     missing.append(f"{path.relative_to(ROOT)}: require({module!r}, {extra!r})")
     assert not missing
+
+
+# -- the second cold review: eval as trained, folders of runs, torchrun, tensorboard, other datasets ---------------
+
+
+@slow
+def test_eval_of_a_bf16_run_scores_what_training_scored(tmp_path, capsys):
+    """fmnist-fast trains with bf16 autocast: `senet eval RUN` evaluates with it too (as it follows the run's tta and
+    test subset), so its top-1 and loss are the run's own on the same real images; --amp none still overrides."""
+    if not (FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make data)")
+    _ok(capsys, "train", "--recipe", "fmnist-fast", "--epochs", "1", "--train-subset", "128", "--test-subset", "64",
+        "--batch-size", "32", "--progress", "none", "--threads", "1", "--out-dir", str(tmp_path),
+        "--name", "r")  # fmt: skip
+    last = (tmp_path / "r" / "metrics.csv").read_text().splitlines()
+    row = dict(zip(last[0].split(","), last[-1].split(","), strict=True))
+    out = json.loads(_ok(capsys, "eval", str(tmp_path / "r")))
+    assert out["amp"] == "bf16" and out["images"] == 64
+    assert out["top1"] == float(row["test_acc"]) and out["loss"] == pytest.approx(float(row["test_loss"]), abs=1e-6)
+    fp32 = json.loads(_ok(capsys, "eval", str(tmp_path / "r"), "--amp", "none"))
+    assert fp32["amp"] == "none" and fp32["loss"] != pytest.approx(out["loss"], abs=1e-6)
+
+
+def _weights(path: Path) -> Path:
+    """A real resnet20's weights with senet's metadata at ``path`` (a run's last.safetensors): 10 classes of 3-channel
+    32 px synthetic images."""
+    from senet.factory import create_model
+    from senet.files import save_weights
+
+    model = create_model("resnet20", num_classes=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**model.model_config, "mean": [0.5] * 3, "std": [0.25] * 3, "image_size": 32, "dataset": "synthetic"}
+    return save_weights(path, model, meta)
+
+
+def test_a_folder_of_runs_where_a_run_goes_names_its_runs(tmp_path, capsys):
+    """A compare or ablate folder given to a command that takes a run folder is named as what it is, with its first
+    runs to pass instead; a run folder whose training has not saved its weights yet says so (not "no weights file")."""
+    cmp = tmp_path / "cmp"
+    for run in ("resnet20-s0", "resnet20-s1", "se_resnet20-s0", "se_resnet20-s1"):
+        _weights(cmp / run / LAST_FILE)
+    (cmp / "compare.json").write_text("{}")
+    for argv in (["eval"], ["export"], ["predict", "x.png"], ["excitation"], ["profile"], ["cost"]):
+        err = _fails(capsys, argv[0], str(cmp), *argv[1:])
+        assert f"{str(cmp)!r} is a comparison (senet compare's output), not a run folder; pass one of its runs: " \
+            f"{str(cmp / 'resnet20-s0')!r}, {str(cmp / 'resnet20-s1')!r}, {str(cmp / 'se_resnet20-s0')!r} and 1 " \
+            "more" in err, argv  # fmt: skip
+    study = tmp_path / "study"
+    _weights(study / "runs" / "se-s0" / LAST_FILE)
+    (study / "study.json").write_text("{}")
+    err = _fails(capsys, "eval", str(study))
+    assert (
+        f"is a study (senet ablate's output), not a run folder; pass one of its runs: {str(study / 'runs' / 'se-s0')!r}"
+        in err
+    )
+    (tmp_path / "new" / "config.yaml").parent.mkdir()
+    (tmp_path / "new" / "config.yaml").write_text("model: resnet20\n")
+    err = _fails(capsys, "export", str(tmp_path / "new"))
+    assert "is a run folder whose training has not saved its weights (last.safetensors) yet" in err
+    assert f"senet train --resume {tmp_path / 'new'}" in err
+    assert "no weights file at" in _fails(capsys, "eval", str(tmp_path / "new" / "x"))  # not a folder: as before
+
+
+@pytest.mark.parametrize(
+    ("argv", "fix"),
+    [
+        (["compare", "resnet20", "se_resnet20", "--dataset", "synthetic"],
+         "to train with several processes, run `senet train` under torchrun for each model and seed"),
+        (["ablate", "reduction", "--dataset", "synthetic"], "under torchrun for each variant and seed"),
+        (["eval", "RUN"], "only senet train runs under torchrun"),
+        (["export", "RUN"], "only senet train runs under torchrun"),
+    ],
+)  # fmt: skip
+def test_commands_of_one_process_refuse_torchrun(tmp_path, monkeypatch, capsys, argv, fix):
+    """Under torchrun (WORLD_SIZE > 1) a command other than train refuses before any work: one line on the first
+    process naming what to do, exit 2 on every process (was: each process ran it, one found the folder in use)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    err = _fails(capsys, *argv)
+    assert f"senet {argv[0]} runs as one process, not under torchrun (WORLD_SIZE=2); run it without torchrun" in err
+    assert fix in err
+    monkeypatch.setenv("RANK", "1")
+    assert main(argv) == 2
+    assert capsys.readouterr() == ("", "")
+    assert not list(tmp_path.iterdir())
+
+
+@slow
+def test_compare_launched_by_torchrun_is_refused_on_both_processes(tmp_path):
+    """A real two-process launch: exit 2, the line once, no traceback of senet's (torchrun's own
+    report of the failed processes ends in the launcher's traceback)."""
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    cmd = [*launcher, "--standalone", "--nproc_per_node=2", "-m", "senet", "compare", "resnet20", "se_resnet20",
+           "--dataset", "synthetic", "--out-dir", str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode != 0 and "exitcode  : 2 " in proc.stderr, proc.stderr
+    assert "/senet/" not in proc.stderr  # no frame of senet's
+    assert proc.stderr.count("senet compare runs as one process, not under torchrun (WORLD_SIZE=2)") == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_tensorboard_true_without_tensorboard_is_refused_naming_the_extra(tmp_path, monkeypatch, capsys):
+    """`--tensorboard true` where tensorboard cannot be imported (None in sys.modules, as if not installed): one line
+    naming `pip install 'senet[tensorboard]'`, before any run folder; left out, the run trains without tb/."""
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    syn = ["train", "--dataset", "synthetic", "--model", "resnet20", "--train-subset", "16", "--test-subset", "8",
+           "--batch-size", "8", "--epochs", "1", "--progress", "none", "--threads", "1",
+           "--out-dir", str(tmp_path)]  # fmt: skip
+    err = _fails(capsys, *syn, "--name", "tb", "--tensorboard", "true")
+    assert err.strip() == ("senet: error: tensorboard=true (TensorBoard events in RUN/tb) needs the tensorboard "
+                           "package, which is not installed; install it with: "
+                           "pip install 'senet[tensorboard]'")  # fmt: skip
+    assert not (tmp_path / "tb").exists()
+    _ok(capsys, *syn, "--name", "plain")  # the default: events when tensorboard is installed
+    assert (tmp_path / "plain" / LAST_FILE).is_file() and not (tmp_path / "plain" / "tb").exists()
+
+
+def test_eval_on_a_dataset_of_other_channels_names_both(tmp_path, capsys):
+    """Weights trained on 3-channel images, evaluated on Fashion-MNIST (1 channel): the run's and the dataset's
+    channels, not a complaint about a mean and std the user never gave."""
+    if not (FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make data)")
+    weights = _weights(tmp_path / "r" / LAST_FILE)
+    err = _fails(capsys, "eval", str(weights), "--dataset", "fashion-mnist", "--test-subset", "8")
+    assert "the weights were trained on 3-channel images (synthetic) and fashion-mnist's have 1; evaluate them on " \
+        "3-channel data" in err and "mean" not in err  # fmt: skip
+    out = json.loads(_ok(capsys, "eval", str(weights), "--test-subset", "8"))  # its own data: as before
+    assert out["dataset"] == "synthetic" and out["images"] == 8
+
+
+@pytest.mark.parametrize("command", ["profile", "cost"])
+def test_profile_and_cost_of_a_library_model_say_they_take_registered_models(command, capsys):
+    """`timm:NAME` / `torchvision:NAME`, which train and eval take: these two commands say they measure registered
+    senet models beside their twins, and how to count such a model alone (was: "unknown model 'timm:resnet18'")."""
+    for name in ("timm:resnet18", "torchvision:resnet18"):
+        err = _fails(capsys, command, "resnet20", name, "--repeats", "1") if command == "cost" else (
+            _fails(capsys, command, name))  # fmt: skip
+        assert f"{name}: senet profile and senet cost measure registered senet models beside their twins (`senet " \
+            f"models` lists them); a {name.partition(':')[0]} model has no twin there" in err  # fmt: skip
+        assert f"senet.profile(senet.create_model({name!r}), (C, H, W))" in err and "unknown model" not in err
+
+
+def test_readme_install_names_every_extra_and_the_quick_start_stays_two_commands():
+    """README's install section has a line for each extra a user installs (not the test extra), and its quick start
+    is still the two make commands."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    install = readme.split("## Install", 1)[1].split("\n## ", 1)[0]
+    assert {e for e in _declared() if e not in ("", "test")} == set(re.findall(r"pip install '\.\[(\w+)\]'", install))
+    quick = readme.split("## Quick start", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in quick.splitlines()] == ["make demo", "make test"]

@@ -36,13 +36,14 @@ class MissingExtraError(ImportError):
     """An optional dependency of senet is not installed; the message names the extra that brings it."""
 
 
-def require(module: str, extra: str, what: str) -> Any:
-    """Import ``module`` for ``what``, or raise `MissingExtraError` naming the install command of senet's ``extra``."""
+def require(module: str, extra: str, what: str, package: str = "") -> Any:
+    """Import ``module`` for ``what``, or raise `MissingExtraError` naming the install command of senet's ``extra``;
+    ``package``: the one missing, where it is not the module's top level (torch.utils.tensorboard: tensorboard)."""
     try:
         return importlib.import_module(module)
     except ImportError:
         raise MissingExtraError(
-            f"{what} needs the {module.split('.')[0]} package, which is not installed; install it with: "
+            f"{what} needs the {package or module.split('.')[0]} package, which is not installed; install it with: "
             f"pip install 'senet[{extra}]'"
         ) from None
 

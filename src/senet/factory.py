@@ -301,7 +301,25 @@ def weights_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.name in (STATE_FILE, GOOD_STATE_FILE):
         raise ValueError(f"{str(path)!r} is a training state (for --resume); use {LAST_FILE} or the run folder")
+    if path.is_dir() and not (path / LAST_FILE).is_file():
+        _not_a_finished_run(path)
     return path / LAST_FILE if path.is_dir() else path
+
+
+def _not_a_finished_run(path: Path) -> None:
+    """Refuse a folder without ``last.safetensors`` that holds runs (a `compare` or `ablate` folder: name a few of
+    them) or is a run whose training has not saved its weights yet; any other folder gets the missing-file error."""
+    runs = sorted(p.parent for pattern in (f"*/{LAST_FILE}", f"*/*/{LAST_FILE}") for p in path.glob(pattern))
+    kinds = (("compare.json", "comparison (senet compare's output)"), ("study.json", "study (senet ablate's output)"))
+    kind = next((k for f, k in kinds if (path / f).is_file()), "folder of runs" if runs else "")
+    if kind:
+        names = ", ".join(repr(str(r)) for r in runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+        raise ValueError(f"{str(path)!r} is a {kind}, not a run folder; pass one of its runs"
+                         + (f": {names}" if runs else " (none has saved its weights yet)"))  # fmt: skip
+    if any((path / f).is_file() for f in ("config.yaml", STATE_FILE, "metrics.csv")):
+        raise FileNotFoundError(f"{str(path)!r} is a run folder whose training has not saved its weights "
+                                f"({LAST_FILE}) yet: let it finish an epoch, or continue a stopped run with senet "
+                                f"train --resume {path}")  # fmt: skip
 
 
 def weights_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -290,12 +290,13 @@ class StudyResult:
         """One dict per variant, column → cell: what `markdown` and the HTML report show."""
         out = []
         costs = any(r.get("latency_ms") for r in self.rows)
-        err = over_seeds("top-1 err %", max((len(r["errors"]) for r in self.rows), default=0))
+        seeds = max((len(r["errors"]) for r in self.rows), default=0)
+        err = over_seeds("top-1 err %", seeds)
         for r in self.rows:
             errs = r["errors"]
             row = {
                 "variant": r["label"],
-                err: mean_std(errs),
+                err: mean_std(errs, seeds),
                 "seeds": f"{len(errs)}/{r['seeds']}",
                 "params": "–" if r["params"] is None else f"{r['params']:,}",  # exact: ECA adds tens of weights
                 "MACs": "–" if r["macs"] is None else f"{r['macs'] / 1e6:.2f}M",

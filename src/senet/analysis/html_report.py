@@ -196,7 +196,7 @@ def _comparison_sections(folder: Path) -> tuple[str, str, list[Section]]:
             "model": m["model"],
             "params": f"{m['params'] / 1e6:.3f}M",
             "MMACs / image": f"{m['macs'] / 1e6:.2f}",
-            top1: mean_std([100 * a for a in m["test_acc"]]),
+            top1: mean_std([100 * a for a in m["test_acc"]], seeds),
             "seeds": len(m["seeds"]),
             "per seed": ", ".join(_pct(a) for a in m["test_acc"]),
             "train img/s": f"{m['images_per_s']:.0f}",

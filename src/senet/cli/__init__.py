@@ -80,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()  # CPU work reuses freed tensor memory (see its docstring); SENET_MALLOC=system opts out
     try:
         args = _parse(argv)
+        if args.command not in _DISTRIBUTED and _world_size() > 1:
+            return _refuse_under_torchrun(args.command)
         return int(args.func(args) or 0)
     except UsageError as e:
         print(e, file=sys.stderr)
@@ -92,6 +94,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("senet: interrupted", file=sys.stderr)
         return 130
+
+
+# The commands that run as several processes under torchrun (WORLD_SIZE > 1): the others run as one process, and
+# under torchrun each process would do the whole work, and write the same files, at once.
+_DISTRIBUTED = ("train",)
+
+
+def _world_size() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1  # not torchrun's: a command that takes several processes reads and refuses it
+
+
+def _refuse_under_torchrun(command: str) -> int:
+    """Exit status 2 on every process; one line, on the first process (RANK 0), naming what to do instead."""
+    if os.environ.get("RANK", "0") == "0":
+        each = {"compare": "each model and seed", "ablate": "each variant and seed"}.get(command)
+        fix = f"to train with several processes, run `senet train` under torchrun for {each}" if each else (
+            "only senet train runs under torchrun")  # fmt: skip
+        print(f"senet: error: senet {command} runs as one process, not under torchrun (WORLD_SIZE="
+              f"{os.environ['WORLD_SIZE']}); run it without torchrun; {fix}", file=sys.stderr)  # fmt: skip
+    else:  # torchrun stops the others when one process ends: the first one's line comes out before that
+        import time
+
+        time.sleep(1)
+    return 2
 
 
 def _out_of_memory(e: BaseException) -> bool:

@@ -92,12 +92,17 @@ def run_model(text: str) -> dict[str, Any] | None:
     model's name, options, classes and channels, the size it was trained at); None for a model name.
 
     Raises:
-        ValueError: it holds a model senet's registry cannot measure beside a twin (``LIBRARY:NAME``, or one that
-            `senet.add_se` changed); the error names what to pass instead.
+        ValueError: it is, or holds, a model senet's registry cannot measure beside a twin (``LIBRARY:NAME``, or one
+            that `senet.add_se` changed); the error names what to pass instead.
     """
-    from senet.factory import weights_metadata
+    from senet.factory import LIBRARIES, weights_metadata
 
     path = Path(text)
+    if text.partition(":")[0] in LIBRARIES and ":" in text and not path.exists():  # timm:NAME, as train takes it
+        raise ValueError(f"{text}: senet profile and senet cost measure registered senet models beside their twins "
+                         f"(`senet models` lists them); a {text.partition(':')[0]} model has no twin there. Train "
+                         f"and eval take it; measure it alone in Python: senet.profile(senet.create_model({text!r}), "
+                         "(C, H, W))")  # fmt: skip
     if not (path.exists() or "/" in text or path.suffix == ".safetensors"):
         return None
     meta = weights_metadata(path)

@@ -28,7 +28,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=BATCH, default=256)
     parser.add_argument("--workers", type=whole(0, 1024), default=0, help="data-loading processes (at most the cores)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    parser.add_argument(
+        "--amp", choices=("none", "bf16", "fp16"), help="autocast precision (default: the run's, as it was evaluated "
+        "in training; fp16 on CPU: none)",
+    )  # fmt: skip
     parser.add_argument(
         "--tta", choices=TTA, help="flip: mean of the image's and its mirror image's probabilities; none: the image "
         "alone (default: as the run was evaluated, else none)",
@@ -65,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.weights!r} has {classes} classes, {dataset} has {spec.num_classes}; evaluate it on "
                          "the data it was trained on (leave out --dataset, or point --data-dir there)")  # fmt: skip
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    inputs = Inputs(torch.device("cuda" if cuda else "cpu"), spec.mean, spec.std, amp=args.amp)
+    amp = args.amp or meta.get("recipe", {}).get("amp", "none")  # the run's, so eval scores what training scored
+    if amp == "fp16" and not cuda and args.amp is None:
+        amp = "none"  # a run trained with fp16 autocast on a GPU, evaluated on CPU (fp16 autocast is CUDA's)
+    inputs = Inputs(torch.device("cuda" if cuda else "cpu"), spec.mean, spec.std, amp=amp)
     tta = args.tta or meta.get("recipe", {}).get("tta", "none")
     result = evaluate(
         model.to(inputs.device), test, inputs, batch_size=args.batch_size, workers=args.workers,
@@ -73,7 +79,14 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     out = {"weights": str(args.weights), "model": model.model_config["name"], "dataset": dataset, "images": result.n}
     out["test_subset"] = subset  # 0: the whole test set
-    out |= {"top1": result.acc, "top5": result.acc5, "loss": result.loss, "skipped": result.skipped, "tta": tta}
+    out |= {
+        "top1": result.acc,
+        "top5": result.acc5,
+        "loss": result.loss,
+        "skipped": result.skipped,
+        "tta": tta,
+        "amp": amp,
+    }
     text = json_text(out)  # a diverged model's loss is NaN: null in the JSON
     print(text)
     if args.json:

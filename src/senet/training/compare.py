@@ -115,13 +115,14 @@ class Comparison:
 
     def table(self) -> str:
         """A markdown table: model, params, MACs, last-epoch test accuracy mean ± std over seeds, speed, time."""
-        top1 = over_seeds("test top-1 %", max(len(m.runs) for m in self.models))
+        seeds = max(len(m.runs) for m in self.models)
+        top1 = over_seeds("test top-1 %", seeds)
         lines = [
             f"| model | params | MMACs | {top1} | train img/s | wall time / run |",
             "|---|---|---|---|---|---|",
         ]
         for m in self.models:
-            d, acc = m.to_dict(), mean_std([100 * a for a in m.accs])
+            d, acc = m.to_dict(), mean_std([100 * a for a in m.accs], seeds)
             lines.append(
                 f"| {m.model} | {d['params'] / 1e6:.3f}M | {d['macs'] / 1e6:.2f} | {acc} | {d['images_per_s']:.0f} | "
                 f"{d['wall_s'] / 60:.1f} min |"

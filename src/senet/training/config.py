@@ -178,7 +178,9 @@ class TrainConfig:
     name: str = option("", 'run folder under out_dir; "": MODEL-DATASET-sSEED')
     checkpoint_every: int = option(0, "also checkpoint every N optimizer steps (0: at epoch ends only)")
     eval_every: int = option(1, "epochs between test-set evaluations (the last epoch is always evaluated)")
-    tensorboard: bool = option(True, "write TensorBoard events when tensorboard is installed")
+    tensorboard: bool | None = option(
+        None, "TensorBoard events in RUN/tb: true (needs tensorboard) or false; null: when it is installed"
+    )
     progress: str = option("auto", "auto (a bar on a terminal, one line per epoch otherwise), bar, epoch, none")
 
     def __post_init__(self) -> None:

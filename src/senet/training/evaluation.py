@@ -7,6 +7,7 @@ over every test image exactly once, also when several processes share the work.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -173,6 +174,9 @@ def recorded_test_set(
     own = dataset == meta.get("dataset")  # the weights' own data: their classes, size, crop and normalisation
     if test_subset is None:
         test_subset = recorded_test_subset(meta, dataset)
+    chans = meta.get("in_chans", 3)
+    pre = {k: meta[k] for k in ("mean", "std", "crop_pct", "interpolation") if k in meta}
+    norm = {k: pre.pop(k) for k in ("mean", "std") if k in pre and dataset != "imagefolder"}  # set once checked
     _, test, spec = load_datasets(
         dataset,
         data_dir=data_dir or (meta.get("recipe", {}).get("data_dir") if own else None),  # another's: its own places
@@ -180,10 +184,15 @@ def recorded_test_set(
         image_size=meta.get("image_size", 0),
         augment="none",
         test_subset=test_subset,
-        in_chans=meta.get("in_chans", 3),
+        in_chans=chans,
         classes=meta["classes"] if own and "classes" in meta else None,
-        preprocess={k: meta[k] for k in ("mean", "std", "crop_pct", "interpolation") if k in meta},
+        preprocess=pre,
     )
+    if spec.in_chans != chans:  # image folders are read with the run's channels; the in-memory datasets have theirs
+        raise ValueError(f"the weights were trained on {chans}-channel images ({meta.get('dataset', 'unknown')}) and "
+                         f"{dataset}'s have {spec.in_chans}; evaluate them on {chans}-channel data")  # fmt: skip
+    if norm:
+        spec = dataclasses.replace(spec, mean=tuple(norm["mean"]), std=tuple(norm["std"]))
     return test, spec
 
 

@@ -105,14 +105,15 @@ def over_seeds(what: str, seeds: int) -> str:
     return f"{what} (1 seed)" if seeds <= 1 else f"{what} (mean ± std, {seeds} seeds)"
 
 
-def mean_std(values: Sequence[float]) -> str:
+def mean_std(values: Sequence[float], seeds: int = 0) -> str:
     """``mean ± std`` (the sample standard deviation) of results over seeds, to two decimals, as every table of
     seeds shows them; one result alone is ``value (n=1)``: one seed measures no spread, and ``± 0.00`` would say
-    it is nil. Empty: ``–``."""
+    it is nil. ``seeds``: the seeds of the table's header (`over_seeds`); where that is 1, the header says it and one
+    result is the plain value. Empty: ``–``."""
     if not values:
         return "–"
     if len(values) == 1:
-        return f"{values[0]:.2f} (n=1)"
+        return f"{values[0]:.2f}" if seeds == 1 else f"{values[0]:.2f} (n=1)"
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
@@ -150,16 +151,20 @@ def plot_curves(path: Path, runs: Mapping[str, Sequence[Mapping[str, Any]]], tit
 
 
 class TensorBoard:
-    """Scalars to TensorBoard event files under ``run_dir/tb`` when tensorboard is installed; otherwise nothing."""
+    """Scalars to TensorBoard event files under ``run_dir/tb``. ``enabled``: True needs tensorboard
+    (`require_tensorboard` refuses a run without it), None writes them when it is installed, False never."""
 
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
+    def __init__(self, run_dir: Path, enabled: bool | None) -> None:
         self.writer = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                return
-            self.writer = SummaryWriter(str(run_dir / "tb"))
+        if enabled is False:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            if enabled:
+                require_tensorboard()
+            return
+        self.writer = SummaryWriter(str(run_dir / "tb"))
 
     def log(self, row: Mapping[str, Any]) -> None:
         if self.writer is None:
@@ -172,3 +177,10 @@ class TensorBoard:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def require_tensorboard() -> None:
+    """Import torch.utils.tensorboard, or raise `MissingExtraError` naming ``pip install 'senet[tensorboard]'``."""
+    from ..environment import require
+
+    require("torch.utils.tensorboard", "tensorboard", "tensorboard=true (TensorBoard events in RUN/tb)", "tensorboard")

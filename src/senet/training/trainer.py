@@ -59,7 +59,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .evaluation import Inputs, check_readable, evaluate, loader
 from .finetune import Finetune, train_mode
-from .outputs import HISTORY_ROW, Progress, TensorBoard, plot_curves, write_metrics_csv
+from .outputs import HISTORY_ROW, Progress, TensorBoard, plot_curves, require_tensorboard, write_metrics_csv
 from .schedule import LRSchedule
 
 __all__ = ["NonFiniteLossError", "RunResult", "train"]
@@ -456,7 +456,7 @@ class _Run:
     def fit(self) -> RunResult:
         """Train the remaining epochs: each one's batches, then its evaluation, checkpoint and outputs."""
         c, dist = self.config, self.dist
-        self.tb = TensorBoard(self.run_dir, c.tensorboard and dist.main)
+        self.tb = TensorBoard(self.run_dir, c.tensorboard if dist.main else False)
         try:
             while self.epoch < c.epochs:
                 self.sampler.set_epoch(self.epoch, start=self.batch)  # a resumed epoch skips what it has done
@@ -717,6 +717,8 @@ def train(config: TrainConfig, *, model: nn.Module | None = None, resume: bool |
         config = config.replace(model=record["name"], model_options=record["options"], add_se=record.get("add_se", []))
     if config.init:
         config = config.replace(init=recorded_init(config.init))
+    if config.tensorboard:  # asked for: refused before any work where tensorboard is missing
+        require_tensorboard()
     if resume == "auto" and (config.run_dir / SUMMARY_FILE).is_file():
         done = RunResult.load(config.run_dir)
         changed = config_changes(done.config.to_dict(), config)
