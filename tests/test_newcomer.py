@@ -675,3 +675,22 @@ def test_readme_install_names_every_extra_and_the_quick_start_stays_two_commands
     assert {e for e in _declared() if e not in ("", "test")} == set(re.findall(r"pip install '\.\[(\w+)\]'", install))
     quick = readme.split("## Quick start", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     assert [line.split("#")[0].strip() for line in quick.splitlines()] == ["make demo", "make test"]
+
+
+def test_a_resumed_run_recorded_with_tensorboard_true_goes_on_without_it(tmp_path, monkeypatch, capsys):
+    """Runs recorded before the default became null say `tensorboard: true` (then: "when installed"). Resumed where
+    tensorboard is missing, such a run goes on without events and says so, rather than being refused."""
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    syn = ["train", "--dataset", "synthetic", "--model", "resnet20", "--train-subset", "16", "--test-subset", "8",
+           "--batch-size", "8", "--progress", "epoch", "--threads", "1", "--out-dir", str(tmp_path),
+           "--name", "old"]  # fmt: skip
+    _ok(capsys, *syn, "--epochs", "1")
+    config = tmp_path / "old" / "config.yaml"
+    config.write_text(config.read_text().replace("tensorboard: null", "tensorboard: true"))
+    assert "tensorboard: true" in config.read_text()
+    assert main(["train", "--resume", str(tmp_path / "old"), "--epochs", "2"]) == 0
+    out = capsys.readouterr()
+    assert "this resumed run writes no TensorBoard events" in out.out + out.err
+    assert json.loads((tmp_path / "old" / "summary.json").read_text())["config"]["epochs"] == 2
+    assert not (tmp_path / "old" / "tb").exists()

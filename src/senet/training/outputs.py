@@ -179,6 +179,17 @@ class TensorBoard:
             self.writer.close()
 
 
+def tensorboard_installed() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch.utils.tensorboard") is not None and (
+            importlib.util.find_spec("tensorboard") is not None
+        )
+    except (ImportError, ValueError):
+        return False
+
+
 def require_tensorboard() -> None:
     """Import torch.utils.tensorboard, or raise `MissingExtraError` naming ``pip install 'senet[tensorboard]'``."""
     from ..environment import require

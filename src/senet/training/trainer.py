@@ -59,7 +59,15 @@ from .checkpoint import (
 from .config import TrainConfig
 from .evaluation import Inputs, check_readable, evaluate, loader
 from .finetune import Finetune, train_mode
-from .outputs import HISTORY_ROW, Progress, TensorBoard, plot_curves, require_tensorboard, write_metrics_csv
+from .outputs import (
+    HISTORY_ROW,
+    Progress,
+    TensorBoard,
+    plot_curves,
+    require_tensorboard,
+    tensorboard_installed,
+    write_metrics_csv,
+)
 from .schedule import LRSchedule
 
 __all__ = ["NonFiniteLossError", "RunResult", "train"]
@@ -456,7 +464,14 @@ class _Run:
     def fit(self) -> RunResult:
         """Train the remaining epochs: each one's batches, then its evaluation, checkpoint and outputs."""
         c, dist = self.config, self.dist
-        self.tb = TensorBoard(self.run_dir, c.tensorboard if dist.main else False)
+        tb = c.tensorboard if dist.main else False
+        if tb and not self.fresh and not tensorboard_installed():  # runs recorded before the default was null said
+            self.progress.message(  # true for "when installed": a resumed run goes on without events, and says so
+                "tensorboard is not installed: this resumed run writes no TensorBoard events "
+                "(pip install 'senet[tensorboard]', or --tensorboard false)"
+            )
+            tb = None
+        self.tb = TensorBoard(self.run_dir, tb)
         try:
             while self.epoch < c.epochs:
                 self.sampler.set_epoch(self.epoch, start=self.batch)  # a resumed epoch skips what it has done
@@ -717,8 +732,8 @@ def train(config: TrainConfig, *, model: nn.Module | None = None, resume: bool |
         config = config.replace(model=record["name"], model_options=record["options"], add_se=record.get("add_se", []))
     if config.init:
         config = config.replace(init=recorded_init(config.init))
-    if config.tensorboard:  # asked for: refused before any work where tensorboard is missing
-        require_tensorboard()
+    if config.tensorboard and not (resume and (config.run_dir / STATE_FILE).is_file()):
+        require_tensorboard()  # a fresh run that asks for events: refused before any work where tensorboard is missing
     if resume == "auto" and (config.run_dir / SUMMARY_FILE).is_file():
         done = RunResult.load(config.run_dir)
         changed = config_changes(done.config.to_dict(), config)
