@@ -156,6 +156,11 @@ def test_eval_of_a_torchvision_pth_names_senet_convert(tmp_path, capsys):
     err = _fails(capsys, "eval", str(path), "--model", "resnet18", "--dataset", "synthetic", "--test-subset", "8")
     assert f"senet convert {path} --model resnet18 --num-classes 10 --out W.safetensors" in err
     assert "torchvision" in err and "Missing key" not in err
+    # ImageNet weights (1000 outputs) evaluated on 10-class data: the command named converts the file's own head
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    err = _fails(capsys, "eval", str(path), "--model", "resnet18", "--dataset", "synthetic", "--test-subset", "8")
+    assert f"senet convert {path} --model resnet18 --num-classes 1000 --out W.safetensors" in err
+    _ok(capsys, "convert", str(path), "--model", "resnet18", "--num-classes", "1000", "--out", str(tmp_path / "w.st"))
 
 
 # -- one epoch, one seed ---------------------------------------------------------------------------------------------

@@ -110,7 +110,24 @@ def state_dict_model(path: str | os.PathLike, name: str | None, *, num_classes: 
                          f"{convert}")  # fmt: skip
     tensors, _ = read_source(path)
     layout = get_layout("auto", list(tensors))
-    if layout.name != "senet":
+    if layout.name != "senet":  # the file's own head sets the class count to convert with, not the data's
+        head = _head_classes(tensors)
+        classes = f" --num-classes {head}" if head is not None else ""
+        convert = f"convert it first: senet convert {path} --model MODEL{classes} --out W.safetensors"
         raise ValueError(f"{path!r} holds {layout.source} weights ({layout.name} layout), which senet eval does not "
                          f"read directly; {convert.replace('MODEL', name)}, then senet eval W.safetensors")  # fmt: skip
     return load_weights(create_model(name, num_classes=num_classes, in_chans=in_chans), path, "senet")
+
+
+# The classifier's weight in the layouts senet reads (torchvision, timm, Cadene's and the Caffe ports).
+_HEAD_KEYS = ("fc.weight", "last_linear.weight", "classif.weight", "classifier.weight", "classifier.6.weight",
+              "head.fc.weight")  # fmt: skip
+
+
+def _head_classes(tensors: dict) -> int | None:
+    """The number of outputs of the classifier in a state dict of another layout, or None where none is found."""
+    for key in _HEAD_KEYS:
+        w = tensors.get(key)
+        if w is not None and w.ndim == 2:
+            return int(w.shape[0])
+    return None
