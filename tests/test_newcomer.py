@@ -699,3 +699,28 @@ def test_a_resumed_run_recorded_with_tensorboard_true_goes_on_without_it(tmp_pat
     assert "this resumed run writes no TensorBoard events" in out.out + out.err
     assert json.loads((tmp_path / "old" / "summary.json").read_text())["config"]["epochs"] == 2
     assert not (tmp_path / "old" / "tb").exists()
+
+
+def test_grayscale_torchvision_weights_convert_with_in_chans(tmp_path, capsys):
+    """A torchvision ResNet-18 fine-tuned on grayscale images (conv1 of 1 channel): `senet convert` names the fix,
+    then converts it with --in-chans 1 and the data's mean and std, and the result computes torchvision's function."""
+    import torchvision
+
+    tv = torchvision.models.resnet18(num_classes=10)
+    tv.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    path = tmp_path / "grey.pth"
+    torch.save(tv.state_dict(), path)
+    base = ["convert", str(path), "--model", "resnet18", "--num-classes", "10"]
+    err = _fails(capsys, *base, "--out", str(tmp_path / "a.safetensors"))
+    assert "the weights' stem takes 1-channel images: convert with --in-chans 1 and --mean/--std of 1 value" in err
+    err = _fails(capsys, *base, "--in-chans", "1", "--out", str(tmp_path / "b.safetensors"))
+    assert "must give one value per input channel (1)" in err
+    out = tmp_path / "c.safetensors"
+    _ok(capsys, *base, "--in-chans", "1", "--mean", "0.286", "--std", "0.353", "--out", str(out))
+    import senet
+
+    model, _ = senet.load_model(out)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), tv.eval()(x), rtol=1e-5, atol=1e-5)
+    assert model.weights_meta["mean"] == [0.286] and model.in_chans == 1

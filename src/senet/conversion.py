@@ -19,7 +19,16 @@ from .data import Preprocess
 from .factory import create_model, default_preprocess, model_metadata
 from .files import refuse_overwrite, save_weights
 from .validate import check_normalisation
-from .weights import KNOWN_WEIGHTS, get_layout, imagenet_classes, load_weights, model_options, read_source
+from .weights import (
+    KNOWN_WEIGHTS,
+    ConversionError,
+    get_layout,
+    imagenet_classes,
+    load_weights,
+    model_options,
+    read_source,
+    senet_name,
+)
 
 __all__ = ["Converted", "convert_file", "state_dict_model"]
 
@@ -41,6 +50,7 @@ def convert_file(
     layout: str = "auto",
     model: str | None = None,
     num_classes: int | None = None,
+    in_chans: int | None = None,
     mean: list[float] | None = None,
     std: list[float] | None = None,
     input_size: int | None = None,
@@ -55,6 +65,8 @@ def convert_file(
         layout: the layout of ``src``, or ``"auto"`` to recognise it from its key names.
         model: the senet model (see `senet.list_models`); None for the layout's own, where it has one.
         num_classes: classifier outputs (None: the model's, 1000).
+        in_chans: input channels of the weights' stem (None: 3); weights for another number than the layout's
+            images (e.g. a grayscale fine-tune) need ``mean`` and ``std`` with one value per channel.
         mean, std, input_size, crop_pct, interpolation: the preprocessing recorded with the weights; each left None
             comes from the first that says it: a published file's own (recognised by its name), the layout's input
             or a senet file's record, the model's default.
@@ -72,8 +84,15 @@ def convert_file(
         raise ValueError(f"{src!r} holds {spec.source} weights of the ResNet family; name the senet model "
                          "with --model (e.g. se_resnet50)")  # fmt: skip
     options = model_options(name, spec.name, state)
-    net = create_model(name, num_classes=num_classes, **options)
-    load_weights(net, state, spec.name)
+    net = create_model(name, num_classes=num_classes, in_chans=in_chans or 3, **options)
+    try:
+        load_weights(net, state, spec.name)
+    except ConversionError as e:
+        channels = _stem_channels(net, state, spec.name)
+        if in_chans is None and channels not in (None, net.in_chans):  # the same error, with the fix
+            e.args = (f"{e}; the weights' stem takes {channels}-channel images: convert with --in-chans {channels} "
+                      f"and --mean/--std of {channels} value(s)",)  # fmt: skip
+        raise
     meta = getattr(net, "weights_meta", None) or recorded
     # The preprocessing, each part from the first that says it: the arguments, a published file's own (recognised by
     # its name), the layout's input or the senet file's record, the model's default.
@@ -130,4 +149,13 @@ def _head_classes(tensors: dict) -> int | None:
         w = tensors.get(key)
         if w is not None and w.ndim == 2:
             return int(w.shape[0])
+    return None
+
+
+def _stem_channels(net: nn.Module, state: dict, layout: str) -> int | None:
+    """The input channels of ``state``'s tensor for ``net``'s first convolution (None where it has none)."""
+    first = next((f"{n}.weight" for n, m in net.named_modules() if isinstance(m, nn.Conv2d)), None)
+    for key, value in state.items():
+        if senet_name(key, layout) == first and getattr(value, "ndim", 0) == 4:
+            return int(value.shape[1])
     return None

@@ -37,6 +37,7 @@ BATCH = whole(1, MAX_BATCH)  # images per batch
 CLASSES = whole(1, MAX_CLASSES)  # classifier outputs
 SUBSET = whole(0)  # a fixed subset of N images; 0: all
 SIDE = whole(1, MAX_IMAGE_SIDE)  # input height = width, pixels
+CHANNELS = whole(1, MAX_CHANNELS)  # input channels
 
 
 def finite(text: str) -> float:

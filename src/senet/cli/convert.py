@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from senet.cli._config import CLASSES, SIDE, finite, fraction
+from senet.cli._config import CHANNELS, CLASSES, SIDE, finite, fraction
 from senet.data.transforms import INTERPOLATIONS
 from senet.weights import LAYOUTS
 
@@ -26,6 +26,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DST", help="output .safetensors file (written atomically)")
     parser.add_argument("--num-classes", type=CLASSES, default=None, help="classifier outputs (default: the model's, "
                         "1000)")  # fmt: skip
+    parser.add_argument("--in-chans", type=CHANNELS, default=None, help="input channels of the weights' stem "
+                        "(default 3; 1 for grayscale weights, with --mean and --std of one value)")  # fmt: skip
     parser.add_argument("--mean", type=finite, nargs="+", default=None,
                         help="input normalisation recorded with the weights (default: the published file's, else the "
                         "layout's, e.g. ImageNet's)")  # fmt: skip
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from senet.conversion import convert_file
 
     done = convert_file(
-        args.src, args.out, layout=args.layout, model=args.model, num_classes=args.num_classes, mean=args.mean,
+        args.src, args.out, layout=args.layout, model=args.model, num_classes=args.num_classes, in_chans=args.in_chans,
+        mean=args.mean,
         std=args.std, input_size=args.input_size, crop_pct=args.crop_pct, interpolation=args.interpolation,
     )  # fmt: skip
     shown = "".join(f", {k}={v!r}" for k, v in done.options.items())  # the options the layout asked for, if any
