@@ -364,7 +364,7 @@ def test_cost_names_the_unit_of_a_published_attention_model_and_counts_exactly(c
     args = ["cost", "eca_resnet50d", "--attention", "cbam", "--input-size", "32", "--repeats", "1", "--no-train"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "eca_resnet50d has eca units in SE's place already" in err and "se_resnet50d --attention cbam" in err
+    assert "eca_resnet50d has ECA units in SE's place already" in err and "se_resnet50d --attention cbam" in err
 
 
 def test_gc_identity_start_is_the_only_one():

@@ -651,6 +651,10 @@ def test_torchvision_models_record_torchvisions_preprocessing_which_timm_reads_a
     timm_cfg = resolve_data_config(model=model)  # timm reads the same, not its bicubic default
     assert timm_cfg["interpolation"] == "bilinear" and timm_cfg["crop_pct"] == 0.875
     assert timm_cfg["input_size"] == (3, 224, 224) and timm_cfg["mean"] == pre.mean and timm_cfg["std"] == pre.std
+    with torch.device("meta"):  # DEFAULT weights for another size than the model as built (SWAG's 518): its own
+        vit = senet.create_model("torchvision:vit_h_14")
+    assert Preprocess.from_model(vit).input_size == vit.image_size == 224
+    assert vit(torch.empty(1, 3, 224, 224, device="meta")).shape == (1, 1000)
 
 
 @slow

@@ -150,7 +150,7 @@ def _from_library(name: str, num_classes: int | None, in_chans: int, options: di
         if in_chans != 3:
             raise ValueError(f"{name} takes RGB input (in_chans=3); got in_chans={in_chans!r}")
         model = torchvision.models.get_model_builder(builder)(**kwargs)
-        model.pretrained_cfg = _pretrained_cfg(_torchvision_preprocess(builder, options))
+        model.pretrained_cfg = _pretrained_cfg(_torchvision_preprocess(builder, options, model))
     else:
         timm = require("timm", "timm", f"{name} (a timm model)")
         if not timm.is_model(builder):
@@ -170,25 +170,27 @@ def _from_library(name: str, num_classes: int | None, in_chans: int, options: di
     return model
 
 
-def _torchvision_preprocess(builder: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def _torchvision_preprocess(builder: str, options: Mapping[str, Any], model: nn.Module) -> dict[str, Any]:
     """A torchvision model's preprocessing in senet's terms: that of its ``DEFAULT`` weights' ``transforms()``
-    (read, not downloaded: resnet18's resizes to 256 and crops 224, bilinear, ImageNet's mean and std), with
-    ``image_size=`` where the model takes one; ImageNet's convention (224 of 256, bilinear) for a model without
-    published weights."""
+    (read, not downloaded: resnet18's resizes to 256 and crops 224, bilinear, ImageNet's mean and std), where the
+    model as built takes that size; ImageNet's convention (224 of 256, bilinear) for a model without published
+    classification weights. A model built for one input size (a ViT's ``image_size``) keeps its own: vit_h_14's
+    DEFAULT weights are SWAG's at 518, which a ViT built without them refuses."""
     import torchvision
 
     pre = {"input_size": 224, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "crop_pct": 0.875,
            "interpolation": "bilinear"}  # fmt: skip
     try:
         t = torchvision.models.get_model_weights(builder).DEFAULT.transforms()
-    except (ValueError, AttributeError, KeyError):  # no weights enum for this builder
-        t = None
-    if t is not None:
         crop, resize = t.crop_size[0], t.resize_size[0]
+    except (ValueError, AttributeError, KeyError, IndexError, TypeError):  # no classification weights for this one
+        t = None
+    own = options.get("image_size", getattr(model, "image_size", None))
+    if t is not None and (not isinstance(own, int) or own == crop):
         pre.update(input_size=crop, mean=list(t.mean), std=list(t.std), crop_pct=crop / resize,
                    interpolation=t.interpolation.value)  # fmt: skip
-    if isinstance(options.get("image_size"), int):
-        pre["input_size"] = options["image_size"]
+    if isinstance(own, int):
+        pre["input_size"] = own
     return pre
 
 

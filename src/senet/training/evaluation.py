@@ -188,7 +188,8 @@ def recorded_test_set(
         classes=meta["classes"] if own and "classes" in meta else None,
         preprocess=pre,
     )
-    if spec.in_chans != chans:  # image folders are read with the run's channels; the in-memory datasets have theirs
+    if "in_chans" in meta and spec.in_chans != chans:  # image folders are read with the weights' channels; the
+        # in-memory datasets have theirs (a plain state dict records none: its model is built for the data's)
         raise ValueError(f"the weights were trained on {chans}-channel images ({meta.get('dataset', 'unknown')}) and "
                          f"{dataset}'s have {spec.in_chans}; evaluate them on {chans}-channel data")  # fmt: skip
     if norm:
