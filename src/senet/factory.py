@@ -90,7 +90,7 @@ def create_model(
     """
     if pretrained is not None and not isinstance(pretrained, bool):
         raise TypeError(f"pretrained={pretrained!r} must be True or False (or weights='DEFAULT' / a tag)")
-    if pretrained is False and weights is not None:
+    if pretrained is False and weights:  # weights="" means none, as everywhere
         raise ValueError(f"pretrained=False contradicts weights={weights!r}: drop one (pretrained=False builds "
                          "fresh weights, weights= loads published ones)")  # fmt: skip
     weights = weights or ("DEFAULT" if pretrained else None)
