@@ -180,13 +180,12 @@ class TensorBoard:
 
 
 def tensorboard_installed() -> bool:
+    """Whether the tensorboard package, which `torch.utils.tensorboard` needs, can be imported (not importing it)."""
     import importlib.util
 
     try:
-        return importlib.util.find_spec("torch.utils.tensorboard") is not None and (
-            importlib.util.find_spec("tensorboard") is not None
-        )
-    except (ImportError, ValueError):
+        return importlib.util.find_spec("tensorboard") is not None
+    except ValueError:  # a None entry in sys.modules: as if not installed
         return False
 
 
