@@ -235,3 +235,18 @@ def test_the_check_finds_a_cycle_inside_a_unit(tmp_path, monkeypatch):
     )
     assert _edges() == []  # all inside one unit: the unit-level checks see nothing
     assert _cycles(_module_edges()) == ["senet.layers.fast", "senet.layers.fused", "senet.layers.se"]
+
+
+@pytest.mark.slow
+def test_import_senet_leaves_the_heavy_optional_libraries_unimported():
+    """`senet --help` and every command start by importing the package: torchvision (1.5 s on 2 cores, through
+    torch._dynamo), timm, onnx and matplotlib are imported by the functions that use them, not by `import senet`."""
+    import os
+    import subprocess
+    import sys
+
+    heavy = ("torchvision", "timm", "onnx", "onnxruntime", "matplotlib", "tensorboard")
+    code = f"import sys, senet, senet.cli; print(*[m for m in {heavy!r} if m in sys.modules])"
+    env = {**os.environ, "PYTHONPATH": str(SRC.parent)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert proc.stdout.split() == []

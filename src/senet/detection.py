@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
-from torchvision.ops import FrozenBatchNorm2d
-from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool
 
 from .factory import create_model
 from .models import FeatureNet
+
+if TYPE_CHECKING:  # torchvision is imported where it is used: `import senet` does not pay for it (1.5 s on 2 cores)
+    from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
 __all__ = ["FPNBackbone", "fpn_backbone", "freeze_batchnorm"]
 
@@ -30,6 +32,8 @@ class FPNBackbone(nn.Module):
     for the detection model's ``image_mean`` / ``image_std``."""
 
     def __init__(self, body: FeatureNet, out_channels: int = 256, extra_blocks: ExtraFPNBlock | None = None) -> None:
+        from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
+
         super().__init__()
         self.body = body
         self.fpn = FeaturePyramidNetwork(
@@ -45,6 +49,8 @@ class FPNBackbone(nn.Module):
 def freeze_batchnorm(module: nn.Module) -> nn.Module:
     """Replace every ``nn.BatchNorm2d`` in ``module`` by torchvision's ``FrozenBatchNorm2d`` with the same statistics,
     scale and shift (the same function as the BN in eval mode, in training too); returns ``module``."""
+    from torchvision.ops import FrozenBatchNorm2d
+
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d):
             frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
