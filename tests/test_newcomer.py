@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import slow
 
+import senet.cli
 from senet.cli import main
 from senet.data import FASHION_MNIST_DIR, load_datasets
 from senet.data.sampling import EpochBatches
@@ -604,6 +605,7 @@ def test_commands_of_one_process_refuse_torchrun(tmp_path, monkeypatch, capsys, 
     assert f"senet {argv[0]} runs as one process, not under torchrun (WORLD_SIZE=2); run it without torchrun" in err
     assert fix in err
     monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(senet.cli, "_OTHERS_WAIT_S", 0.0)  # the real wait: test_compare_launched_by_torchrun_...
     assert main(argv) == 2
     assert capsys.readouterr() == ("", "")
     assert not list(tmp_path.iterdir())

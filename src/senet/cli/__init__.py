@@ -100,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 # under torchrun each process would do the whole work, and write the same files, at once.
 _DISTRIBUTED = ("train",)
 
+# How long the other processes wait before they exit: torchrun stops every process when one ends, and the first
+# process's line must come out before that.
+_OTHERS_WAIT_S = 1.0
+
 
 def _world_size() -> int:
     try:
@@ -116,10 +120,10 @@ def _refuse_under_torchrun(command: str) -> int:
             "only senet train runs under torchrun")  # fmt: skip
         print(f"senet: error: senet {command} runs as one process, not under torchrun (WORLD_SIZE="
               f"{os.environ['WORLD_SIZE']}); run it without torchrun; {fix}", file=sys.stderr)  # fmt: skip
-    else:  # torchrun stops the others when one process ends: the first one's line comes out before that
+    else:
         import time
 
-        time.sleep(1)
+        time.sleep(_OTHERS_WAIT_S)
     return 2
 
 
