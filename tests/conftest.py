@@ -10,6 +10,7 @@ from functools import partial
 
 import pytest
 import torch
+from pytest import ParameterSet
 
 # Two cores: keep intra-op threads at what the machine has, and results repeatable; under pytest-xdist (`make test`
 # runs two workers) each worker takes its share of the cores.
@@ -26,6 +27,21 @@ def _seed():
 # training in subprocesses, and the repetition of a per-model check over every registered model, of which it keeps
 # one model per family.
 slow = pytest.mark.slow
+
+
+def fast_first(values: list, n: int = 1) -> list:
+    """``values`` of a parametrize as pytest params: the first ``n`` in the fast tier, the others marked slow, for the
+    checks that repeat one assertion over many cases (the full suite runs every case). As with several argnames, a
+    tuple is one value per argument."""
+    out = []
+    for i, v in enumerate(values):
+        if i < n:
+            out.append(v)
+        elif isinstance(v, ParameterSet):
+            out.append(pytest.param(*v.values, marks=(*v.marks, slow), id=v.id))
+        else:
+            out.append(pytest.param(*(v if isinstance(v, tuple) else (v,)), marks=slow))
+    return out
 
 
 # Families whose smallest network is too large for the fast tier: VGG-16's 138M parameters take seconds in any

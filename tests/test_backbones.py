@@ -9,7 +9,7 @@ import timm
 import torch
 import torchvision
 from _interop import trained_like
-from conftest import slow
+from conftest import fast_first, slow
 
 import senet
 from senet.cli import main
@@ -80,7 +80,7 @@ def test_mobile_params_paper_table3():
     assert (se - plain) / 1e6 == pytest.approx(0.6, abs=0.05)
 
 
-@pytest.mark.parametrize(("groups", "mmacs"), [(1, 143), (2, 140), (3, 137), (4, 133), (8, 137)])
+@pytest.mark.parametrize(("groups", "mmacs"), fast_first([(1, 143), (2, 140), (3, 137), (4, 133), (8, 137)], 2))
 def test_shufflenet_complexity_shufflenet_table1(groups, mmacs):
     # The ShuffleNet paper rounds to 1M; the SE paper's "140" is that table's budget for ShuffleNet 1× (~140 MFLOPs).
     assert prof("shufflenet", groups=groups).macs / 1e6 == pytest.approx(mmacs, abs=1.5)
@@ -160,7 +160,7 @@ def _close_gate(se):
         se.fc2.bias.fill_(-1e4)
 
 
-@pytest.mark.parametrize("position", ["standard", "identity", "pre", "post"])
+@pytest.mark.parametrize("position", fast_first(["standard", "identity", "pre", "post"], 2))
 def test_se_inception_resnet_unit_gates_the_residual_branch(position):
     model = senet.create_model("se_inception_resnet_v2", se_position=position).eval()
     unit = model.blocks.block35_1

@@ -21,7 +21,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
-from conftest import slow
+from conftest import fast_first, slow
 from test_bad_input import _png_declaring
 from test_cli_train import _fails, _ok
 from test_data import write_idx
@@ -315,7 +315,7 @@ def test_cifar_pixels_outside_0_to_255_are_refused_not_wrapped(tmp_path):
     assert int(train.images.max()) == 255 and train.images.dtype == torch.uint8
 
 
-@pytest.mark.parametrize("where", ["train", "eval", "predict"])
+@pytest.mark.parametrize("where", fast_first(["train", "eval", "predict"]))
 def test_a_decompression_bomb_image_is_named_or_skipped(tmp_path, capsys, where):
     """A PNG of a few KB declaring 100,000 × 100,000 pixels (30 GB decoded): refused by name, or skipped and counted
     with --skip-bad-images; never decoded."""

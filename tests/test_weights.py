@@ -34,7 +34,11 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=slow if c == "legacy_senet154" else ()) for c in CASES])
+# One case per layout in the fast tier (the first of each); the others, SENet-154 above all, in the full suite.
+FAST_CASES = {"legacy_seresnet18", "seresnet50", "tv_resnet50"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=() if c in FAST_CASES else slow) for c in CASES])
 def test_converted_model_computes_what_the_reference_computes(case):
     """Eval mode, random weights and inputs, the layout recognised from the names; compared in float64 so that the
     test measures the function rather than float32 summation order: max |diff| ≤ 1e-10 of the output's scale
