@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 from _interop import trained_like
-from conftest import slow
+from conftest import fast_first, slow
 from torch.utils.flop_counter import FlopCounterMode
 
 import senet
@@ -92,9 +92,11 @@ def test_every_unit_in_every_position_forward_and_backward(model, position):
 
 def test_the_unit_sits_where_se_would_with_the_width_of_that_position():
     for position, width in {"standard": 256, "pre": 64, "after_3x3": 64}.items():
-        net = senet.create_model("se_resnet50", attention="cbam", se_position=position)
+        with torch.device("meta"):
+            net = senet.create_model("se_resnet50", attention="cbam", se_position=position)
         assert net.layer1[0].se.channels == width
-    net = senet.create_model("se_resnet50", attention="eca", se_stages=[2, 4])
+    with torch.device("meta"):
+        net = senet.create_model("se_resnet50", attention="eca", se_stages=[2, 4])
     assert net.layer1[0].se is None and net.layer2[0].se.k_size == 5 and net.layer4[0].se.k_size == 7
 
 
@@ -131,7 +133,8 @@ def test_every_unit_builds_in_every_family_and_where_se_has_defaults(model):
 
 
 def test_per_stage_options_and_the_released_eca_kernels():
-    net = senet.create_model("se_resnet50", attention="eca", attention_options={"k_size": [3, 5, 5, 7]})
+    with torch.device("meta"):
+        net = senet.create_model("se_resnet50", attention="eca", attention_options={"k_size": [3, 5, 5, 7]})
     assert [s[0].se.k_size for s in net.stages()] == [3, 5, 5, 7]
     assert senet.profile(net).se_params == 80  # ECA-Net's "+80 parameters" for ResNet-50
     with pytest.raises(ValueError, match=r"k_size=\[3, 5, 7\] gives 3 values for a network of 4 stages"):
@@ -219,12 +222,13 @@ def test_profile_counts_layers_and_products_as_torch_does_plus_the_passes(unit):
 
 
 def test_resnet50_figures_of_the_papers():
-    nets = {p: senet.create_model("se_resnet50", **preset_options("se_resnet50", p, (3, 224, 224)))
-            for p in ("eca", "srm", "simam", "triplet")}  # fmt: skip
+    with torch.device("meta"):  # counts only
+        nets = {p: senet.create_model("se_resnet50", **preset_options("se_resnet50", p, (3, 224, 224)))
+                for p in ("eca", "srm", "simam", "triplet")}  # fmt: skip
+        plain = senet.profile(senet.create_model("resnet50"))
     for p, net in nets.items():  # a parameter-free unit's count alone cannot tell it from a missing one
         assert sum(type(m) is ATTENTION_UNITS[p] for m in net.modules()) == 16, p  # one per bottleneck
     counts = {p: senet.profile(net) for p, net in nets.items()}
-    plain = senet.profile(senet.create_model("resnet50"))
     assert counts["simam"].macs > plain.macs and counts["triplet"].macs > plain.macs  # their passes are counted
     assert counts["eca"].params - plain.params == 86  # k = ψ(C) = 5, 5, 5, 7; the released 3, 5, 5, 7: 80
     assert counts["srm"].params == 25_617_448 and counts["simam"].params == plain.params
@@ -266,7 +270,9 @@ def test_onnx_export_of_a_network_per_unit_in_onnxruntime(unit, tmp_path):
 
 
 @pytest.mark.parametrize("size", [64, pytest.param(224, marks=slow)])
-@pytest.mark.parametrize(("ours", "theirs"), [("eca_resnet50d", "ecaresnet50d"), ("resnet50d", "resnet50d")])
+@pytest.mark.parametrize(
+    ("ours", "theirs"), fast_first([("eca_resnet50d", "ecaresnet50d"), ("resnet50d", "resnet50d")])
+)
 def test_timm_resnet_d_weights_compute_timms_function(ours, theirs, size):
     reference = trained_like(timm.create_model(theirs, pretrained=False))
     model = senet.load_weights(senet.create_model(ours), reference.state_dict()).eval()

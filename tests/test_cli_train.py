@@ -304,6 +304,7 @@ def test_errors_in_a_real_process_have_no_traceback(tmp_path):
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
+@slow
 def test_train_prints_its_result_in_one_line(tmp_path, capsys):
     text = _ok(capsys, "train", *TINY, "--progress", "none", *run_dir_args(tmp_path, "one"))
     assert "resnet20 on fashion-mnist: test top-1 " in text and " after 1 epoch, " in text

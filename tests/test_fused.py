@@ -10,6 +10,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import fast_first
 from torch import nn
 
 import senet
@@ -178,7 +179,7 @@ def test_training_scale_has_exact_first_and_second_derivatives(fmt, shortcut):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("shortcut", [True, False])
+@pytest.mark.parametrize("shortcut", fast_first([True, False]))
 def test_training_unit_has_exact_first_and_second_derivatives(fmt, shortcut):
     # The whole unit: the scale hands g and s to the squeeze's backward, which writes ∂L/∂u once (GradHandoff);
     # a double backward (gradgradcheck records the first one) leaves ∂L/∂u to autograd instead.

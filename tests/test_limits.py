@@ -37,6 +37,7 @@ TINY = ["--dataset", "synthetic", "--model", "resnet20", "--image-size", "8", "-
 # -- threads and workers ----------------------------------------------------------------------------------------------
 
 
+@slow
 def test_threads_and_workers_beyond_the_machine_are_refused_naming_its_cores(tmp_path, capsys):
     cores = usable_cores()
     out = ["--out-dir", str(tmp_path), "--name", "r"]

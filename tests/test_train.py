@@ -181,6 +181,7 @@ def test_checkpoint_from_another_model_is_refused(tmp_path):
 
 
 @needs_fmnist
+@slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     cfg = tiny(tmp_path, lr=1e38, checkpoint_every=1)  # weights of 1e37 overflow float32 in the next step
     with pytest.raises(
@@ -214,6 +215,7 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
     assert result.history[-1]["step"] == 512 // 64  # 16 micro-batches of 32, one optimizer step per two
 
 
+@slow
 def test_tensorboard_events_when_installed(tmp_path, monkeypatch):
     # tensorboard is optional and absent here: stand in for its SummaryWriter to check what the trainer logs.
     logged = []

@@ -6,7 +6,7 @@ GPU runs, with numpy doing each block's arithmetic. benchmarks/se_cuda.py repeat
 
 import pytest
 import torch
-from conftest import slow
+from conftest import fast_first, slow
 
 import senet
 from senet import fused
@@ -36,7 +36,7 @@ def _reference(u, s, shortcut, relu):
 
 @pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize("residual", [True, False])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", fast_first([torch.float32, torch.float16, torch.bfloat16]), ids=str)
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_scale_add_matches_the_reference_forward_and_backward(interpreter, fmt, dtype, residual, relu):
     torch.manual_seed(0)

@@ -47,5 +47,5 @@ def conv_bn(
 def init_convs(model: nn.Module) -> None:
     """He et al.'s normal initialisation (fan-out, for ReLU) of every convolution; BN starts at weight 1, bias 0."""
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.Conv2d) and not m.weight.is_meta:  # meta: no values to draw (profile, cost)
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
