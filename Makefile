@@ -36,12 +36,12 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 # The whole suite (what CI runs), and the fast tier for the edit-test loop: everything not marked slow (under a
-# minute on 2 cores; tests/conftest.py says what is slow).
+# minute on 2 cores; tests/conftest.py says what is slow), one test process per core (pytest-xdist).
 test: install data browser lint wheel-smoke
 	$(PY) -m pytest -q
 
 test-fast: install data browser
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile
 
 # The wheel installed into a fresh virtualenv outside the checkout: train, eval and export with a packaged recipe.
 wheel-smoke: install data
