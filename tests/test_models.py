@@ -233,3 +233,18 @@ def test_se_init_identity_needs_a_gate_that_reaches_one():
     with pytest.raises(ValueError, match="se_init='warm'"):
         senet.create_model("se_resnet20", se_init="warm")
     assert "se_init" not in get_entry("resnet20").shared_options({"se_init": "identity"})
+
+
+@pytest.mark.parametrize("name", ["se_resnet20", "se_mobilenet"])
+def test_convolutions_start_from_he_normal_fan_out_and_build_on_meta_without_values(name):
+    """Every convolution starts from He et al.'s normal draw, std √(2 / fan-out) (the ResNets' own loop and
+    `init_convs` of the other families); on the meta device, where no values exist, the same modules are built."""
+    model = senet.create_model(name)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.numel() >= 4096]
+    assert convs
+    for conv in convs:
+        fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.1), conv
+    with torch.device("meta"):
+        meta = senet.create_model(name)
+    assert [(k, v.shape) for k, v in meta.state_dict().items()] == [(k, v.shape) for k, v in model.state_dict().items()]
