@@ -316,69 +316,69 @@ class _Run:
         model: nn.Module | None = None,
     ) -> None:
         self.t0 = time.monotonic()
-        self.config = c = config
+        self.config = cfg = config
         self.dist = dist
-        self.run_dir = c.run_dir
-        self.progress = Progress(c.progress if dist.main else "none")
+        self.run_dir = cfg.run_dir
+        self.progress = Progress(cfg.progress if dist.main else "none")
 
         # where the weights start: a run to resume, the init source (docs/transfer.md), or fresh. A resumed run
         # never reads the source again (it may have moved or changed): its checkpoint, config and INIT_FILE say all.
         self.fresh = not (self.run_dir / STATE_FILE).is_file()
         if not self.fresh:
-            self.config = c = self._keep_init(c)
-        self.saved_init = self._read_init_file() if c.init and not self.fresh else {}
-        _check_finetune(c, model)  # a stage the model lacks: refused before the init source is read or downloaded
-        old = c.init and not self.fresh and "preprocess" not in self.saved_init  # started before INIT_FILE said it
-        self.source = resolve_init(c.init, c.model) if c.init and (self.fresh or old) else None
+            self.config = cfg = self._keep_init(cfg)
+        self.saved_init = self._read_init_file() if cfg.init and not self.fresh else {}
+        _check_finetune(cfg, model)  # a stage the model lacks: refused before the init source is read or downloaded
+        old = cfg.init and not self.fresh and "preprocess" not in self.saved_init  # started before INIT_FILE said it
+        self.source = resolve_init(cfg.init, cfg.model) if cfg.init and (self.fresh or old) else None
 
         # data: the training and test sets, and how a batch reaches the model
-        pre = _preprocess(c, self.source.preprocess if self.source else self.saved_init.get("preprocess", {}))
+        pre = _preprocess(cfg, self.source.preprocess if self.source else self.saved_init.get("preprocess", {}))
         size = pre.pop("input_size", 0)
-        size = c.image_size or size  # the run's own size, else the init weights' (image folders)
+        size = cfg.image_size or size  # the run's own size, else the init weights' (image folders)
         train_set, self.test_set, self.spec = load_datasets(
-            c.dataset, data_dir=c.data_dir, download=c.download and dist.main, image_size=size, augment=c.augment,
-            crop_padding=c.crop_padding, random_erasing=c.random_erasing, train_subset=c.train_subset,
-            test_subset=c.test_subset, in_chans=c.in_chans, classes=c.classes or None,
-            train_per_class=c.train_per_class, preprocess=pre,
+            cfg.dataset, data_dir=cfg.data_dir, download=cfg.download and dist.main, image_size=size,
+            augment=cfg.augment, crop_padding=cfg.crop_padding, random_erasing=cfg.random_erasing,
+            train_subset=cfg.train_subset, test_subset=cfg.test_subset, in_chans=cfg.in_chans,
+            classes=cfg.classes or None, train_per_class=cfg.train_per_class, preprocess=pre,
         )  # fmt: skip
-        if c.data_on_device:  # batches become gathers on the device (senet.data.resident)
+        if cfg.data_on_device:  # batches become gathers on the device (senet.data.resident)
             train_set, self.test_set = (
                 ResidentImages(train_set, dist.device),
                 ResidentImages(self.test_set, dist.device),
             )
-        self.inputs = Inputs(dist.device, self.spec.mean, self.spec.std, c.channels_last, c.amp)
+        self.inputs = Inputs(dist.device, self.spec.mean, self.spec.std, cfg.channels_last, cfg.amp)
         self.sampler = EpochBatches(
-            len(train_set), c.batch_size, shuffle=True, seed=c.seed, rank=dist.rank, world=dist.world
+            len(train_set), cfg.batch_size, shuffle=True, seed=cfg.seed, rank=dist.rank, world=dist.world
         )
-        self.train_loader = loader(train_set, self.sampler, c.workers, dist.device.type == "cuda")
-        self.batches = len(self.sampler) // c.accum_steps * c.accum_steps  # per epoch: whole optimizer steps
+        self.train_loader = loader(train_set, self.sampler, cfg.workers, dist.device.type == "cuda")
+        self.batches = len(self.sampler) // cfg.accum_steps * cfg.accum_steps  # per epoch: whole optimizer steps
         if self.batches == 0:
-            raise ValueError(f"an epoch has {len(self.sampler)} batches, fewer than accum_steps={c.accum_steps}; "
+            raise ValueError(f"an epoch has {len(self.sampler)} batches, fewer than accum_steps={cfg.accum_steps}; "
                              "lower accum_steps or batch_size")  # fmt: skip
 
         # the model, what trains in it, its EMA, and what runs it (DistributedDataParallel, torch.compile)
         self.model = self._build_model(model)
-        finetune = Finetune(c.freeze, c.freeze_bn, c.backbone_lr, c.layer_decay)
+        finetune = Finetune(cfg.freeze, cfg.freeze_bn, cfg.backbone_lr, cfg.layer_decay)
         self.kept_bn = finetune.apply(self.model, self._new_tensors())  # BatchNorm layers whose statistics stay
-        self.ema = ModelEMA(self.model, c.ema_decay) if c.ema_decay > 0 else None
+        self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         net: nn.Module = self.model
         if dist.enabled:
             ids = [dist.device.index] if dist.device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.net = torch.compile(net) if c.compile else net
+        self.net = torch.compile(net) if cfg.compile else net
 
         # optimisation: lr scaled with the global batch (the paper's 0.6 per 1024, §5), the schedule over steps
-        steps_per_epoch = self.batches // c.accum_steps
-        global_batch = c.batch_size * c.accum_steps * dist.world
-        self.base_lr = c.lr * global_batch / c.lr_batch
-        self.optimizer = _optimizer(c, self.model, self.base_lr, finetune.lr_scales(self.model))
-        self.scaler = torch.amp.GradScaler(dist.device.type, enabled=c.amp == "fp16")
+        steps_per_epoch = self.batches // cfg.accum_steps
+        global_batch = cfg.batch_size * cfg.accum_steps * dist.world
+        self.base_lr = cfg.lr * global_batch / cfg.lr_batch
+        self.optimizer = _optimizer(cfg, self.model, self.base_lr, finetune.lr_scales(self.model))
+        self.scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.amp == "fp16")
         self.schedule = LRSchedule(
-            c.schedule, total_steps=steps_per_epoch * c.epochs, steps_per_epoch=steps_per_epoch,
-            warmup_epochs=c.warmup_epochs, min_lr=c.min_lr, milestones=c.milestones, gamma=c.gamma,
-            patience=c.patience,
+            cfg.schedule, total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
+            warmup_epochs=cfg.warmup_epochs, min_lr=cfg.min_lr, milestones=cfg.milestones, gamma=cfg.gamma,
+            patience=cfg.patience,
         )  # fmt: skip
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
         # where the run stands: epoch and batch within it, optimizer steps, the epoch's totals, per-epoch history
         self.epoch, self.batch, self.step = 0, 0, 0
@@ -405,66 +405,66 @@ class _Run:
                              "start the run again in a new folder")  # fmt: skip
         return read_json(path, INIT_SCHEMA, f"{INIT_FILE} of the run", "start the run again in a new folder")
 
-    def _keep_init(self, c: TrainConfig) -> TrainConfig:
+    def _keep_init(self, cfg: TrainConfig) -> TrainConfig:
         """A resumed run's config with the init its folder records (config.yaml): the run started from it, and its
         weights now come from the checkpoint; another one given is named and not used."""
         path = self.run_dir / CONFIG_FILE
-        saved = TrainConfig.from_recipe(path).init if path.is_file() else c.init
-        if _same_init(saved, c.init):
-            return c.replace(init=saved)
-        if c.init:
+        saved = TrainConfig.from_recipe(path).init if path.is_file() else cfg.init
+        if _same_init(saved, cfg.init):
+            return cfg.replace(init=saved)
+        if cfg.init:
             self.progress.message(f"init: {self.run_dir} started from {saved or 'fresh weights'}; resumed, it goes "
-                                  f"on from its checkpoint, not from {c.init}")  # fmt: skip
-        return c.replace(init=saved)
+                                  f"on from its checkpoint, not from {cfg.init}")  # fmt: skip
+        return cfg.replace(init=saved)
 
     def _build_model(self, given: nn.Module | None) -> nn.Module:
         """The model of the config for the data (or ``given``, the model the config describes), with the init
         source's weights in a fresh run, on the device; its cost counted on the meta device."""
-        c, s, device = self.config, self.spec, self.dist.device
-        external = ":" in c.model  # torchvision's or timm's: the init weights are named as the model names them
+        cfg, spec, device = self.config, self.spec, self.dist.device
+        external = ":" in cfg.model  # torchvision's or timm's: the init weights are named as the model names them
         if "model_options" in self.saved_init:  # resumed: the options the run was built with (a change is refused
-            options = {**self.saved_init["model_options"], **c.model_options}  # by the checkpoint if it differs)
+            options = {**self.saved_init["model_options"], **cfg.model_options}  # by the checkpoint if it differs)
         elif self.source and not external:
-            options = init_options(self.source, c.model, c.model_options)
+            options = init_options(self.source, cfg.model, cfg.model_options)
         else:
-            options = c.model_options
+            options = cfg.model_options
         self.model_options = options
-        torch.manual_seed(derive_seed(c.seed, "init"))
-        kwargs = {"num_classes": s.num_classes, "in_chans": s.in_chans, "add_se": c.add_se, **options}
-        model = given if given is not None else create_model(c.model, **kwargs)
+        torch.manual_seed(derive_seed(cfg.seed, "init"))
+        kwargs = {"num_classes": spec.num_classes, "in_chans": spec.in_chans, "add_se": cfg.add_se, **options}
+        model = given if given is not None else create_model(cfg.model, **kwargs)
         have = model.model_config["num_classes"], model.model_config["in_chans"]
-        if have != (s.num_classes, s.in_chans):
-            want = f"num_classes={s.num_classes}, in_chans={s.in_chans}"
+        if have != (spec.num_classes, spec.in_chans):
+            want = f"num_classes={spec.num_classes}, in_chans={spec.in_chans}"
             raise ValueError(f"the model has {have[0]} classes and {have[1]} input channels, the data "
-                             f"{s.num_classes} and {s.in_chans}: build it with {want}")  # fmt: skip
-        if s.image_size < getattr(model, "min_size", 1):
-            raise ValueError(f"{c.model} needs images of at least {model.min_size} px; the data has {s.image_size}: "
-                             f"pass --image-size {model.min_size} or more (the images are resized), or choose a model "
-                             "for small images")  # fmt: skip
+                             f"{spec.num_classes} and {spec.in_chans}: build it with {want}")  # fmt: skip
+        if spec.image_size < getattr(model, "min_size", 1):
+            raise ValueError(f"{cfg.model} needs images of at least {model.min_size} px; the data has "
+                             f"{spec.image_size}: pass --image-size {model.min_size} or more (the images are resized), "
+                             "or choose a model for small images")  # fmt: skip
         self.init_report = None
         if self.source is not None and self.fresh:  # a resumed run's weights come from its checkpoint
             if not self.dist.main:  # after rank 0, which downloads published weights into the cache others read
                 self.dist.barrier()
-            self.init_report = load_init(model, self.source, s.classes, layout="senet" if external else None)
+            self.init_report = load_init(model, self.source, spec.classes, layout="senet" if external else None)
             if self.dist.main:
                 self.dist.barrier()
             for line in self.init_report.lines():
                 self.progress.message(line)
         with torch.device("meta"):  # count parameters and multiply-adds without a second set of weights
-            meta = create_model(c.model, **kwargs)
-        self.cost = profile(meta, (s.in_chans, s.image_size, s.image_size))
-        if self.dist.enabled and c.sync_bn:
+            meta = create_model(cfg.model, **kwargs)
+        self.cost = profile(meta, (spec.in_chans, spec.image_size, spec.image_size))
+        if self.dist.enabled and cfg.sync_bn:
             if device.type != "cuda":
                 raise ValueError("sync_bn needs CUDA devices: PyTorch's SyncBatchNorm runs on GPUs only")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        return model.to(device, memory_format=torch.channels_last if c.channels_last else torch.preserve_format)
+        return model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
 
     # -- training ------------------------------------------------------------------------------------------------
 
     def fit(self) -> RunResult:
         """Train the remaining epochs: each one's batches, then its evaluation, checkpoint and outputs."""
-        c, dist = self.config, self.dist
-        tb = c.tensorboard if dist.main else False
+        cfg, dist = self.config, self.dist
+        tb = cfg.tensorboard if dist.main else False
         if tb and not self.fresh and not tensorboard_installed():  # runs recorded before the default was null said
             self.progress.message(  # true for "when installed": a resumed run goes on without events, and says so
                 "tensorboard is not installed: this resumed run writes no TensorBoard events "
@@ -473,7 +473,7 @@ class _Run:
             tb = None
         self.tb = TensorBoard(self.run_dir, tb)
         try:
-            while self.epoch < c.epochs:
+            while self.epoch < cfg.epochs:
                 self.sampler.set_epoch(self.epoch, start=self.batch)  # a resumed epoch skips what it has done
                 train_mode(self.net, self.kept_bn)
                 self.progress.start_epoch(self.batch)
@@ -484,10 +484,17 @@ class _Run:
                     self._train_step(i, batch)
                     self.batch = i + 1
                     speed = (self.totals.seen - seen_before) / max(time.monotonic() - started, 1e-9)
-                    t = self.totals
-                    self.progress.step(self.epoch + 1, c.epochs, self.batch, self.batches, t.loss, t.acc, speed)
-                    stepped = self.batch % c.accum_steps == 0
-                    if c.checkpoint_every and stepped and self.step % c.checkpoint_every == 0 and i + 1 < self.batches:
+                    totals = self.totals
+                    self.progress.step(
+                        self.epoch + 1, cfg.epochs, self.batch, self.batches, totals.loss, totals.acc, speed
+                    )
+                    stepped = self.batch % cfg.accum_steps == 0
+                    if (
+                        cfg.checkpoint_every
+                        and stepped
+                        and self.step % cfg.checkpoint_every == 0
+                        and i + 1 < self.batches
+                    ):
                         self._save_state()  # (the epoch's end saves anyway)
                 self._end_epoch(time.monotonic() - started, self.totals.seen - seen_before)
         finally:
@@ -497,17 +504,17 @@ class _Run:
     def _train_step(self, i: int, batch: Batch) -> None:
         """Micro-batch ``i`` of the epoch: forward, loss and backward; after every ``accum_steps`` micro-batches,
         one optimizer step at the schedule's learning rate."""
-        c, dist = self.config, self.dist
-        last_micro = (i + 1) % c.accum_steps == 0
-        skipped = check_readable(batch, c.skip_bad_images)
-        torch.manual_seed(derive_seed(c.seed, "step", dist.rank, self.epoch, i))  # dropout & co., resume-exact
+        cfg, dist = self.config, self.dist
+        last_micro = (i + 1) % cfg.accum_steps == 0
+        skipped = check_readable(batch, cfg.skip_bad_images)
+        torch.manual_seed(derive_seed(cfg.seed, "step", dist.rank, self.epoch, i))  # dropout & co., resume-exact
         x, y = self.inputs.prepare(batch.images), batch.labels.to(dist.device, non_blocking=True)
         # Gradients are averaged across processes at the last micro-batch of a step only.
         with contextlib.nullcontext() if last_micro or not dist.enabled else self.net.no_sync():
             with self.inputs.autocast():
                 logits = self.net(x)
                 loss = self.criterion(logits, y)
-            self.scaler.scale(loss / c.accum_steps).backward()
+            self.scaler.scale(loss / cfg.accum_steps).backward()
         loss_sum, correct, seen, skipped = dist.sum(
             [loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y), skipped]
         )
@@ -527,31 +534,31 @@ class _Run:
 
     def _end_epoch(self, spent_s: float, images: float) -> None:
         """Evaluate (every ``eval_every`` epochs and at the last), record the epoch, checkpoint, write the outputs."""
-        c, t = self.config, self.totals
+        cfg, totals = self.config, self.totals
         row: dict[str, Any] = {
             "epoch": self.epoch + 1,
             "step": self.step,
             "lr": self.base_lr * self.schedule(max(self.step - 1, 0)),
-            "train_loss": t.loss,
-            "train_acc": t.acc,
+            "train_loss": totals.loss,
+            "train_acc": totals.acc,
             "test_loss": "",
             "test_acc": "",
             "test_acc5": "",
             "images_per_s": images / max(spent_s, 1e-9),
-            "skipped": t.skipped,
+            "skipped": totals.skipped,
         }
         model = self.ema.module if self.ema else self.model
         self.dist.sync_buffers(model)
-        if (self.epoch + 1) % c.eval_every == 0 or self.epoch + 1 == c.epochs:
-            r = evaluate(
-                model, self.test_set, self.inputs, batch_size=2 * c.batch_size, workers=c.workers, dist=self.dist,
-                skip_bad_images=c.skip_bad_images, tta=c.tta,
+        if (self.epoch + 1) % cfg.eval_every == 0 or self.epoch + 1 == cfg.epochs:
+            test = evaluate(
+                model, self.test_set, self.inputs, batch_size=2 * cfg.batch_size, workers=cfg.workers, dist=self.dist,
+                skip_bad_images=cfg.skip_bad_images, tta=cfg.tta,
             )  # fmt: skip
-            row |= {"test_loss": r.loss, "test_acc": r.acc, "test_acc5": r.acc5, "test_images": r.n}
-            row["skipped"] += r.skipped
-            if not math.isfinite(r.loss):
-                raise self._stop_non_finite(f"the test loss after epoch {self.epoch + 1} is {r.loss}")
-            self.schedule.observe(r.loss)
+            row |= {"test_loss": test.loss, "test_acc": test.acc, "test_acc5": test.acc5, "test_images": test.n}
+            row["skipped"] += test.skipped
+            if not math.isfinite(test.loss):
+                raise self._stop_non_finite(f"the test loss after epoch {self.epoch + 1} is {test.loss}")
+            self.schedule.observe(test.loss)
         row["elapsed_s"] = self._elapsed()
         row["epoch_s"] = row["elapsed_s"] - (self.history[-1]["elapsed_s"] if self.history else 0.0)
         self.history.append(row)
@@ -561,7 +568,7 @@ class _Run:
             if row["test_acc"] != "":  # evaluated with a finite loss: a state to go back to
                 mark_good(self.run_dir)
             self._write_outputs(row, model)
-        self.progress.end_epoch(row, c.epochs)
+        self.progress.end_epoch(row, cfg.epochs)
 
     def _write_outputs(self, row: dict[str, Any], model: nn.Module) -> None:
         if row["test_acc"] != "":
@@ -621,32 +628,32 @@ class _Run:
         """Load a checkpoint; ``strict`` refuses one whose configuration differs (beyond `RUNTIME_FIELDS` and
         epochs), as a cache of runs must."""
         _check_resumable(state, self.model, path)
-        x = state.extra
-        changed = config_changes(x["config"], self.config)
+        extra = state.extra
+        changed = config_changes(extra["config"], self.config)
         if strict and set(changed) - {"epochs"}:
             raise ValueError(f"{str(self.run_dir)!r} holds a run of another configuration ({_describe(changed)})")
         try:  # load_state checked the file against its schema; these check their own parts
             self.model.load_state_dict(state.model)
             if self.ema is not None:
                 self.ema.module.load_state_dict(state.ema if state.ema is not None else state.model)
-            self.optimizer.load_state_dict(x["optimizer"])
-            self.scaler.load_state_dict(x["scaler"])
-            self.schedule.load_state_dict(x["schedule"])
-            self.totals = Totals.restore(x["totals"] if "totals" in x else x["sums"])
+            self.optimizer.load_state_dict(extra["optimizer"])
+            self.scaler.load_state_dict(extra["scaler"])
+            self.schedule.load_state_dict(extra["schedule"])
+            self.totals = Totals.restore(extra["totals"] if "totals" in extra else extra["sums"])
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
             detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ValueError(
                 f"cannot resume from {str(path)!r}: its weights or optimizer state do not fit the run ({detail}); "
                 f"restore it from {GOOD_STATE_FILE} beside it, or start the run again in a new folder"
             ) from None
-        if x["batch"] >= self.batches:
+        if extra["batch"] >= self.batches:
             raise ValueError(
-                f"cannot resume from {str(path)!r}: it stands at batch {x['batch']} of an epoch of {self.batches} "
+                f"cannot resume from {str(path)!r}: it stands at batch {extra['batch']} of an epoch of {self.batches} "
                 "batches; resume with the batch size and subset it was trained with"
             )
-        self.epoch, self.batch, self.step = x["epoch"], x["batch"], x["step"]
-        self.elapsed_before, self.best_acc = x["elapsed_s"], x["best_acc"]
-        self.history = x["history"]
+        self.epoch, self.batch, self.step = extra["epoch"], extra["batch"], extra["step"]
+        self.elapsed_before, self.best_acc = extra["elapsed_s"], extra["best_acc"]
+        self.history = extra["history"]
         note = f"; changed: {_describe(changed)}" if changed else ""
         self.progress.message(f"resuming {self.run_dir} at epoch {self.epoch + 1}, batch {self.batch}{note}")
 
@@ -661,10 +668,10 @@ class _Run:
         self.dist.barrier()
         if state is None:
             return NonFiniteLossError(f"{what}; stopped before any checkpoint. Lower lr or add warmup_epochs")
-        x = load_state(state).extra
+        extra = load_state(state).extra
         when = (
-            f"the end of epoch {x['epoch']} (step {x['step']}, the last one evaluated with a finite loss)"
-            if x["epoch"]
+            f"the end of epoch {extra['epoch']} (step {extra['step']}, the last one evaluated with a finite loss)"
+            if extra["epoch"]
             else "the start of the run (step 0: no epoch ended with a finite loss)"
         )
         return NonFiniteLossError(
