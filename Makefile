@@ -36,12 +36,15 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 # The whole suite (what CI runs), and the fast tier for the edit-test loop: everything not marked slow (under a
-# minute on 2 cores; tests/conftest.py says what is slow), one test process per core (pytest-xdist).
+# minute on 2 cores; tests/conftest.py says what is slow). One test process per core (pytest-xdist), each test file
+# whole in one process, so that its module fixtures (trained runs, converted models) are built once.
+PYTEST := $(PY) -m pytest -q -n auto --dist loadfile
+
 test: install data browser lint wheel-smoke
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: install data browser
-	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile
+	$(PYTEST) -m "not slow"
 
 # The wheel installed into a fresh virtualenv outside the checkout: train, eval and export with a packaged recipe.
 wheel-smoke: install data

@@ -13,7 +13,7 @@ import torch
 from pytest import ParameterSet
 
 # Two cores: keep intra-op threads at what the machine has, and results repeatable; under pytest-xdist (`make test`
-# runs two workers) each worker takes its share of the cores.
+# and `make test-fast` run one worker per core) each worker takes its share of the cores.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // _WORKERS))
 
@@ -24,8 +24,9 @@ def _seed():
 
 
 # The fast tier (`make test-fast`, `pytest -m "not slow"`) runs everything but what is marked slow: runs of real
-# training in subprocesses, and the repetition of a per-model check over every registered model, of which it keeps
-# one model per family.
+# training (in subprocesses, and in-process runs of more than a second), the repetition of a per-model check over
+# every registered model, of which it keeps one model per family, and the repetition of one assertion over many
+# cases, of which it keeps the first (`fast_first`). A test that takes more than about a second on 2 cores is slow.
 slow = pytest.mark.slow
 
 
