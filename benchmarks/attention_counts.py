@@ -1,7 +1,7 @@
 """What each attention unit adds to ResNet-50: parameters and multiply-adds, for docs/attention.md.
 
 Each unit in SE's place (after the last BN of each of the 16 bottlenecks, `senet.create_model("se_resnet50",
-attention=...)`, the paper's "original" layout, 224² input), as `senet.analysis.attention.PRESETS` uses it, plus the
+attention=...)`, the paper's "original" layout, 224² input), as `senet.analysis.presets.PRESETS` uses it, plus the
 variants the papers' figures need. Two MAC counts: ``torch.utils.flop_counter`` flops / 2 (convolutions, linear
 layers and matrix products only: what the papers' thop / fvcore counts hold), and `senet.profile`'s, which adds one
 per element for each pass over a map (SE's squeeze and scale, and each unit's poolings and products; the rule in
@@ -14,7 +14,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import senet
-from senet.analysis.attention import PRESETS, preset_options
+from senet.analysis.presets import PRESETS, preset_options
 
 SIZE = (3, 224, 224)
 EXTRA = {  # variants beside the presets: (label, options)

@@ -194,7 +194,7 @@ def test_study_json_with_cost_columns_is_checked_field_by_field(tmp_path, change
 def test_ablate_help_lists_the_attention_presets_it_accepts(capsys):
     """`senet ablate --help` names each study's source plainly and lists exactly the attention presets, from
     PRESETS (a unit added there appears in the help without another edit)."""
-    from senet.analysis.attention import PRESETS
+    from senet.analysis.presets import PRESETS
 
     for argv in (["ablate", "--help"], ["ablate", "attention", "--help"]):
         with pytest.raises(SystemExit) as stop:

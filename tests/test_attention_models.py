@@ -12,8 +12,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import senet
 from senet.analysis.ablate import study_variants
-from senet.analysis.attention import PRESETS, preset_options, stage_sizes
 from senet.analysis.cost import ModelSpec, markdown_table, measure_cost
+from senet.analysis.presets import PRESETS, preset_options, stage_sizes
 from senet.cli import main
 from senet.export import export
 from senet.layers import ATTENTION_UNITS, SEConfig

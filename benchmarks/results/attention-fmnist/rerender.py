@@ -1,6 +1,6 @@
 """Re-render study.json's paper columns and study.md from the cached results, without training or measuring.
 
-The paper figures are not measurements: they come from `senet.analysis.attention.PRESETS` when the study runs. After
+The paper figures are not measurements: they come from `senet.analysis.presets.PRESETS` when the study runs. After
 PRESETS was corrected (2026-12-07: each figure beside its own source's baseline, GE's and SRM's added), this writes
 the current figures into study.json and renders study.md with the current table code. Every measured field (errors,
 runs, images/s, params, MACs, latency, training step, env) is kept as it was.

@@ -10,7 +10,7 @@ variant, top-1 error mean ± std over seeds, parameters (exact, so that units ad
 ECA, stand apart from the plain network), MACs; beside the paper's SE-ResNet-50 ImageNet figure
 for the same variant (docs/reference.md §3) to compare orderings, not values.
 
-The ``attention`` study puts each of SE's successors (`senet.analysis.attention.PRESETS`) where SE sits, one unit
+The ``attention`` study puts each of SE's successors (`senet.analysis.presets.PRESETS`) where SE sits, one unit
 per variant with the same recipe, beside SE and the plain twin. When its runs are done it also measures every
 variant's CPU latency (batch 1 and 8) and training step in one process, interleaved (`senet.analysis.cost`;
 ``cost.json``, measured once and kept), and lists each unit's ImageNet figure from its own paper.
@@ -40,8 +40,8 @@ from ..training import TrainConfig, train
 from ..training.outputs import mean_std, over_seeds
 from ..transfer import resolve_init
 from ..validate import MAX_SEEDS, Float, Int, Json, List, Map, Maybe, Str, json_text, read_json
-from .attention import PRESETS, preset_options
 from .cost import ModelSpec, measure_cost
+from .presets import PRESETS, preset_options
 
 __all__ = ["STUDIES", "StudyResult", "Variant", "run_study", "study_variants"]
 

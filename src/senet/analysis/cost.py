@@ -9,7 +9,7 @@ Memory: on CUDA, the peak allocated during a training step; everywhere, the byte
 backward pass (activation memory), counted exactly with saved-tensor hooks.
 
 A model is a registered name or a `ModelSpec`: a name with `create_model` options and a label, so that variants of
-one network (SE-ResNet-50 with each attention unit, `senet.analysis.attention`) are measured in one run.
+one network (SE-ResNet-50 with each attention unit, `senet.analysis.presets`) are measured in one run.
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ def _key(options: dict[str, Any]) -> str:
 
 def _unit_label(row: CostRow) -> str:
     """The name of the unit in ``row``'s model where SE sits: SE, or another (ECA in ``eca_resnet50d``)."""
-    from .attention import PRESETS
+    from .presets import PRESETS
 
     unit = row.options.get("attention") or dict(get_entry(row.model).se_defaults).get("attention", "se")
     if unit == "ge":  # the preset of its variant: GE-θ⁻, GE-θ or GE-θ⁺

@@ -16,7 +16,7 @@ from senet.validate import MAX_SEEDS
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     from senet.analysis.ablate import STUDIES
-    from senet.analysis.attention import PRESETS
+    from senet.analysis.presets import PRESETS
 
     studies = "; ".join(f"{k} ({what}; {_paper(table)})" for k, (what, table, _) in STUDIES.items())
     parser.add_argument("study", choices=list(STUDIES), metavar="STUDY", help=studies)

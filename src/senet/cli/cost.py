@@ -18,7 +18,7 @@ from senet.cli._config import BATCH, add_input_size_flags, input_size, positive,
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    from senet.analysis.attention import PRESETS
+    from senet.analysis.presets import PRESETS
 
     parser.add_argument("models", nargs="+", metavar="MODEL", help="models (SE or plain; the twin is added; see "
                         "`senet models`), or run folders")  # fmt: skip
@@ -39,8 +39,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from senet.analysis.attention import PRESETS, preset_options
     from senet.analysis.cost import ModelSpec, markdown_table, measure_cost
+    from senet.analysis.presets import PRESETS, preset_options
     from senet.environment import check_parallelism
     from senet.files import atomic_write_text, refuse_busy
     from senet.models import get_entry

@@ -417,7 +417,7 @@ class GatherExcite(AttentionUnit):
         return (
             f"the global GE-{self.variant} units of stage {stage} were built for {self.feat_size} maps "
             f"(attention_options feat_size, one map size per stage) and got {got}: the network was built for another "
-            "input size; build it for this one, e.g. with senet.analysis.attention.preset_options(model, preset, "
+            "input size; build it for this one, e.g. with senet.analysis.presets.preset_options(model, preset, "
             "input_size), which fills in each stage's map size"
         )
 

@@ -182,7 +182,7 @@ class SEConfig:
     def make(self, channels: int, stage: int) -> nn.Module:
         """The unit for a block of ``stage`` (1-based) rescaling ``channels`` channels: SE, or ``attention``'s.
 
-        The unit records its ``stage`` (what `senet.analysis.attention.stage_sizes` groups map sizes by)."""
+        The unit records its ``stage`` (what `senet.analysis.presets.stage_sizes` groups map sizes by)."""
         if self.attention != "se":
             unit = make_attention(self.attention, channels, self.ratio(stage), **self.stage_options(stage))
         else:
