@@ -36,9 +36,9 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 # The whole suite (what CI runs), and the fast tier for the edit-test loop: everything not marked slow (under a
-# minute on 2 cores; tests/conftest.py says what is slow). One test process per core (pytest-xdist), each test file
-# whole in one process, so that its module fixtures (trained runs, converted models) are built once.
-PYTEST := $(PY) -m pytest -q -n auto --dist loadfile
+# minute on 2 cores; tests/conftest.py says what is slow). One test process per core, 8 at most (pytest-xdist), each
+# test file whole in one process, so that its module fixtures (trained runs, converted models) are built once.
+PYTEST := $(PY) -m pytest -q -n auto --maxprocesses 8 --dist loadfile
 
 test: install data browser lint wheel-smoke
 	$(PYTEST)

@@ -164,14 +164,14 @@ def _flaky_server(payload: bytes, failures: int):
 
 
 def test_a_silent_download_of_weights_times_out_after_its_attempts(tmp_path, monkeypatch):
-    monkeypatch.setenv("SENET_DOWNLOAD_TIMEOUT", "0.3")
+    monkeypatch.setenv("SENET_DOWNLOAD_TIMEOUT", "0.1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     with _silent_server() as (url, held):
         spec = KnownWeights("se_resnet50", "test", f"{url}/se_resnet50-ce0d4300.pth", "caffe", "a test")
         with pytest.raises(ConnectionError) as e:
             fetch(spec, progress=False)
     text = str(e.value)
-    assert "3 attempts failed, the last with: no data for 0.3 s" in text and "SENET_DOWNLOAD_TIMEOUT" in text
+    assert "3 attempts failed, the last with: no data for 0.1 s" in text and "SENET_DOWNLOAD_TIMEOUT" in text
     assert "se_resnet50.test" in text and "Copy the file" in text and len(held) == 3
     assert not list((tmp_path / "hub").rglob("*.pth"))
 

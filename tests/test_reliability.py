@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import fast_first, slow
+from conftest import slow
 from test_cli_train import TINY, _fails, _ok, run_dir_args, senet_cmd
 from test_data import needs_fmnist
 
@@ -23,9 +23,7 @@ def _tree(root):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
-@pytest.mark.parametrize(
-    "name", fast_first(["../../escaped", "/tmp/senet-absolute-name", "../escaped", "a/b", ".."], 2)
-)
+@pytest.mark.parametrize("name", ["../../escaped", "../escaped", "/tmp/senet-absolute-name", "a/b", ".."])
 def test_compare_name_stays_inside_the_output_folder(tmp_path, capsys, name):
     out = tmp_path / "deep" / "out"
     out.mkdir(parents=True)
@@ -223,18 +221,15 @@ def _with_metadata(src, dst, text):
 
 @pytest.mark.parametrize(
     ("change", "needle"),
-    fast_first(
-        [
-            (lambda m: [m], "a JSON list, not an object"),
-            (lambda m: "resnet20", "a JSON str, not an object"),
-            (lambda m: {**m, "num_classes": 10**12}, "num_classes is 1000000000000, expected a whole number"),
-            (lambda m: {**m, "in_chans": 10**9}, "in_chans is 1000000000"),
-            (lambda m: {**m, "image_size": 10**9}, "image_size is 1000000000"),
-            (lambda m: {**m, "std": [0.0]}, "std[0] is 0.0"),
-            (lambda m: {**m, "options": {"r": [[[[1]]]]}}, "options.r"),
-        ],
-        2,
-    ),
+    [
+        (lambda m: [m], "a JSON list, not an object"),
+        (lambda m: "resnet20", "a JSON str, not an object"),
+        (lambda m: {**m, "num_classes": 10**12}, "num_classes is 1000000000000, expected a whole number"),
+        (lambda m: {**m, "in_chans": 10**9}, "in_chans is 1000000000"),
+        (lambda m: {**m, "image_size": 10**9}, "image_size is 1000000000"),
+        (lambda m: {**m, "std": [0.0]}, "std[0] is 0.0"),
+        (lambda m: {**m, "options": {"r": [[[[1]]]]}}, "options.r"),
+    ],
     ids=["list", "string", "classes", "channels", "size", "std", "nested"],
 )
 def test_malformed_metadata_in_weights_is_one_line_naming_the_field(syn_run, tmp_path, capsys, change, needle):
@@ -248,23 +243,20 @@ def test_malformed_metadata_in_weights_is_one_line_naming_the_field(syn_run, tmp
 
 @pytest.mark.parametrize(
     ("change", "needle"),
-    fast_first(
-        [
-            (lambda m: [m], "a JSON list, not an object"),
-            (lambda m: {**m, "extra": 5}, "extra is 5, expected an object"),
-            (lambda m: {**m, "model": {**m["model"], "num_classes": 10**12}}, "model.num_classes is 1000000000000"),
-            (lambda m: {**m, "extra": {**m["extra"], "epoch": 10**18}}, "extra.epoch is 1000000000000000000"),
-            (lambda m: {**m, "extra": {**m["extra"], "history": []}}, "0 history rows for epoch=1"),
-            (
-                lambda m: {
-                    **m,
-                    "extra": {**m["extra"], "optimizer": {"state": {"$tensor": "nowhere"}, "param_groups": []}},
-                },
-                "refers to a tensor 'nowhere' that it does not hold",
-            ),
-        ],
-        2,
-    ),
+    [
+        (lambda m: [m], "a JSON list, not an object"),
+        (lambda m: {**m, "extra": 5}, "extra is 5, expected an object"),
+        (lambda m: {**m, "model": {**m["model"], "num_classes": 10**12}}, "model.num_classes is 1000000000000"),
+        (lambda m: {**m, "extra": {**m["extra"], "epoch": 10**18}}, "extra.epoch is 1000000000000000000"),
+        (lambda m: {**m, "extra": {**m["extra"], "history": []}}, "0 history rows for epoch=1"),
+        (
+            lambda m: {
+                **m,
+                "extra": {**m["extra"], "optimizer": {"state": {"$tensor": "nowhere"}, "param_groups": []}},
+            },
+            "refers to a tensor 'nowhere' that it does not hold",
+        ),
+    ],
     ids=["list", "extra", "classes", "epoch", "history", "tensor"],
 )
 def test_malformed_metadata_in_a_training_state_is_one_line_for_resume(syn_run, tmp_path, capsys, change, needle):
@@ -287,8 +279,8 @@ def test_malformed_metadata_in_a_training_state_is_one_line_for_resume(syn_run, 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    fast_first([("lr", ".nan"), ("lr", ".inf"), ("weight_decay", ".nan"), ("weight_decay", "-.inf"), ("gamma", ".inf"),
-                ("warmup_epochs", ".nan"), ("momentum", ".nan"), ("min_lr", ".inf")], 2),
+    [("lr", ".nan"), ("lr", ".inf"), ("weight_decay", ".nan"), ("weight_decay", "-.inf"), ("gamma", ".inf"),
+     ("warmup_epochs", ".nan"), ("momentum", ".nan"), ("min_lr", ".inf")],
 )  # fmt: skip
 def test_non_finite_recipe_values_are_refused_before_training(tmp_path, capsys, field, value):
     recipe = tmp_path / "r.yaml"

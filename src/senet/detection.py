@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from .factory import create_model
 from .models import FeatureNet
 
-if TYPE_CHECKING:  # torchvision is imported where it is used: `import senet` does not pay for it (1.5 s on 2 cores)
-    from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
+# torchvision is imported where it is used: `import senet` does not pay for it (1.5 s on 2 cores). ``extra_blocks``
+# are torchvision's ``ExtraFPNBlock`` modules, annotated as the ``nn.Module`` they are so that the hints resolve.
 
 __all__ = ["FPNBackbone", "fpn_backbone", "freeze_batchnorm"]
 
@@ -31,7 +30,7 @@ class FPNBackbone(nn.Module):
     detection models read it. ``body.weights_meta`` (published weights) gives the normalisation the weights expect,
     for the detection model's ``image_mean`` / ``image_std``."""
 
-    def __init__(self, body: FeatureNet, out_channels: int = 256, extra_blocks: ExtraFPNBlock | None = None) -> None:
+    def __init__(self, body: FeatureNet, out_channels: int = 256, extra_blocks: nn.Module | None = None) -> None:
         from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
         super().__init__()
@@ -70,7 +69,7 @@ def fpn_backbone(
     trainable_stages: int | None = None,
     frozen_bn: bool | None = None,
     out_channels: int = 256,
-    extra_blocks: ExtraFPNBlock | None = None,
+    extra_blocks: nn.Module | None = None,
     **options,
 ) -> FPNBackbone:
     """A feature-pyramid backbone for torchvision's detection models, from any senet network.
