@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import POSITIONS, SEConfig
+from ._convs import init_convs
 from .base import ResidualBlock, Staged
 from .registry import register_attention_model, register_twins
 
@@ -364,12 +365,7 @@ class ResNet(Staged):
         self._init_weights(zero_init_last)
 
     def _init_weights(self, zero_init_last: bool) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d) and not m.weight.is_meta:  # meta: no values to draw (profile, cost)
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_convs(self)
         if zero_init_last:  # each block starts as the identity (Goyal et al. 2017)
             for stage in self.stages():
                 for blk in stage:
