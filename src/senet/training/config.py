@@ -204,7 +204,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
         """Build from a mapping, checking every key and converting each value to its field's type."""
-        types_ = _field_types() if cls is TrainConfig else typing.get_type_hints(cls)
+        types_ = _type_hints(cls)
         kwargs = {}
         for key, value in values.items():
             if key not in types_:
@@ -291,14 +291,14 @@ class TrainConfig:
 
 def field_type(name: str) -> tuple[Any, bool]:
     """A TrainConfig field's type, and whether it may be None (``str | None`` → (str, True))."""
-    return _unwrap(_field_types()[name])
+    return _unwrap(_type_hints(TrainConfig)[name])
 
 
 @functools.cache
-def _field_types() -> dict[str, Any]:
-    """TrainConfig's type hints, resolved once (``typing.get_type_hints`` evaluates every annotation on each call:
-    the command line asks for each field's type to build its parser)."""
-    return typing.get_type_hints(TrainConfig)
+def _type_hints(cls: type) -> dict[str, Any]:
+    """A config class's type hints, resolved once (``typing.get_type_hints`` evaluates every annotation on each call:
+    the command line asks for each field's type to build its parser). Read-only: the dict is shared."""
+    return typing.get_type_hints(cls)
 
 
 def _unwrap(hint: Any) -> tuple[Any, bool]:
